@@ -1,0 +1,1 @@
+"""Shipped default models (resources of the installed package)."""
