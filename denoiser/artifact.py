@@ -1,0 +1,120 @@
+"""Model artifacts: a `.keras` file whose model card (calibration included) travels inside it."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+CARD_ENTRY = "denoise-card.json"
+DEFAULT_MODELS = {1: "gray", 3: "color"}
+
+
+class Artifact(NamedTuple):
+    """A loaded model and its card."""
+
+    model: Any
+    card: dict
+
+    @property
+    def channels(self) -> int:
+        return int(self.model.input_shape[-1])
+
+    @property
+    def align(self) -> int:
+        return int(self.card.get("size_multiple", 1))
+
+    @property
+    def receptive_radius(self) -> int:
+        return int(self.card.get("receptive_radius", 16))
+
+
+def save_artifact(model, card: dict, path: str | Path) -> Path:
+    """Save the model with the card inside the archive and beside it as `<name>.json`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    text = json.dumps(card, indent=2, sort_keys=False)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(CARD_ENTRY, text)
+    path.with_suffix(".json").write_text(text + "\n")
+    return path
+
+
+def read_card(path: str | Path) -> dict:
+    """Read the card stored inside a `.keras` archive ({} when it has none)."""
+    with zipfile.ZipFile(path) as archive:
+        if CARD_ENTRY not in archive.namelist():
+            return {}
+        return json.loads(archive.read(CARD_ENTRY))
+
+
+def default_model_path(channels: int) -> Path:
+    """The shipped default model for gray (1) or colour (3) images."""
+    name = DEFAULT_MODELS[channels]
+    return Path(str(resources.files("denoiser.models").joinpath(f"{name}.keras")))
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """A model path from a file path or a shipped model's name (`gray`, `color`)."""
+    if str(spec) in DEFAULT_MODELS.values():
+        channels = {v: k for k, v in DEFAULT_MODELS.items()}[str(spec)]
+        return default_model_path(channels)
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"model not found: {spec}")
+    return path
+
+
+def load_artifact(path: str | Path, precision: str = "float32") -> Artifact:
+    """Load a `.keras` model in safe mode, cast to `precision` (a Keras dtype policy name)."""
+    import keras
+
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    return Artifact(with_precision(model, precision), read_card(path))
+
+
+def _set_dtype_policies(config: Any, policy: str) -> Any:
+    """Return a copy of a Keras config with every layer's dtype policy replaced."""
+    if isinstance(config, list):
+        return [_set_dtype_policies(item, policy) for item in config]
+    if not isinstance(config, dict):
+        return config
+    out = {k: _set_dtype_policies(v, policy) for k, v in config.items()}
+    if out.get("class_name") == "DTypePolicy" or out.get("class_name") == "DTypePolicyMap":
+        out = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": policy}, "registered_name": None}
+    return out
+
+
+def with_precision(model, policy: str):
+    """The same network and weights under another dtype policy (`float32`, `mixed_bfloat16`, ...)."""
+    import keras
+
+    if all(layer.dtype_policy.name == policy for layer in model.layers):
+        return model
+    config = _set_dtype_policies(keras.saving.serialize_keras_object(model), policy)
+    clone = keras.saving.deserialize_keras_object(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def measure_receptive_radius(model, align: int = 1, size: int = 96, trials: int = 3) -> int:
+    """Largest distance at which one input pixel changes an output pixel, probed with random inputs."""
+    rng = np.random.default_rng(0)
+    channels = int(model.input_shape[-1])
+    centre = size // 2
+    radius = 0
+    for trial in range(trials * align):
+        base = rng.random((1, size, size, channels), dtype=np.float32)
+        poked = base.copy()
+        spot = centre + trial % align
+        poked[0, spot, spot, :] = 1.0 - poked[0, spot, spot, :]
+        diff = np.abs(np.asarray(model(poked)) - np.asarray(model(base))).max(axis=(0, 3))
+        ys, xs = np.nonzero(diff > 1e-7)
+        if len(ys):
+            radius = max(radius, int(np.abs(ys - spot).max()), int(np.abs(xs - spot).max()))
+    return radius

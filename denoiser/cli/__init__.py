@@ -1,0 +1,17 @@
+"""The `denoise` command line: a thin click group, one module per command."""
+
+from __future__ import annotations
+
+import click
+
+from denoiser import __version__
+from denoiser.cli.batch import batch
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version")
+def main() -> None:
+    """Remove noise and static from images and score how anomalous each one is."""
+
+
+main.add_command(batch)

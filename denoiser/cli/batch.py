@@ -1,0 +1,74 @@
+"""`denoise batch INPUT OUTPUT`: clean a file or folder once."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import click
+
+from denoiser.cli.options import engine_options, settings_from
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("output", metavar="OUTPUT", type=click.Path(file_okay=False, path_type=Path))
+@engine_options
+@click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of INPUT.")
+@click.option("-f", "--overwrite", is_flag=True, help="Redo inputs whose output already exists.")
+@click.option("-x", "--fail-fast", is_flag=True, help="Stop at the first failure.")
+@click.option("-p", "--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a before/after sheet of the first images here.")
+@click.option("-n", "--preview-count", type=click.IntRange(1), default=4, show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def batch(input_path: Path, output: Path, **options) -> None:
+    """Denoise INPUT (a file or folder) into OUTPUT, mirroring relative paths.
+
+    Writes OUTPUT/scores.jsonl with one record per input. Exit code 0 when every input
+    succeeded, 1 when some failed.
+    """
+    from denoiser.pipeline import SCORES_FILE, Models, Options, ScoresLog, check_jobs, mirror_jobs, process
+
+    jobs = mirror_jobs(input_path, output, options["recursive"])
+    try:
+        check_jobs(jobs)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    todo = [job for job in jobs if options["overwrite"] or not job.target.exists()]
+    models = Models(settings_from(options), options["model"])
+    started = time.perf_counter()
+    done = []
+    with ScoresLog(output / SCORES_FILE) as log, closing(process(todo, models, Options(options["max_pixels"]))) as records:
+        with click.progressbar(records, length=len(todo), label="denoising", file=sys.stderr,
+                               hidden=options["quiet"]) as bar:
+            for entry in bar:
+                log.append(entry)
+                done.append(entry)
+                if entry["status"] == "failed":
+                    click.echo(f"\nfailed: {entry['input']}: {entry['error']}", err=True)
+                    if options["fail_fast"]:
+                        break
+    if options["preview"]:
+        write_preview(done, options["preview"], options["preview_count"])
+    click.echo(summary(done, len(jobs) - len(todo), time.perf_counter() - started))
+    sys.exit(1 if any(entry["status"] == "failed" for entry in done) else 0)
+
+
+def write_preview(records: list[dict], sheet: Path, count: int) -> None:
+    """Before/after sheet of the first `count` successful records."""
+    from denoiser.preview import contact_sheet
+
+    pairs = [(Path(r["input"]), Path(r["output"])) for r in records if r["status"] == "ok"][:count]
+    if pairs:
+        contact_sheet(pairs, sheet)
+
+
+def summary(records: list[dict], skipped: int, seconds: float) -> str:
+    """One closing line: images, megapixels, MP/s, failures."""
+    ok = [r for r in records if r["status"] == "ok"]
+    megapixels = sum(r["width"] * r["height"] for r in ok) / 1e6
+    rate = megapixels / seconds if seconds > 0 else 0.0
+    return (f"{len(ok)} images, {megapixels:.2f} MP, {rate:.2f} MP/s, "
+            f"{len(records) - len(ok)} failed, {skipped} skipped (output exists)")

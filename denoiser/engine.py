@@ -1,0 +1,137 @@
+"""Batched inference: tiles from many images are packed into fixed-shape batches."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterable, Iterator, NamedTuple
+
+import numpy as np
+
+from denoiser.artifact import Artifact, load_artifact
+from denoiser.tiling import TilePlan, extract_tiles, plan_tiles, stitch_tiles
+
+DEVICES = ("auto", "cpu", "gpu")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_device(device: str) -> str:
+    """`auto` becomes `gpu` when Keras sees one, else `cpu`."""
+    import keras
+
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}")
+    gpus = keras.distribution.list_devices("gpu") if device != "cpu" else []
+    if device == "gpu" and not gpus:
+        raise RuntimeError("--device gpu: no GPU is visible to Keras")
+    return "gpu" if gpus else "cpu"
+
+
+def dtype_policy(precision: str, device: str) -> str:
+    """Keras dtype policy: mixed float16 on a GPU by default, float32 on a CPU."""
+    if precision == "auto":
+        precision = "float16" if device == "gpu" else "float32"
+    return precision if precision == "float32" else f"mixed_{precision}"
+
+
+class Settings(NamedTuple):
+    """How to cut and batch images."""
+
+    tile: int = 256
+    overlap: int | None = None
+    batch_size: int = 8
+    device: str = "auto"
+    precision: str = "auto"
+
+
+class Engine:
+    """Runs one model over images of any size; holds the model and settings, no per-run state."""
+
+    def __init__(self, artifact: Artifact, settings: Settings = Settings(), device: str = "cpu"):
+        self.artifact, self.settings, self.device = artifact, settings, device
+        align = artifact.align
+        self.tile = -(-settings.tile // align) * align
+        radius = artifact.receptive_radius
+        default_overlap = -(-(2 * radius + 2) // align) * align
+        self.overlap = default_overlap if settings.overlap is None else settings.overlap
+        self.margin = min(radius, max(self.overlap - 1, 0) // 2)
+
+    @classmethod
+    def load(cls, model: str, settings: Settings = Settings()) -> "Engine":
+        """Load a model file for the settings' device and precision."""
+        device = resolve_device(settings.device)
+        return cls(load_artifact(model, dtype_policy(settings.precision, device)), settings, device)
+
+    @property
+    def channels(self) -> int:
+        return self.artifact.channels
+
+    def plan(self, height: int, width: int) -> TilePlan:
+        """The tile plan this engine uses for an image size."""
+        return plan_tiles(height, width, self.tile, self.overlap, self.margin, self.artifact.align)
+
+    def denoise(self, image: np.ndarray) -> np.ndarray:
+        """Denoise one H x W x C image."""
+        return next(self.denoise_many([image]))
+
+    def denoise_many(self, images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Denoise images lazily, in order; tiles of consecutive images share batches."""
+        pending: deque[_Job] = deque()
+        batch: list[tuple[_Job, int, int]] = []
+        for image in images:
+            job = _Job(self, image)
+            pending.append(job)
+            for unit, tiles in enumerate(job.inputs):
+                for index in range(len(tiles)):
+                    batch.append((job, unit, index))
+                    if len(batch) == self.settings.batch_size:
+                        self._run(batch)
+                        batch = []
+            while pending and pending[0].remaining == 0:
+                yield pending.popleft().result()
+        if batch:
+            self._run(batch)
+        while pending:
+            yield pending.popleft().result()
+
+    def _run(self, batch: list[tuple["_Job", int, int]]) -> None:
+        """Predict one fixed-shape batch (padded with zeros) and hand tiles back to their jobs."""
+        import keras
+
+        stack = np.zeros((self.settings.batch_size, self.tile, self.tile, self.channels), np.float32)
+        for slot, (job, unit, index) in enumerate(batch):
+            stack[slot] = job.inputs[unit][index]
+        with keras.device(f"{self.device}:0"):
+            predicted = np.asarray(self.artifact.model.predict_on_batch(stack), np.float32)
+        for slot, (job, unit, index) in enumerate(batch):
+            job.outputs[unit][index] = predicted[slot]
+            job.remaining -= 1
+
+
+def split_units(image: np.ndarray, channels: int) -> list[np.ndarray]:
+    """Cut an image into sub-images the model accepts: itself, its planes, or its planes replicated."""
+    if image.shape[-1] == channels:
+        return [image]
+    planes = [image[..., c:c + 1] for c in range(image.shape[-1])]
+    return planes if channels == 1 else [np.repeat(p, channels, axis=-1) for p in planes]
+
+
+def merge_units(units: list[np.ndarray], channels: int, image_channels: int) -> np.ndarray:
+    """Inverse of `split_units`; replicated planes are averaged back."""
+    if image_channels == channels:
+        return units[0]
+    return np.concatenate([u.mean(axis=-1, keepdims=True) for u in units], axis=-1)
+
+
+class _Job:
+    """One image in flight: its tiles in and out."""
+
+    def __init__(self, engine: Engine, image: np.ndarray):
+        self.channels, self.image_channels = engine.channels, image.shape[-1]
+        self.plan = engine.plan(image.shape[0], image.shape[1])
+        self.inputs = [extract_tiles(u, self.plan) for u in split_units(image, engine.channels)]
+        self.outputs = [np.empty_like(tiles) for tiles in self.inputs]
+        self.remaining = sum(len(tiles) for tiles in self.inputs)
+
+    def result(self) -> np.ndarray:
+        units = [stitch_tiles(tiles, self.plan) for tiles in self.outputs]
+        return np.clip(merge_units(units, self.channels, self.image_channels), 0.0, 1.0)

@@ -1,0 +1,206 @@
+"""The one code path from input files to cleaned files and score records, shared by batch and watch."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from itertools import groupby
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, NamedTuple
+
+import numpy as np
+
+from denoiser.artifact import default_model_path
+from denoiser.engine import Engine, Settings
+from denoiser.imageio import ImageError, Picture, read_image, write_image
+from denoiser.scoring import Calibration, score
+
+SCORES_FILE = "scores.jsonl"
+
+
+class Job(NamedTuple):
+    """One input file and where its cleaned image goes."""
+
+    source: Path
+    target: Path
+
+
+class Options(NamedTuple):
+    """What a run does besides denoising."""
+
+    max_pixels: int = 100_000_000
+    prefetch: int = 4
+
+
+class Models:
+    """The engines for a run: one given model for everything, or the shipped gray and colour defaults."""
+
+    def __init__(self, settings: Settings, model: str | None = None):
+        self.settings, self.model = settings, model
+        self._engines: dict[str, Engine] = {}
+
+    def for_channels(self, channels: int) -> Engine:
+        """The engine for an image with this many channels (CMYK planes go to the gray model)."""
+        path = self.model or str(default_model_path(3 if channels == 3 else 1))
+        if path not in self._engines:
+            self._engines[path] = Engine.load(path, self.settings)
+        return self._engines[path]
+
+
+def mirror_jobs(source: Path, output: Path, recursive: bool = False) -> list[Job]:
+    """Jobs for a file or a folder's files (not dotfiles), mirroring relative paths under `output`."""
+    if source.is_file():
+        return [Job(source, output / source.name)]
+    pattern = "**/*" if recursive else "*"
+    output_resolved = output.resolve()
+    jobs = []
+    for path in sorted(source.glob(pattern)):
+        relative = path.relative_to(source)
+        if any(part.startswith(".") for part in relative.parts) or path.is_dir():
+            continue
+        if output_resolved in path.resolve().parents:
+            continue
+        jobs.append(Job(path, output / relative))
+    return jobs
+
+
+def check_jobs(jobs: list[Job]) -> None:
+    """Refuse any job whose output would land on an input."""
+    sources = {job.source.resolve() for job in jobs}
+    for job in jobs:
+        if job.target.resolve() in sources:
+            raise ValueError(f"output {job.target} would overwrite input {job.source}")
+
+
+def record(job: Job, started: float, picture: Picture | None = None, error: str | None = None,
+           result=None, model: str | None = None) -> dict:
+    """The scores.jsonl entry for one input."""
+    return {
+        "input": str(job.source),
+        "output": None if error else str(job.target),
+        "status": "failed" if error else "ok",
+        "score": None if result is None or np.isnan(result.score) else round(result.score, 6),
+        "anomalous": None if result is None else bool(result.anomalous),
+        "raw_score": None if result is None else round(result.raw, 8),
+        "error": error,
+        "width": picture.meta.width if picture else None,
+        "height": picture.meta.height if picture else None,
+        "seconds": round(time.perf_counter() - started, 4),
+        "model": model,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_atomic(target: Path, pixels: np.ndarray, like: Picture) -> None:
+    """Write under a temporary name in the target folder, then rename over the target."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write_image(temporary, pixels, like)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class _Decoded(NamedTuple):
+    job: Job
+    started: float
+    picture: Picture | None
+    error: str | None
+
+
+def _decode(job: Job, max_pixels: int) -> _Decoded:
+    started = time.perf_counter()
+    try:
+        if not job.source.is_file():
+            raise ImageError("not a regular file")
+        return _Decoded(job, started, read_image(job.source, max_pixels), None)
+    except ImageError as error:
+        return _Decoded(job, started, None, str(error))
+
+
+def prefetch(function: Callable, items: Iterable, depth: int) -> Iterator:
+    """Map `function` over `items` in background threads, at most `depth` ahead, in order."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="denoise-read") as pool:
+        window: deque = deque()
+        try:
+            for item in items:
+                window.append(pool.submit(function, item))
+                if len(window) > depth:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for future in window:
+                future.cancel()
+
+
+def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -> Iterator[dict]:
+    """Denoise, score and write each job; yield one record per job, in order."""
+    decoded = prefetch(lambda job: _decode(job, options.max_pixels), jobs, options.prefetch)
+    try:
+        for engine, group in groupby(decoded, key=lambda d: d.picture and models.for_channels(d.picture.pixels.shape[-1])):
+            if engine is None:
+                yield from (record(d.job, d.started, error=d.error) for d in group)
+            else:
+                yield from _restore_group(engine, group)
+    finally:
+        decoded.close()
+
+
+def _restore_group(engine: Engine, group: Iterable[_Decoded]) -> Iterator[dict]:
+    """Run consecutive images that share an engine through it as one stream."""
+    in_flight: deque[_Decoded] = deque()
+
+    def pixels():
+        for item in group:
+            in_flight.append(item)
+            yield item.picture.pixels
+
+    calibration = Calibration.from_card(engine.artifact.card)
+    name = engine.artifact.card.get("name")
+    for restored in engine.denoise_many(pixels()):
+        item = in_flight.popleft()
+        result = score(item.picture.pixels, restored, calibration)
+        try:
+            write_atomic(item.job.target, restored, item.picture)
+        except (ImageError, OSError) as error:
+            yield record(item.job, item.started, item.picture, f"cannot write output: {error}")
+            continue
+        yield record(item.job, item.started, item.picture, result=result, model=name)
+
+
+class ScoresLog:
+    """Appends records to scores.jsonl, one whole line per write, repairing a torn last line first."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _repair(self) -> None:
+        """Drop a trailing partial line left by a crash mid-write."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+
+    def append(self, entry: dict) -> None:
+        os.write(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> "ScoresLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

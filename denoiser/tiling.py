@@ -1,0 +1,109 @@
+"""Tiling with overlap and a smooth blend window: plan, extract, stitch.
+
+Tiles start on multiples of `align` (for models that pool), the last tile on each
+axis is clamped to the edge, and each tile's window is zero within `margin`
+pixels of an edge it shares with another tile, then rises smoothly to one. With
+`margin` at least the model's receptive radius, tiled inference equals
+whole-canvas inference.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class TilePlan(NamedTuple):
+    """Where the tiles of one image go."""
+
+    height: int
+    width: int
+    canvas: tuple[int, int]
+    tile: int
+    overlap: int
+    margin: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _starts(size: int, tile: int, stride: int) -> tuple[int, ...]:
+    last = size - tile
+    return tuple(range(0, last, stride)) + (last,)
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, margin: int | None = None, align: int = 1) -> TilePlan:
+    """Plan tiles for an image; the canvas is the image padded to `align` and at least one tile.
+
+    Args:
+        margin: pixels at a shared tile edge that get no weight; default overlap // 4.
+        align: tile size, overlap and every tile origin are multiples of this.
+    """
+    margin = overlap // 4 if margin is None else margin
+    if tile % align or overlap % align:
+        raise ValueError(f"tile {tile} and overlap {overlap} must be multiples of {align}")
+    if not 0 <= 2 * margin < overlap < tile and not (overlap == 0 and margin == 0):
+        raise ValueError(f"need 0 <= 2*margin < overlap < tile, got margin={margin} overlap={overlap} tile={tile}")
+    canvas = (max(tile, _round_up(height, align)), max(tile, _round_up(width, align)))
+    stride = tile - overlap
+    return TilePlan(height, width, canvas, tile, overlap, margin,
+                    _starts(canvas[0], tile, stride), _starts(canvas[1], tile, stride))
+
+
+def pad_to_canvas(image: np.ndarray, plan: TilePlan) -> np.ndarray:
+    """Mirror-pad an H x W x C image at the bottom and right to the plan's canvas."""
+    pad_y, pad_x = plan.canvas[0] - image.shape[0], plan.canvas[1] - image.shape[1]
+    return np.pad(image, ((0, pad_y), (0, pad_x), (0, 0)), mode="symmetric")
+
+
+def extract_tiles(image: np.ndarray, plan: TilePlan) -> np.ndarray:
+    """Cut the padded image into an N x tile x tile x C stack, row by row."""
+    canvas = pad_to_canvas(image, plan)
+    t = plan.tile
+    return np.stack([canvas[y:y + t, x:x + t] for y in plan.ys for x in plan.xs])
+
+
+def _ramp(length: int, overlap: int, margin: int) -> np.ndarray:
+    """Weights by distance from a shared edge: 0 inside the margin, raised cosine, then 1."""
+    d = np.arange(length, dtype=np.float64)
+    width = max(overlap - 2 * margin, 1)
+    phase = np.clip((d - margin + 0.5) / width, 0.0, 1.0)
+    return np.where(d < margin, 0.0, 0.5 - 0.5 * np.cos(np.pi * phase))
+
+
+def _axis_window(start: int, size: int, plan: TilePlan) -> np.ndarray:
+    """1-D window for a tile at `start` on an axis of `size`; edges at the canvas border keep full weight."""
+    window = np.ones(plan.tile)
+    if plan.overlap == 0:
+        return window
+    ramp = _ramp(plan.tile, plan.overlap, plan.margin)
+    if start > 0:
+        window *= ramp
+    if start + plan.tile < size:
+        window *= ramp[::-1]
+    return window
+
+
+def stitch_tiles(tiles: np.ndarray, plan: TilePlan) -> np.ndarray:
+    """Blend an N x tile x tile x C stack back into the H x W x C image (float32)."""
+    channels = tiles.shape[-1]
+    total = np.zeros(plan.canvas + (channels,), np.float64)
+    weight = np.zeros(plan.canvas + (1,), np.float64)
+    t = plan.tile
+    index = 0
+    for y in plan.ys:
+        wy = _axis_window(y, plan.canvas[0], plan)
+        for x in plan.xs:
+            w = np.outer(wy, _axis_window(x, plan.canvas[1], plan))[..., None]
+            total[y:y + t, x:x + t] += w * tiles[index]
+            weight[y:y + t, x:x + t] += w
+            index += 1
+    return (total / weight)[:plan.height, :plan.width].astype(np.float32)

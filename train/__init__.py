@@ -1,0 +1,1 @@
+"""Training for denoising autoencoders: presets, on-the-fly noise, export with a model card."""

@@ -1,0 +1,91 @@
+"""Training data: clean images from a folder, random patches, noise synthesised on the fly."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+import numpy as np
+from PIL import Image
+
+from denoiser.noise import NoiseSpec, degrade
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+class NoiseSettings(NamedTuple):
+    """The training degradations: Gaussian sigma uniform in [0, sigma_max], or static with probability sp_prob."""
+
+    sigma_max: float = 50.0
+    sp_prob: float = 0.2
+    sp_max: float = 15.0
+
+    def sample(self, rng: np.random.Generator) -> NoiseSpec:
+        """Draw one degradation."""
+        if rng.random() < self.sp_prob:
+            return NoiseSpec("sp", float(rng.uniform(0.0, self.sp_max)))
+        return NoiseSpec("gauss", float(rng.uniform(0.0, self.sigma_max)))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in `folder`, sorted by name."""
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images in {folder}")
+    return files
+
+
+def load_image(path: Path, channels: int) -> np.ndarray:
+    """An 8-bit image file as float32 H x W x channels in [0, 1]."""
+    with Image.open(path) as im:
+        array = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32) / 255.0
+    return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+def fingerprint(files: list[Path]) -> str:
+    """SHA-256 over the names and contents of the training files."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def split(files: list[Path], every: int = 20) -> tuple[list[Path], list[Path]]:
+    """Hold out every `every`-th file for validation."""
+    return [f for i, f in enumerate(files) if i % every], files[::every]
+
+
+def augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One of the eight flips and rotations."""
+    patch = np.rot90(patch, int(rng.integers(4)))
+    return patch[:, ::-1] if rng.random() < 0.5 else patch
+
+
+class Patches(keras.utils.PyDataset):
+    """Endless (noisy, clean) patch batches with fresh noise every time."""
+
+    def __init__(self, images, noise: NoiseSettings, patch: int, batch_size: int, steps: int, seed: int = 0):
+        super().__init__()
+        self.images, self.noise, self.patch = images, noise, patch
+        self.batch_size, self.steps, self.seed = batch_size, steps, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        clean = np.stack([self._crop(rng) for _ in range(self.batch_size)])
+        noisy = np.stack([degrade(c, self.noise.sample(rng), rng) for c in clean])
+        return noisy, clean
+
+    def _crop(self, rng: np.random.Generator) -> np.ndarray:
+        image = self.images[int(rng.integers(len(self.images)))]
+        y = int(rng.integers(image.shape[0] - self.patch + 1))
+        x = int(rng.integers(image.shape[1] - self.patch + 1))
+        return augment(image[y:y + self.patch, x:x + self.patch], rng)

@@ -1,0 +1,155 @@
+"""Train, validate, calibrate and export."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+from denoiser import __version__
+from denoiser.artifact import Artifact, measure_receptive_radius, save_artifact, with_precision
+from denoiser.engine import Engine, Settings
+from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
+from denoiser.scoring import calibrate, residual_rms
+from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
+from train.presets import PRESETS, SIZE_MULTIPLE
+
+VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10"
+
+
+class Recipe(NamedTuple):
+    """Everything that decides a training run."""
+
+    data: str
+    out: str
+    preset: str = "residual"
+    channels: int = 1
+    depth: int = 10
+    width: int = 48
+    epochs: int = 10
+    steps: int = 200
+    batch_size: int = 32
+    patch: int = 64
+    lr: float = 1e-3
+    sigma_max: float = 50.0
+    sp_prob: float = 0.2
+    sp_max: float = 15.0
+    precision: str = "auto"
+    checkpoint_dir: str | None = None
+    fpr: float = 0.01
+    seed: int = 0
+
+    @property
+    def noise(self) -> NoiseSettings:
+        return NoiseSettings(self.sigma_max, self.sp_prob, self.sp_max)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether /proc/cpuinfo lists AVX512_BF16 or AMX-BF16."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def build(recipe: Recipe) -> keras.Model:
+    """The preset's network."""
+    if recipe.preset == "residual":
+        return PRESETS["residual"](recipe.channels, recipe.depth, recipe.width)
+    return PRESETS[recipe.preset](recipe.channels)
+
+
+def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.callbacks.History:
+    """Train noisy-to-clean with MSE, Adam and cosine decay."""
+    schedule = keras.optimizers.schedules.CosineDecay(recipe.lr, recipe.epochs * recipe.steps, alpha=0.02)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
+    data = Patches(images, recipe.noise, recipe.patch, recipe.batch_size, recipe.steps, recipe.seed)
+    callbacks = [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
+    return model.fit(data, epochs=recipe.epochs, callbacks=callbacks, verbose=2)
+
+
+def validate(engine: Engine, images: list[np.ndarray], noise: str, seed: int) -> dict:
+    """Mean PSNR of the noisy inputs and of the model's outputs, per degradation."""
+    metrics = {}
+    for spec in parse_noise(noise):
+        rng = np.random.default_rng(seed)
+        noisy = [degrade(image, spec, rng) for image in images]
+        restored = list(engine.denoise_many(noisy))
+        metrics[str(spec)] = {
+            "noisy_psnr": round(float(np.mean([psnr(c, n) for c, n in zip(images, noisy)])), 3),
+            "psnr": round(float(np.mean([psnr(c, r) for c, r in zip(images, restored)])), 3),
+        }
+    return metrics
+
+
+def calibration_scores(engine: Engine, images: list[np.ndarray], noise: NoiseSettings, seed: int,
+                       repeats: int = 8) -> list[float]:
+    """Raw anomaly scores of held-out images under the training noise distribution."""
+    rng = np.random.default_rng(seed + 1)
+    noisy = [degrade(image, noise.sample(rng), rng) for image in images for _ in range(repeats)]
+    return [residual_rms(n, r) for n, r in zip(noisy, engine.denoise_many(noisy))]
+
+
+def describe(model: keras.Model, recipe: Recipe) -> dict:
+    """The architecture as recorded in the card."""
+    params = {"depth": recipe.depth, "width": recipe.width} if recipe.preset == "residual" else {}
+    return {
+        "preset": recipe.preset,
+        "params": params,
+        "parameters": int(model.count_params()),
+        "layers": [f"{layer.__class__.__name__}:{layer.name}" for layer in model.layers],
+    }
+
+
+def train_and_export(recipe: Recipe, command: str) -> Path:
+    """Run the whole recipe and write the `.keras` model and its card."""
+    keras.utils.set_random_seed(recipe.seed)
+    files = list_images(recipe.data)
+    train_files, val_files = split(files)
+    train_images = [load_image(f, recipe.channels) for f in train_files]
+    train_images = [im for im in train_images if min(im.shape[:2]) >= recipe.patch]
+    val_images = [load_image(f, recipe.channels) for f in val_files]
+    precision = "bfloat16" if recipe.precision == "auto" and cpu_has_bf16() else recipe.precision
+    precision = "float32" if precision == "auto" else precision
+    policy = "float32" if precision == "float32" else f"mixed_{precision}"
+
+    model = with_precision(build(recipe), policy)
+    started = time.time()
+    history = fit(model, train_images, recipe)
+    seconds = time.time() - started
+    model = with_precision(model, "float32")
+
+    align = SIZE_MULTIPLE[recipe.preset]
+    card = {
+        "format": "denoise-card/1",
+        "name": Path(recipe.out).stem,
+        "task": "denoise",
+        "channels": recipe.channels,
+        "size_multiple": align,
+        "receptive_radius": measure_receptive_radius(model, align),
+        "architecture": describe(model, recipe),
+    }
+    engine = Engine(Artifact(model, card), Settings(tile=256, batch_size=4))
+    calibration = calibrate(calibration_scores(engine, val_images, recipe.noise, recipe.seed), recipe.fpr)
+    card |= {
+        "noise": recipe.noise._asdict() | {"quantized": "8-bit, rounded and clipped"},
+        "training": {
+            "data": str(recipe.data),
+            "files": [f.name for f in train_files],
+            "validation_files": [f.name for f in val_files],
+            "fingerprint_sha256": fingerprint(files),
+            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
+            "precision": precision,
+            "seconds": round(seconds, 1),
+            "final_loss": float(history.history["loss"][-1]),
+        },
+        "command": command,
+        "metrics": {"validation": validate(engine, val_images, VALIDATION_NOISE, recipe.seed)},
+        "calibration": calibration._asdict() | {"raw": "rms residual", "images": len(val_images)},
+        "versions": {"denoise": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
+    }
+    return save_artifact(model, card, recipe.out)
