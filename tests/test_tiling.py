@@ -1,0 +1,62 @@
+"""Tiling properties: exact identity round trip, and tiled inference equal to whole-image inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from denoiser.tiling import extract_tiles, pad_to_canvas, plan_tiles, stitch_tiles
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 150), width=st.integers(1, 150), channels=st.sampled_from([1, 3]),
+       tile=st.sampled_from([16, 32, 48]), overlap_share=st.floats(0.1, 0.6), align=st.sampled_from([1, 4]),
+       seed=st.integers(0, 2**16))
+def test_identity_round_trip_is_exact(height, width, channels, tile, overlap_share, align, seed):
+    overlap = max(align, int(tile * overlap_share) // align * align)
+    plan = plan_tiles(height, width, tile, overlap, align=align)
+    image = np.random.default_rng(seed).random((height, width, channels), dtype=np.float32)
+    assert np.array_equal(stitch_tiles(extract_tiles(image, plan), plan), image)
+
+
+@pytest.mark.parametrize("size", [(10, 7), (40, 40), (41, 100)])
+def test_every_pixel_is_covered_and_origins_are_aligned(size):
+    plan = plan_tiles(*size, tile=16, overlap=8, align=4)
+    assert all(y % 4 == 0 for y in plan.ys) and all(x % 4 == 0 for x in plan.xs)
+    assert plan.ys[-1] + 16 == plan.canvas[0] and plan.xs[-1] + 16 == plan.canvas[1]
+    assert plan.canvas[0] % 4 == 0 and plan.canvas[0] >= max(16, size[0])
+
+
+def test_rejects_overlap_that_leaves_no_blend():
+    with pytest.raises(ValueError):
+        plan_tiles(100, 100, tile=32, overlap=32)
+    with pytest.raises(ValueError):
+        plan_tiles(100, 100, tile=32, overlap=8, margin=4)
+
+
+@pytest.fixture(scope="module")
+def conv_models():
+    """A seed autoencoder (pools by 4) and a residual net, with random weights."""
+    import keras
+
+    from train.presets import residual, seed
+
+    keras.utils.set_random_seed(3)
+    return {"seed": (seed(1), 4), "residual": (residual(3, depth=5, width=8), 1)}
+
+
+@pytest.mark.parametrize("name", ["seed", "residual"])
+@settings(max_examples=6, deadline=None)
+@given(height=st.integers(64, 150), width=st.integers(64, 150), seed=st.integers(0, 2**16))
+def test_tiled_equals_whole_image_for_conv_models(conv_models, name, height, width, seed):
+    from denoiser.artifact import measure_receptive_radius
+
+    model, align = conv_models[name]
+    radius = measure_receptive_radius(model, align)
+    overlap = -(-(2 * radius + 1) // align) * align
+    plan = plan_tiles(height, width, tile=64, overlap=overlap, margin=radius, align=align)
+    image = np.random.default_rng(seed).random((height, width, model.input_shape[-1]), dtype=np.float32)
+    tiles = np.asarray(model.predict_on_batch(extract_tiles(image, plan)))
+    whole = np.asarray(model.predict_on_batch(pad_to_canvas(image, plan)[None]))[0][:height, :width]
+    np.testing.assert_allclose(stitch_tiles(tiles, plan), whole, atol=1e-4)
