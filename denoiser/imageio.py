@@ -1,0 +1,743 @@
+"""Image file I/O: read an image as float pixels and write results back like the source.
+
+Supported formats are PNG, JPEG, TIFF, BMP and WebP.  The output keeps the input's
+format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI everywhere
+the format has them, plus JPEG quantization tables, subsampling, progressive mode,
+comment and XMP; WebP lossless/lossy and XMP; PNG text, gamma/chromaticity/sRGB/cICP,
+sBIT and tIME chunks; TIFF compression and descriptive tags (see _TIFF_TAGS).  Not
+carried: JPEG IPTC/Photoshop (APP13) blocks, PNG bKGD/sPLT/hIST, other TIFF private tags,
+and for 16-bit TIFF the EXIF/GPS sub-IFDs.  Pixels are never rotated: the EXIF
+Orientation tag is carried, so the output displays like the input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import tifffile
+from PIL import (
+    BmpImagePlugin,
+    Image,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
+
+FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP")
+
+# source mode -> (colour channels, bits per sample); the alpha plane, when any, comes on top
+MODES = {
+    "1": (1, 1),
+    "L": (1, 8),
+    "LA": (1, 8),
+    "RGB": (3, 8),
+    "RGBA": (3, 8),
+    "P": (3, 8),  # palette, processed as RGB; alpha when the palette has transparency
+    "CMYK": (4, 8),
+    "L;16": (1, 16),
+    "LA;16": (1, 16),
+    "RGB;16": (3, 16),
+    "RGBA;16": (3, 16),
+    "CMYK;16": (4, 16),
+}
+
+_PLUGINS = {
+    "PNG": PngImagePlugin.PngImageFile,
+    "JPEG": JpegImagePlugin.JpegImageFile,
+    "TIFF": TiffImagePlugin.TiffImageFile,
+    "BMP": BmpImagePlugin.BmpImageFile,
+    "WEBP": WebPImagePlugin.WebPImageFile,
+}
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+    (b"BM", "BMP"),
+)
+# what the decoders raise on malformed data (Pillow, tifffile, OpenCV, zlib)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError,
+                  TypeError, struct.error, zlib.error, cv2.error)
+_BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+_ENCODE_ERRORS = (OSError, ValueError, KeyError, TypeError, struct.error, zlib.error, cv2.error)
+
+# PNG ancillary chunks copied verbatim (colour space, text, time); iCCP, eXIf and pHYs
+# are rebuilt from ImageMeta; bKGD, sPLT, hIST and APNG chunks are dropped.
+_PNG_COPY = (b"cHRM", b"cICP", b"gAMA", b"sBIT", b"sRGB", b"tIME", b"tEXt", b"zTXt", b"iTXt")
+
+# TIFF tags carried as "EXIF" (descriptive tags, the EXIF and GPS sub-IFDs); structural
+# tags are rewritten by the encoder, others (Photoshop layers, IPTC, private tags) are dropped.
+_TIFF_ASCII = (269, 270, 271, 272, 285, 305, 306, 315, 316, 33432)
+_TIFF_TAGS = (*_TIFF_ASCII, 274, 282, 283, 296, 700, 0x8769, 0x8825)
+_TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits",
+                      "jpeg", "tiff_jpeg", "group3", "group4", "tiff_ccitt")
+# 16-bit TIFF goes through tifffile, which carries the ICC profile, resolution, Orientation,
+# XMP and the ASCII tags above; the EXIF and GPS sub-IFDs are NOT carried there.
+_TIFF16_MODES = {(1, 1, 0): "L;16", (1, 2, 1): "LA;16", (2, 3, 0): "RGB;16",
+                 (2, 4, 1): "RGBA;16", (5, 4, 0): "CMYK;16"}
+_TIFF16_PHOTOMETRIC = {1: "minisblack", 2: "rgb", 5: "separated"}
+
+
+class ImageError(ValueError):
+    """A file that cannot be read or written as an image; the message is a clear, user-facing reason."""
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """Everything write_image needs to write pixels back like the source file."""
+
+    format: str  # "PNG", "JPEG", "TIFF", "BMP" or "WEBP"
+    mode: str  # a key of MODES, e.g. "L", "RGBA", "P", "CMYK", "L;16", "RGB;16"
+    bits: int  # bits per sample: 1 (mode "1"), 8 or 16
+    width: int
+    height: int
+    icc_profile: bytes | None = None
+    exif: bytes | None = None  # as stored by the format (for TIFF: the carried tags)
+    dpi: tuple[float, float] | None = None
+    palette: bytes | None = None  # mode "P": the RGB palette, 3 bytes per entry
+    transparency: Any = None  # PNG tRNS as Pillow gives it: index, per-entry alpha bytes or colour key
+    options: dict = field(default_factory=dict, compare=False, repr=False)  # format-specific encoder settings
+
+    @property
+    def channels(self) -> int:
+        """Colour channels of the float pixels (1, 3 or 4)."""
+        return MODES[self.mode][0]
+
+
+class Picture(NamedTuple):
+    """Float colour pixels, the untouched alpha plane and what is needed to write them back."""
+
+    pixels: np.ndarray  # float32, H x W x C in [0, 1]; C = 1 (gray), 3 (RGB) or 4 (CMYK)
+    alpha: np.ndarray | None  # H x W in the source dtype (uint8 or uint16), or None
+    meta: ImageMeta
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_image(path, max_pixels: int = 100_000_000) -> Picture:
+    """Read an image file; multi-frame files (APNG, animated WebP, multi-page TIFF, MPO) give their first frame."""
+    path = Path(path)
+    data = _read_file(path)
+    fmt = _sniff(data, path.name)
+    reader = {"PNG": _read_png, "TIFF": _read_tiff}.get(fmt, _read_pillow)
+    samples, meta = reader(data, fmt, path.name, max_pixels)
+    return _picture(samples, meta)
+
+
+def _read_file(path: Path) -> bytes:
+    """The file's bytes; a missing, unreadable or empty file is an ImageError."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read file ({e.strerror or e})") from None
+    if not data:
+        raise ImageError(f"{path.name}: empty file")
+    return data
+
+
+def _sniff(data: bytes, name: str) -> str:
+    """The format from the file's signature bytes, whatever its extension."""
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    other = _pillow_format_name(data)
+    if other:
+        raise ImageError(f"{name}: unsupported image format {other} (supported: PNG, JPEG, TIFF, BMP, WebP)")
+    raise ImageError(f"{name}: not an image file (or not a supported format: PNG, JPEG, TIFF, BMP, WebP)")
+
+
+def _pillow_format_name(data: bytes) -> str | None:
+    """The name Pillow gives an image of a format we do not support, or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.format
+    except (*_DECODE_ERRORS, *_BOMB):
+        return None
+
+
+def _check_size(width: int, height: int, max_pixels: int, name: str) -> None:
+    """Refuse an image whose header says it has more than max_pixels pixels."""
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{name}: invalid image size {width} x {height}")
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: image is too large: {width} x {height} = {width * height:,} pixels "
+                         f"exceeds the limit of {max_pixels:,}")
+
+
+def _too_large_for_pillow(name: str, err: BaseException) -> ImageError:
+    """The error for an image within max_pixels but over Pillow's own decompression-bomb limit.
+
+    Pillow's TIFF and WebP plugins check Image.MAX_IMAGE_PIXELS themselves; that global
+    is left alone, and its error (or its warning, where warnings are errors) is mapped here.
+    """
+    return ImageError(f"{name}: image is too large to decode ({err})")
+
+
+def _corrupt(name: str, fmt: str, err: BaseException) -> ImageError:
+    """The error for a file whose data cannot be decoded."""
+    return ImageError(f"{name}: corrupt or truncated {fmt} file ({err})")
+
+
+def _unsupported(name: str, mode: str) -> ImageError:
+    """The error for an image mode this module cannot process."""
+    return ImageError(f"{name}: unsupported image mode {mode}")
+
+
+def _open_pillow(data: bytes, fmt: str, name: str, max_pixels: int) -> Image.Image:
+    """Open (not decode) with Pillow's plugin for fmt and check the size from the header.
+
+    The plugin class is used directly rather than Image.open, so Pillow's global
+    decompression-bomb limit never fires; max_pixels is the only limit.
+    """
+    try:
+        im = _PLUGINS[fmt](io.BytesIO(data))
+    except _BOMB as e:
+        raise _too_large_for_pillow(name, e) from None
+    except _DECODE_ERRORS as e:
+        raise _corrupt(name, fmt, e) from None
+    _check_size(*im.size, max_pixels, name)
+    return im
+
+
+def _load_pillow(im: Image.Image, fmt: str, name: str) -> Image.Image:
+    """Decode the pixels in their stored orientation.
+
+    Truncated data raises because ImageFile.LOAD_TRUNCATED_IMAGES is left at False.
+    Pillow rotates TIFFs by their Orientation tag while loading; that is undone here.
+    """
+    orientation = None
+    if fmt == "TIFF":
+        with contextlib.suppress(*_DECODE_ERRORS):
+            orientation = im.getexif().get(274)
+    try:
+        im.load()
+    except _BOMB as e:
+        raise _too_large_for_pillow(name, e) from None
+    except _DECODE_ERRORS as e:
+        raise _corrupt(name, fmt, e) from None
+    if orientation in _UNDO_ORIENTATION and 274 not in getattr(im, "tag_v2", {274: None}):
+        im = im.transpose(_UNDO_ORIENTATION[orientation])
+    return im
+
+
+_UNDO_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def _read_pillow(data: bytes, fmt: str, name: str, max_pixels: int, **extra) -> tuple[np.ndarray, ImageMeta]:
+    """Read a JPEG, BMP, WebP, 8-bit TIFF or Pillow-readable PNG."""
+    im = _open_pillow(data, fmt, name, max_pixels)
+    format_fields = _FORMAT_FIELDS[fmt](im, data)  # before decoding: Pillow drops a TIFF's Orientation then
+    im = _load_pillow(im, fmt, name)
+    samples, mode, palette = _pillow_samples(im, fmt, name, extra.pop("bit_depth", 8))
+    info = im.info
+    fields = dict(icc_profile=info.get("icc_profile") or None, exif=info.get("exif") or None,
+                  dpi=_dpi(info.get("dpi")), palette=palette, transparency=info.get("transparency"))
+    fields.update(format_fields, **extra)
+    return samples, _meta(fmt, mode, im.size, **fields)
+
+
+def _pillow_samples(im: Image.Image, fmt: str, name: str, bit_depth: int) -> tuple[np.ndarray, str, bytes | None]:
+    """The decoded samples (H x W x S, alpha last), our mode name and the palette for "P"."""
+    if im.mode == "P":
+        return (*_palette_samples(im), bytes(im.getpalette("RGB") or ()))
+    if im.mode in ("I;16", "I") and fmt == "PNG" and bit_depth == 16:
+        return np.asarray(im).astype(np.uint16), "L;16", None
+    if im.mode not in ("1", "L", "LA", "RGB", "RGBA", "CMYK"):
+        raise _unsupported(name, im.mode)
+    return np.asarray(im).astype(np.uint8), im.mode, None
+
+
+def _palette_samples(im: Image.Image) -> tuple[np.ndarray, str]:
+    """RGB (plus alpha when the palette has transparency) of a palette image."""
+    index = np.asarray(im)
+    palette = np.zeros((256, 3), np.uint8)
+    entries = np.frombuffer(bytes(im.getpalette("RGB") or ()), np.uint8).reshape(-1, 3)[:256]
+    palette[: len(entries)] = entries
+    samples = palette[index]
+    entry_alpha = _palette_alpha(im.info.get("transparency"), 256)
+    if entry_alpha is not None:
+        samples = np.concatenate([samples, entry_alpha[index][..., None]], axis=2)
+    return samples, "P"
+
+
+def _palette_alpha(transparency, entries: int) -> np.ndarray | None:
+    """Alpha of each palette entry from a tRNS value (one index or per-entry bytes)."""
+    if transparency is None:
+        return None
+    alpha = np.full(entries, 255, np.uint8)
+    if isinstance(transparency, int):
+        if transparency < entries:
+            alpha[transparency] = 0
+    else:
+        values = np.frombuffer(bytes(transparency), np.uint8)[:entries]
+        alpha[: len(values)] = values
+    return alpha
+
+
+def _dpi(dpi) -> tuple[float, float] | None:
+    """A (x, y) DPI pair as floats, or None when absent or zero."""
+    if not dpi or not all(dpi):
+        return None
+    return float(dpi[0]), float(dpi[1])
+
+
+def _meta(fmt: str, mode: str, size: tuple[int, int], **fields) -> ImageMeta:
+    """An ImageMeta with the bit depth implied by mode."""
+    return ImageMeta(format=fmt, mode=mode, bits=MODES[mode][1], width=size[0], height=size[1], **fields)
+
+
+def _jpeg_fields(im: Image.Image, data: bytes) -> dict:
+    """JPEG: quantization tables, chroma subsampling, progressive, comment and XMP."""
+    options: dict[str, Any] = {"qtables": im.quantization}
+    sampling = JpegImagePlugin.get_sampling(im)
+    if sampling != -1:
+        options["subsampling"] = sampling
+    if im.info.get("progressive") or im.info.get("progression"):
+        options["progressive"] = True
+    for key in ("comment", "xmp"):
+        if im.info.get(key):
+            options[key] = im.info[key]
+    return {"options": options}
+
+
+def _webp_fields(im: Image.Image, data: bytes) -> dict:
+    """WebP: lossless input stays lossless, lossy is written at quality 90; XMP is carried."""
+    lossless = _webp_is_lossless(data)
+    options: dict[str, Any] = {"lossless": lossless, "exact": True}
+    if not lossless:
+        options["quality"] = 90
+    if im.info.get("xmp"):
+        options["xmp"] = im.info["xmp"]
+    return {"options": options, "dpi": None}
+
+
+def _webp_is_lossless(data: bytes) -> bool:
+    """Whether the first image chunk of a WebP RIFF stream is VP8L (lossless)."""
+    pos = 12
+    while pos + 8 <= len(data):
+        kind, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        pos = pos + 8 + 16 if kind == b"ANMF" else pos + 8 + size + (size & 1)
+    return False
+
+
+def _tiff_fields(im: Image.Image, data: bytes) -> dict:
+    """8-bit TIFF: the compression (deflate where Pillow cannot write the source's) and the carried tags."""
+    compression = im.info.get("compression") or "raw"
+    compression = compression if compression in _TIFF_COMPRESSIONS else "tiff_adobe_deflate"
+    options: dict[str, Any] = {"compression": compression}
+    if compression in ("jpeg", "tiff_jpeg"):
+        options["quality"] = 90
+    return {"exif": _tiff_exif(im), "options": options}
+
+
+def _tiff_exif(im: Image.Image) -> bytes | None:
+    """The carried tags (see _TIFF_TAGS) of a TIFF as EXIF bytes; unreadable tags are skipped."""
+    exif = Image.Exif()
+    with contextlib.suppress(*_DECODE_ERRORS):
+        source = im.getexif()
+        for tag in (t for t in _TIFF_TAGS if t in source):
+            with contextlib.suppress(*_DECODE_ERRORS):
+                exif[tag] = source.get_ifd(tag) if tag in (0x8769, 0x8825) else source[tag]
+    with contextlib.suppress(*_DECODE_ERRORS):
+        return exif.tobytes() if len(exif) else None
+    return None
+
+
+def _no_fields(im: Image.Image, data: bytes) -> dict:
+    """Formats whose metadata is all in the common fields."""
+    return {}
+
+
+_FORMAT_FIELDS = {"JPEG": _jpeg_fields, "WEBP": _webp_fields, "TIFF": _tiff_fields,
+                  "BMP": _no_fields, "PNG": _no_fields}
+
+
+# ---------------------------------------------------------------- PNG
+
+
+def _png_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """The (type, payload) chunks of a PNG stream and whether it reaches IEND."""
+    chunks, pos = [], 8
+    while pos + 12 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if pos + 12 + size > len(data):
+            break
+        chunks.append((kind, data[pos + 8:pos + 8 + size]))
+        if kind == b"IEND":
+            return chunks, True
+        pos += 12 + size
+    return chunks, False
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """One encoded PNG chunk with its CRC."""
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _read_png(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
+    """Read a PNG: 16-bit colour through OpenCV (Pillow drops it to 8 bits), the rest through Pillow."""
+    chunks, complete = _png_chunks(data)
+    if not chunks or chunks[0][0] != b"IHDR" or len(chunks[0][1]) != 13:
+        raise _corrupt(name, fmt, "no valid IHDR chunk")
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[0][1][:10])
+    _check_size(width, height, max_pixels, name)
+    if not complete:
+        raise _corrupt(name, fmt, "the file is truncated: no IEND chunk")
+    fields = _png_fields(chunks)
+    if depth == 16 and colour in (2, 4, 6):
+        return _read_png16(data, name, colour, (width, height), fields)
+    return _read_pillow(data, fmt, name, max_pixels, bit_depth=depth, **fields)
+
+
+def _png_fields(chunks: list[tuple[bytes, bytes]]) -> dict:
+    """ICC profile, EXIF, DPI and the verbatim-copied chunks of a PNG."""
+    found = dict(chunks)
+    fields: dict[str, Any] = {"icc_profile": None, "exif": None, "dpi": None}
+    if b"iCCP" in found:
+        with contextlib.suppress(zlib.error, ValueError):
+            fields["icc_profile"] = zlib.decompress(found[b"iCCP"].split(b"\0", 1)[1][1:]) or None
+    if found.get(b"eXIf"):
+        fields["exif"] = b"Exif\x00\x00" + found[b"eXIf"]
+    if len(found.get(b"pHYs", b"")) == 9:
+        x, y, unit = struct.unpack(">IIB", found[b"pHYs"])
+        fields["dpi"] = _dpi((x * 0.0254, y * 0.0254)) if unit == 1 else None
+    fields["options"] = {"chunks": tuple((k, v) for k, v in chunks if k in _PNG_COPY + (b"tRNS",))}
+    return fields
+
+
+def _read_png16(data: bytes, name: str, colour: int, size, fields: dict) -> tuple[np.ndarray, ImageMeta]:
+    """Decode a 16-bit RGB, RGBA or gray+alpha PNG with OpenCV (BGR order, gray+alpha as BGRA)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint16 or image.ndim != 3:
+        raise _corrupt(name, "PNG", "OpenCV cannot decode this 16-bit PNG")
+    if colour == 4:
+        samples, mode = image[..., [0, 3]], "LA;16"
+    elif colour == 6:
+        samples, mode = image[..., [2, 1, 0, 3]], "RGBA;16"
+    else:
+        samples, mode = image[..., [2, 1, 0]], "RGB;16"
+    return np.ascontiguousarray(samples), _meta("PNG", mode, size, **fields)
+
+
+# ---------------------------------------------------------------- TIFF
+
+
+def _read_tiff(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
+    """Read a TIFF: 16-bit through tifffile (Pillow drops 16-bit colour to 8 bits), the rest through Pillow."""
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            _check_size(page.imagewidth, page.imagelength, max_pixels, name)
+            if page.bitspersample == 16:
+                return _read_tiff16(page, data, name)
+    except ImageError:
+        raise
+    except _DECODE_ERRORS as e:
+        raise _corrupt(name, fmt, e) from None
+    return _read_pillow(data, fmt, name, max_pixels)
+
+
+def _read_tiff16(page, data: bytes, name: str) -> tuple[np.ndarray, ImageMeta]:
+    """Decode the first page of a 16-bit TIFF (OpenCV when tifffile lacks the codec, e.g. LZW)."""
+    extras = len(page.extrasamples)
+    mode = _TIFF16_MODES.get((int(page.photometric), page.samplesperpixel, extras))
+    if mode is None or page.dtype != np.uint16:
+        raise _unsupported(name, f"{_enum_name(page.photometric)} with {page.samplesperpixel} samples "
+                                 f"of 16-bit {_enum_name(page.sampleformat)} data")
+    separate = page.planarconfig == 2 and page.samplesperpixel > 1
+    if page.compression in tifffile.TIFF.DECOMPRESSORS:
+        samples = page.asarray()
+        samples = np.moveaxis(samples, 0, -1) if separate else samples
+    else:
+        samples = _decode_tiff_opencv(data, mode, name)
+    options = {"photometric": _TIFF16_PHOTOMETRIC[int(page.photometric)],
+               "planarconfig": "separate" if separate else "contig",
+               "extrasamples": tuple(int(e) for e in page.extrasamples),
+               "compress": int(page.compression) != 1, "predictor": int(page.predictor) == 2}
+    fields = _tiff16_tags({tag.code: tag.value for tag in page.tags})
+    return samples, _meta("TIFF", mode, (page.imagewidth, page.imagelength), options=options, **fields)
+
+
+def _enum_name(value) -> str:
+    """The name of a tifffile enum member, or the raw number."""
+    return getattr(value, "name", str(value))
+
+
+def _decode_tiff_opencv(data: bytes, mode: str, name: str) -> np.ndarray:
+    """Decode a 16-bit gray/RGB/RGBA TIFF with OpenCV (its libtiff has every codec)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    channels = {"L;16": 1, "RGB;16": 3, "RGBA;16": 4}.get(mode)
+    if image is None or image.dtype != np.uint16 or (image.shape + (1,))[2] != channels:
+        raise _corrupt(name, "TIFF", f"OpenCV cannot decode this {mode} TIFF")
+    return image if channels == 1 else image[..., [2, 1, 0, 3][:channels]]
+
+
+def _tiff16_tags(tags: dict[int, Any]) -> dict:
+    """ICC profile, DPI and the tags tifffile can write back (as EXIF bytes) from a 16-bit TIFF."""
+    exif = Image.Exif()
+    for code in (*_TIFF_ASCII, 274, 700):
+        if code in tags:
+            exif[code] = int(tags[code]) if code == 274 else tags[code]
+    dpi = None
+    if 282 in tags and 283 in tags and int(tags.get(296, 2)) in (2, 3):
+        scale = 2.54 if int(tags.get(296, 2)) == 3 else 1.0
+        dpi = _dpi(tuple(scale * n / d for n, d in (tags[282], tags[283])))
+    icc = tags.get(34675)
+    return {"icc_profile": bytes(icc) if icc else None, "exif": exif.tobytes() if len(exif) else None, "dpi": dpi}
+
+
+# ---------------------------------------------------------------- pixels
+
+
+def _picture(samples: np.ndarray, meta: ImageMeta) -> Picture:
+    """Split decoded samples into float colour pixels and the untouched alpha plane."""
+    samples = samples if samples.ndim == 3 else samples[..., None]
+    colours = meta.channels
+    scale = np.float32((1 << meta.bits) - 1)
+    pixels = samples[..., :colours].astype(np.float32) / scale
+    alpha = samples[..., colours].copy() if samples.shape[2] > colours else None
+    return Picture(pixels, alpha, meta)
+
+
+def _samples(pixels: np.ndarray, like: Picture) -> np.ndarray:
+    """Float pixels back to the source dtype (clipped, rounded), with the source alpha appended."""
+    meta = like.meta
+    pixels = np.asarray(pixels)
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    if pixels.shape != (meta.height, meta.width, meta.channels):
+        raise ImageError(f"pixels have shape {pixels.shape}, expected "
+                         f"{(meta.height, meta.width, meta.channels)} to write a {meta.mode} image")
+    dtype = np.uint16 if meta.bits == 16 else np.uint8
+    scaled = np.nan_to_num(np.clip(pixels, 0.0, 1.0), nan=0.0) * ((1 << meta.bits) - 1)
+    samples = np.rint(scaled).astype(dtype)
+    if like.alpha is not None:
+        samples = np.concatenate([samples, like.alpha.astype(dtype)[..., None]], axis=2)
+    return samples
+
+
+def _palette_indices(samples: np.ndarray, meta: ImageMeta) -> np.ndarray:
+    """Nearest palette entry for each pixel (no dithering), among entries with that pixel's alpha."""
+    palette = np.frombuffer(meta.palette, np.uint8).reshape(-1, 3)
+    entry_alpha = _palette_alpha(meta.transparency, len(palette))
+    rgb = samples[..., :3].reshape(-1, 3)
+    if samples.shape[2] == 3 or entry_alpha is None:
+        return _nearest(rgb, palette, np.arange(len(palette))).reshape(samples.shape[:2])
+    alpha = samples[..., 3].reshape(-1)
+    index = np.zeros(len(rgb), np.uint8)
+    for value in np.unique(alpha):
+        where = alpha == value
+        gap = np.abs(entry_alpha.astype(int) - int(value))
+        candidates = np.flatnonzero(gap == gap.min())
+        index[where] = _nearest(rgb[where], palette[candidates], candidates)
+    return index.reshape(samples.shape[:2])
+
+
+def _nearest(colours: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """labels[i] of the palette colour nearest (squared RGB distance) to each colour.
+
+    |p|^2 - 2 c.p orders palette entries like |c - p|^2; every term is an integer
+    below 2**24, so the float32 matrix product is exact.
+    """
+    keys = colours.astype(np.int32) @ np.array([65536, 256, 1], np.int32)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    rgb = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], axis=1).astype(np.float32)
+    entries = palette.astype(np.float32)
+    offset = (entries**2).sum(axis=1)
+    best = np.empty(len(unique), np.intp)
+    for start in range(0, len(unique), 16384):
+        best[start:start + 16384] = (offset - 2 * rgb[start:start + 16384] @ entries.T).argmin(axis=1)
+    return labels[best][inverse.reshape(-1)].astype(np.uint8)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_image(path, pixels: np.ndarray, like: Picture) -> None:
+    """Write float H x W x C pixels to path in the format, mode, bit depth, alpha and metadata of `like`."""
+    samples = _samples(pixels, like)
+    meta = like.meta
+    if meta.format == "PNG" and meta.bits == 16 and meta.mode != "L;16":
+        encoder = _encode_png16
+    elif meta.format == "TIFF" and meta.bits == 16:
+        encoder = _encode_tiff16
+    else:
+        encoder = _encode_pillow
+    try:
+        data = encoder(samples, meta)
+    except _ENCODE_ERRORS as e:
+        raise ImageError(f"{Path(path).name}: cannot encode {meta.mode} {meta.format} ({e})") from None
+    _write_file(Path(path), data)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write the encoded bytes; on failure remove what was written and raise ImageError."""
+    try:
+        handle = open(path, "wb")
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write file ({e.strerror or e})") from None
+    try:
+        with handle:
+            handle.write(data)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise ImageError(f"{path}: cannot write file ({e.strerror or e})") from None
+
+
+def _pillow_image(samples: np.ndarray, meta: ImageMeta) -> Image.Image:
+    """A Pillow image of the source mode from the samples."""
+    size = (meta.width, meta.height)
+    if meta.mode == "1":
+        return Image.frombytes("1", size, np.packbits(samples[..., 0].astype(bool), axis=1).tobytes())
+    if meta.mode == "L;16":
+        return Image.frombytes("I;16", size, samples.astype("<u2").tobytes())
+    if meta.mode == "P":
+        im = Image.frombytes("P", size, _palette_indices(samples, meta).tobytes())
+        im.putpalette(meta.palette, "RGB")
+        return im
+    return Image.frombytes(meta.mode, size, np.ascontiguousarray(samples).tobytes())
+
+
+def _encode_pillow(samples: np.ndarray, meta: ImageMeta) -> bytes:
+    """Encode with Pillow, carrying ICC, EXIF, DPI, transparency and the format's own options."""
+    options = {k: v for k, v in meta.options.items() if k != "chunks"}
+    if meta.icc_profile and meta.format != "BMP":
+        options["icc_profile"] = meta.icc_profile
+    if meta.exif and meta.format != "BMP":
+        options["exif"] = meta.exif
+    if meta.dpi and meta.format != "WEBP":
+        options["dpi"] = meta.dpi
+    if meta.transparency is not None and meta.format == "PNG":
+        options["transparency"] = meta.transparency
+    if meta.format == "PNG":
+        options["pnginfo"] = _pnginfo(meta.options.get("chunks", ()))
+    buffer = io.BytesIO()
+    _pillow_image(samples, meta).save(buffer, format=meta.format, **options)
+    return buffer.getvalue()
+
+
+def _pnginfo(chunks) -> PngImagePlugin.PngInfo:
+    """Pillow's container for the verbatim-copied PNG chunks (tRNS is written by Pillow itself)."""
+    info = PngImagePlugin.PngInfo()
+    for kind, payload in chunks:
+        if kind != b"tRNS":
+            info.add(kind, payload)
+    return info
+
+
+def _encode_png16(samples: np.ndarray, meta: ImageMeta) -> bytes:
+    """Encode 16-bit RGB/RGBA with OpenCV (gray+alpha directly), then splice the metadata chunks in."""
+    if meta.mode == "LA;16":
+        png = _encode_png16_gray_alpha(samples)
+    else:
+        order = [2, 1, 0, 3][: samples.shape[2]]
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(samples[..., order]))
+        if not ok:
+            raise ValueError("OpenCV could not encode the PNG")
+        png = encoded.tobytes()
+    return _png_splice(png, _png16_metadata(meta))
+
+
+def _encode_png16_gray_alpha(samples: np.ndarray) -> bytes:
+    """A minimal 16-bit gray+alpha PNG (OpenCV cannot write two channels)."""
+    height, width = samples.shape[:2]
+    rows = samples.astype(">u2").view(np.uint8).reshape(height, -1)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()
+    header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        _png_chunk(kind, payload)
+        for kind, payload in ((b"IHDR", header), (b"IDAT", zlib.compress(raw, 6)), (b"IEND", b"")))
+
+
+def _png16_metadata(meta: ImageMeta) -> bytes:
+    """iCCP, eXIf, pHYs and the verbatim-copied chunks, encoded."""
+    chunks = []
+    if meta.icc_profile:
+        chunks.append((b"iCCP", b"ICC Profile\0\0" + zlib.compress(meta.icc_profile)))
+    if meta.exif:
+        exif = meta.exif[6:] if meta.exif.startswith(b"Exif\x00\x00") else meta.exif
+        chunks.append((b"eXIf", exif))
+    if meta.dpi:
+        ppm = [round(d / 0.0254) for d in meta.dpi]
+        chunks.append((b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
+    copied = [(k, v) for k, v in meta.options.get("chunks", ()) if k != b"tRNS" or meta.mode == "RGB;16"]
+    return b"".join(_png_chunk(k, v) for k, v in chunks + copied)
+
+
+def _png_splice(png: bytes, extra: bytes) -> bytes:
+    """Insert encoded chunks into a PNG stream just before its first IDAT."""
+    pos = 8
+    while pos < len(png) and png[pos + 4:pos + 8] != b"IDAT":
+        pos += 12 + struct.unpack(">I", png[pos:pos + 4])[0]
+    return png[:pos] + extra + png[pos:]
+
+
+def _encode_tiff16(samples: np.ndarray, meta: ImageMeta) -> bytes:
+    """Encode a 16-bit TIFF with tifffile: deflate + predictor when the source was compressed.
+
+    Carried: ICC profile, resolution, Orientation, XMP and the ASCII tags of _TIFF_ASCII.
+    Not carried: the EXIF and GPS sub-IFDs, IPTC, Photoshop resources and private tags;
+    LZW and other codecs tifffile cannot write without imagecodecs become deflate.
+    """
+    options = meta.options
+    data = samples[..., 0] if samples.shape[2] == 1 else samples
+    if options["planarconfig"] == "separate":
+        data = np.moveaxis(data, -1, 0)
+    kwargs: dict[str, Any] = {}
+    if meta.dpi:
+        kwargs.update(resolution=meta.dpi, resolutionunit="INCH")
+    if options["extrasamples"]:
+        kwargs["extrasamples"] = options["extrasamples"]
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer, np.ascontiguousarray(data), photometric=options["photometric"],
+        planarconfig=options["planarconfig"], compression="zlib" if options["compress"] else None,
+        predictor=options["predictor"] and options["compress"], iccprofile=meta.icc_profile,
+        extratags=_tiff16_extratags(meta.exif), software=False, metadata=None, **kwargs)
+    return buffer.getvalue()
+
+
+def _tiff16_extratags(exif_bytes: bytes | None) -> list[tuple]:
+    """tifffile extratags for Orientation, XMP and the ASCII tags carried in the EXIF bytes."""
+    if not exif_bytes:
+        return []
+    exif = Image.Exif()
+    exif.load(exif_bytes)
+    tags = [(code, "s", 0, _text(exif[code]), True) for code in _TIFF_ASCII if code in exif]
+    if 274 in exif:
+        tags.append((274, "H", 1, int(exif[274]), True))
+    if 700 in exif:
+        xmp = bytes(exif[700]) if not isinstance(exif[700], str) else exif[700].encode()
+        tags.append((700, "B", len(xmp), xmp, True))
+    return tags
+
+
+def _text(value) -> str:
+    """An ASCII TIFF tag's value as text."""
+    return value.decode("latin-1").rstrip("\0") if isinstance(value, bytes) else str(value)

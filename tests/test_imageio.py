@@ -1,0 +1,549 @@
+"""Tests for denoiser.imageio: round trips per format and mode, metadata, bad inputs."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageCms, JpegImagePlugin
+
+from denoiser.imageio import ImageError, ImageMeta, Picture, read_image, write_image
+
+H, W = 20, 28
+ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def exif_bytes(orientation: int = 6) -> bytes:
+    exif = Image.Exif()
+    exif[274] = orientation
+    exif[271] = "TestCam"
+    return exif.tobytes()
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def add_png_chunks(png: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """Insert chunks right after IHDR (signature 8 bytes + IHDR 25 bytes)."""
+    return png[:33] + b"".join(png_chunk(k, v) for k, v in chunks) + png[33:]
+
+
+def cv2_png(array: np.ndarray) -> bytes:
+    """A 16-bit PNG from an RGB(A) or gray uint16 array, encoded by OpenCV."""
+    if array.ndim == 3:
+        array = array[..., [2, 1, 0, 3][: array.shape[2]]]
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(array))
+    assert ok
+    return data.tobytes()
+
+
+def gray_alpha_png16(array: np.ndarray) -> bytes:
+    """A 16-bit gray+alpha PNG written by hand (colour type 4)."""
+    rows = array.astype(">u2").view(np.uint8).reshape(array.shape[0], -1)
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+    header = struct.pack(">IIBBBBB", array.shape[1], array.shape[0], 16, 4, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(raw))
+            + png_chunk(b"IEND", b""))
+
+
+# ---------------------------------------------------------------- sample images
+# Each builder returns (file bytes, expected colour samples H x W x C, expected alpha or None).
+
+
+def u8(rng, *shape):
+    return rng.integers(0, 256, (H, W, *shape), dtype=np.uint8)
+
+
+def u16(rng, *shape):
+    return rng.integers(0, 65536, (H, W, *shape), dtype=np.uint16)
+
+
+def pillow_bytes(im: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    im.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def build_8bit(rng, mode: str, fmt: str, **options):
+    if mode == "1":
+        bits = rng.integers(0, 2, (H, W)).astype(bool)
+        im = Image.frombytes("1", (W, H), np.packbits(bits, axis=1).tobytes())
+        return pillow_bytes(im, fmt, **options), bits[..., None].astype(np.uint8), None
+    channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4}[mode]
+    array = u8(rng, channels)
+    im = Image.frombytes(mode, (W, H), array.tobytes())
+    colours = channels - 1 if mode in ("LA", "RGBA") else channels
+    alpha = array[..., -1] if mode in ("LA", "RGBA") else None
+    return pillow_bytes(im, fmt, **options), array[..., :colours], alpha
+
+
+def build_palette(rng, fmt: str, transparency=None):
+    palette = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+    palette[1] = palette[0]  # same colour, different alpha: quantization must keep the alpha
+    index = rng.integers(0, 16, (H, W), dtype=np.uint8)
+    im = Image.frombytes("P", (W, H), index.tobytes())
+    im.putpalette(palette.tobytes(), "RGB")
+    options = {} if transparency is None else {"transparency": transparency}
+    alpha = None
+    if transparency is not None:
+        entry_alpha = np.full(16, 255, np.uint8)
+        if isinstance(transparency, int):
+            entry_alpha[transparency] = 0
+        else:
+            entry_alpha[: len(transparency)] = np.frombuffer(transparency, np.uint8)
+        alpha = entry_alpha[index]
+    return pillow_bytes(im, fmt, **options), palette[index], alpha
+
+
+def build_16bit(rng, mode: str, fmt: str, **options):
+    channels = {"L;16": 1, "LA;16": 2, "RGB;16": 3, "RGBA;16": 4, "CMYK;16": 4}[mode]
+    array = u16(rng, channels)
+    has_alpha = mode in ("LA;16", "RGBA;16")
+    colours = channels - has_alpha
+    if fmt == "PNG":
+        data = gray_alpha_png16(array) if mode == "LA;16" else cv2_png(array[..., 0] if channels == 1 else array)
+    else:
+        photometric = {1: "minisblack", 2: "minisblack", 3: "rgb", 4: "rgb"}[channels]
+        photometric = "separated" if mode == "CMYK;16" else photometric
+        buffer = io.BytesIO()
+        if options.get("planarconfig") == "separate":
+            array_to_write = np.moveaxis(array, -1, 0)
+        else:
+            array_to_write = array[..., 0] if channels == 1 else array
+        tifffile.imwrite(buffer, array_to_write, photometric=photometric,
+                         extrasamples=("unassalpha",) if has_alpha else None, **options)
+        data = buffer.getvalue()
+    return data, array[..., :colours], array[..., -1] if has_alpha else None
+
+
+LOSSLESS_CASES = [
+    *[("PNG", m) for m in ("1", "L", "LA", "RGB", "RGBA")],
+    *[("TIFF", m) for m in ("1", "L", "LA", "RGB", "RGBA", "CMYK")],
+    *[("BMP", m) for m in ("1", "L", "RGB")],
+]
+
+
+def roundtrip(tmp_path, data: bytes, name: str = "in.img", pixels=None):
+    source = tmp_path / name
+    source.write_bytes(data)
+    first = read_image(source)
+    out = tmp_path / f"out-{name}"
+    write_image(out, first.pixels if pixels is None else pixels, first)
+    return first, read_image(out), out
+
+
+def assert_samples(picture: Picture, colours: np.ndarray, alpha):
+    scale = (1 << picture.meta.bits) - 1
+    assert picture.pixels.dtype == np.float32
+    assert picture.pixels.shape == (H, W, colours.shape[2])
+    np.testing.assert_array_equal(np.rint(picture.pixels * scale).astype(np.int64), colours)
+    if alpha is None:
+        assert picture.alpha is None
+    else:
+        assert picture.alpha.dtype == alpha.dtype
+        np.testing.assert_array_equal(picture.alpha, alpha)
+
+
+def assert_same(first: Picture, second: Picture):
+    for key in ("format", "mode", "bits", "width", "height"):
+        assert getattr(second.meta, key) == getattr(first.meta, key), key
+    np.testing.assert_array_equal(second.pixels, first.pixels)
+    if first.alpha is None:
+        assert second.alpha is None
+    else:
+        np.testing.assert_array_equal(second.alpha, first.alpha)
+        assert second.alpha.dtype == first.alpha.dtype
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize(("fmt", "mode"), LOSSLESS_CASES)
+def test_lossless_8bit_round_trip(tmp_path, rng, fmt, mode):
+    data, colours, alpha = build_8bit(rng, mode, fmt)
+    first, second, _ = roundtrip(tmp_path, data)
+    assert (first.meta.format, first.meta.mode, first.meta.bits) == (fmt, mode, 1 if mode == "1" else 8)
+    assert_samples(first, colours, alpha)
+    assert_same(first, second)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "BMP"])
+def test_palette_round_trip(tmp_path, rng, fmt):
+    data, colours, _ = build_palette(rng, fmt)
+    first, second, out = roundtrip(tmp_path, data)
+    assert first.meta.mode == "P" and first.alpha is None
+    assert_samples(first, colours, None)
+    assert_same(first, second)
+    assert Image.open(out).mode == "P"
+
+
+@pytest.mark.parametrize("transparency", [0, bytes([0, 255, 128, 40] + [255] * 4)])
+def test_palette_transparency_round_trip(tmp_path, rng, transparency):
+    data, colours, alpha = build_palette(rng, "PNG", transparency)
+    first, second, out = roundtrip(tmp_path, data)
+    assert first.meta.mode == "P"
+    assert_samples(first, colours, alpha)
+    assert_same(first, second)
+    with Image.open(out) as im:
+        assert im.mode == "P" and im.info["transparency"] == transparency
+
+
+def test_palette_quantizes_to_original_palette_keeping_alpha(tmp_path, rng):
+    data, _, alpha = build_palette(rng, "PNG", bytes([0, 255, 128]))
+    source = tmp_path / "p.png"
+    source.write_bytes(data)
+    first = read_image(source)
+    noisy = first.pixels + rng.normal(0, 0.01, first.pixels.shape).astype(np.float32)
+    write_image(tmp_path / "out.png", noisy, first)
+    second = read_image(tmp_path / "out.png")
+    np.testing.assert_array_equal(second.alpha, alpha)
+    palette = np.frombuffer(first.meta.palette, np.uint8).reshape(-1, 3)
+    used = {tuple(c) for c in np.rint(second.pixels * 255).astype(np.uint8).reshape(-1, 3)}
+    assert used <= {tuple(c) for c in palette}
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("PNG", m) for m in ("L;16", "LA;16", "RGB;16", "RGBA;16")]
+                         + [("TIFF", m) for m in ("L;16", "LA;16", "RGB;16", "RGBA;16", "CMYK;16")])
+def test_16bit_round_trip_is_exact(tmp_path, rng, fmt, mode):
+    data, colours, alpha = build_16bit(rng, mode, fmt)
+    first, second, out = roundtrip(tmp_path, data)
+    assert (first.meta.format, first.meta.mode, first.meta.bits) == (fmt, mode, 16)
+    assert_samples(first, colours, alpha)
+    assert_same(first, second)
+    assert out.read_bytes()[:4] == data[:4]
+
+
+def test_16bit_png_written_as_16bit_rgb(tmp_path, rng):
+    data, colours, _ = build_16bit(rng, "RGB;16", "PNG")
+    _, _, out = roundtrip(tmp_path, data)
+    depth, colour_type = out.read_bytes()[24:26]
+    assert (depth, colour_type) == (16, 2)
+    decoded = cv2.imdecode(np.frombuffer(out.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(decoded[..., ::-1], colours)
+
+
+@pytest.mark.parametrize("options", [{"compression": "zlib", "predictor": True},
+                                     {"planarconfig": "separate"}])
+def test_16bit_tiff_layouts(tmp_path, rng, options):
+    data, colours, _ = build_16bit(rng, "RGB;16", "TIFF", **options)
+    first, second, out = roundtrip(tmp_path, data)
+    assert_samples(first, colours, None)
+    assert_same(first, second)
+    np.testing.assert_array_equal(tifffile.imread(out).reshape(-1), tifffile.imread(io.BytesIO(data)).reshape(-1))
+
+
+@pytest.mark.parametrize(("mode", "compression"), [("RGB", "tiff_lzw"), ("L", "tiff_adobe_deflate"),
+                                                   ("RGB", "packbits"), ("1", "group4")])
+def test_tiff_compression_kept(tmp_path, rng, mode, compression):
+    data, _, _ = build_8bit(rng, mode, "TIFF", compression=compression)
+    first, second, out = roundtrip(tmp_path, data)
+    assert_same(first, second)
+    with Image.open(out) as im:
+        assert im.info["compression"] == compression
+
+
+def test_16bit_lzw_tiff_decoded_with_opencv(tmp_path, rng):
+    colours = u16(rng, 3)
+    ok, data = cv2.imencode(".tif", np.ascontiguousarray(colours[..., ::-1]))  # OpenCV writes LZW
+    first, second, out = roundtrip(tmp_path, data.tobytes())
+    assert first.meta.mode == "RGB;16"
+    assert_samples(first, colours, None)
+    assert_same(first, second)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.pages.first.compression == tifffile.COMPRESSION.ADOBE_DEFLATE  # no LZW encoder in tifffile
+
+
+@pytest.mark.parametrize(("mode", "options"), [("L", {"quality": 90}), ("RGB", {"quality": 90}),
+                                               ("RGB", {"quality": 80, "subsampling": 0}),
+                                               ("CMYK", {"quality": 90})])
+def test_jpeg_round_trip(tmp_path, rng, mode, options):
+    data, _, _ = build_8bit(rng, mode, "JPEG", **options)
+    first, second, out = roundtrip(tmp_path, data)
+    assert (second.meta.format, second.meta.mode, second.meta.bits) == ("JPEG", mode, 8)
+    assert np.abs(second.pixels - first.pixels).mean() < 0.03
+    with Image.open(io.BytesIO(data)) as source, Image.open(out) as result:
+        assert result.quantization == source.quantization
+        assert JpegImagePlugin.get_sampling(result) == JpegImagePlugin.get_sampling(source)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+@pytest.mark.parametrize("lossless", [True, False])
+def test_webp_round_trip(tmp_path, rng, mode, lossless):
+    data, colours, alpha = build_8bit(rng, mode, "WEBP", lossless=lossless, quality=90, exact=True)
+    first, second, out = roundtrip(tmp_path, data)
+    assert (second.meta.format, second.meta.mode) == ("WEBP", mode)
+    assert (b"VP8L" in out.read_bytes()[12:40]) == lossless
+    if lossless:
+        assert_samples(first, colours, alpha)
+        assert_same(first, second)
+    else:
+        assert np.abs(second.pixels - first.pixels).mean() < 0.05
+        if alpha is not None:
+            np.testing.assert_array_equal(second.alpha, first.alpha)
+
+
+def test_format_from_content_not_extension(tmp_path, rng):
+    data, _, _ = build_8bit(rng, "RGB", "PNG")
+    first, second, out = roundtrip(tmp_path, data, name="really-a-png.jpg")
+    assert first.meta.format == "PNG"
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert_same(first, second)
+
+
+def test_multiframe_uses_first_frame(tmp_path, rng):
+    frames = [Image.frombytes("RGB", (W, H), u8(rng, 3).tobytes()) for _ in range(2)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:])
+    first, second, _ = roundtrip(tmp_path, buffer.getvalue())
+    np.testing.assert_array_equal(np.rint(first.pixels * 255).astype(np.uint8), np.asarray(frames[0]))
+    assert_same(first, second)
+
+
+def test_write_clips_and_rounds(tmp_path, rng):
+    data, _, _ = build_8bit(rng, "L", "PNG")
+    source = tmp_path / "in.png"
+    source.write_bytes(data)
+    picture = read_image(source)
+    pixels = np.full_like(picture.pixels, 2.0)
+    pixels[0, 0] = -1.0
+    pixels[0, 1] = 0.5
+    write_image(tmp_path / "out.png", pixels, picture)
+    result = np.asarray(Image.open(tmp_path / "out.png"))
+    assert result[0, 0] == 0 and result[0, 1] == 128 and result[5, 5] == 255
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def check_exif_icc(path, exif_expected=True, icc_expected=True):
+    with Image.open(path) as im:
+        exif = dict(im.getexif())  # before load: Pillow drops a TIFF's Orientation when it loads
+        im.load()
+        if icc_expected:
+            assert im.info.get("icc_profile") == ICC
+        if exif_expected:
+            assert exif.get(274) == 6
+            assert exif.get(271) == "TestCam"
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("JPEG", "RGB"), ("PNG", "RGB"), ("PNG", "RGBA"), ("WEBP", "RGB"),
+                                           ("TIFF", "RGB"), ("TIFF", "CMYK"), ("PNG", "LA")])
+def test_exif_and_icc_carried_8bit(tmp_path, rng, fmt, mode):
+    data, _, _ = build_8bit(rng, mode, fmt, exif=exif_bytes(), icc_profile=ICC)
+    first, second, out = roundtrip(tmp_path, data)
+    assert first.meta.icc_profile == ICC
+    check_exif_icc(out)
+    assert second.meta.icc_profile == ICC
+
+
+@pytest.mark.parametrize("mode", ["L;16", "RGB;16", "RGBA;16", "LA;16"])
+def test_exif_icc_dpi_carried_16bit_png(tmp_path, rng, mode):
+    data, colours, alpha = build_16bit(rng, mode, "PNG")
+    iccp = b"sRGB\0\0" + zlib.compress(ICC)
+    phys = struct.pack(">IIB", 11811, 11811, 1)  # 300 dpi
+    data = add_png_chunks(data, [(b"iCCP", iccp), (b"eXIf", exif_bytes()[6:]), (b"pHYs", phys),
+                                 (b"tEXt", b"Comment\0hello")])
+    first, second, out = roundtrip(tmp_path, data)
+    assert_same(first, second)
+    check_exif_icc(out)
+    with Image.open(out) as im:
+        im.load()
+        assert im.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+        assert im.info["Comment"] == "hello"
+    encoded = out.read_bytes()
+    assert encoded.index(b"iCCP") < encoded.index(b"IDAT") and encoded.index(b"eXIf") < encoded.index(b"IDAT")
+    assert encoded[24] == 16
+
+
+def test_exif_and_icc_carried_16bit_tiff(tmp_path, rng):
+    colours = u16(rng, 3)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, colours, photometric="rgb", iccprofile=ICC, resolution=(300, 300),
+                     resolutionunit="INCH", extratags=[(274, "H", 1, 6, True), (271, "s", 0, "TestCam", True)])
+    first, second, out = roundtrip(tmp_path, buffer.getvalue())
+    assert_same(first, second)
+    with tifffile.TiffFile(out) as tif:
+        tags = tif.pages.first.tags
+        assert bytes(tags[34675].value) == ICC
+        assert int(tags[274].value) == 6
+        assert tags[271].value == "TestCam"
+        assert tags[282].value[0] / tags[282].value[1] == pytest.approx(300)
+    check_exif_icc(out)
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("TIFF", "RGB"), ("TIFF", "L"), ("JPEG", "L"), ("PNG", "RGB")])
+def test_orientation_does_not_rotate_pixels(tmp_path, rng, fmt, mode):
+    data, colours, _ = build_8bit(rng, mode, fmt, exif=exif_bytes(6), compression="tiff_lzw") if fmt == "TIFF" \
+        else build_8bit(rng, mode, fmt, exif=exif_bytes(6))
+    first, second, out = roundtrip(tmp_path, data)
+    assert first.pixels.shape[:2] == (H, W) and (first.meta.width, first.meta.height) == (W, H)
+    if fmt != "JPEG":
+        assert_samples(first, colours, None)
+        assert_same(first, second)
+    with Image.open(out) as im:
+        assert im.getexif().get(274) == 6
+
+
+def test_tiff_exif_sub_ifd_carried(tmp_path, rng):
+    exif = Image.Exif()
+    exif[274] = 8
+    exif[0x8769] = {0x9003: "2024:01:02 03:04:05"}  # DateTimeOriginal
+    data, _, _ = build_8bit(rng, "RGB", "TIFF", exif=exif.tobytes())
+    _, _, out = roundtrip(tmp_path, data)
+    with Image.open(out) as im:
+        result = im.getexif()
+        assert result[274] == 8
+        assert im.size == (H, W)  # Pillow reports the displayed (rotated) size
+        assert result.get_ifd(0x8769)[0x9003] == "2024:01:02 03:04:05"
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("PNG", "RGB"), ("JPEG", "RGB"), ("TIFF", "RGB"), ("BMP", "RGB"),
+                                           ("PNG", "L")])
+def test_dpi_carried(tmp_path, rng, fmt, mode):
+    data, _, _ = build_8bit(rng, mode, fmt, dpi=(150, 150))
+    first, _, out = roundtrip(tmp_path, data)
+    assert first.meta.dpi == pytest.approx((150, 150), abs=0.02)  # PNG/BMP store dots per metre
+    with Image.open(out) as im:
+        assert im.info["dpi"] == pytest.approx((150, 150), abs=0.02)
+
+
+def test_png_text_and_gamma_chunks_carried(tmp_path, rng):
+    data, _, _ = build_8bit(rng, "RGB", "PNG")
+    data = add_png_chunks(data, [(b"gAMA", struct.pack(">I", 45455)), (b"tEXt", b"Title\0noisy")])
+    _, _, out = roundtrip(tmp_path, data)
+    with Image.open(out) as im:
+        assert im.info["gamma"] == pytest.approx(0.45455)
+        assert im.info["Title"] == "noisy"
+
+
+def test_meta_fields(tmp_path, rng):
+    data, _, _ = build_8bit(rng, "RGBA", "PNG")
+    (tmp_path / "a.png").write_bytes(data)
+    meta = read_image(tmp_path / "a.png").meta
+    assert isinstance(meta, ImageMeta)
+    assert (meta.format, meta.mode, meta.bits, meta.width, meta.height, meta.channels) == ("PNG", "RGBA", 8, W, H, 3)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def bad(tmp_path, name: str, data: bytes, **kwargs) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ImageError) as info:
+        read_image(path, **kwargs)
+    return str(info.value)
+
+
+def test_empty_file(tmp_path):
+    assert "empty file" in bad(tmp_path, "empty.png", b"")
+
+
+@pytest.mark.parametrize("build", [
+    lambda rng: build_8bit(rng, "RGB", "PNG")[0],
+    lambda rng: build_8bit(rng, "RGB", "JPEG")[0],
+    lambda rng: build_16bit(rng, "RGB;16", "PNG")[0],
+    lambda rng: build_8bit(rng, "RGB", "TIFF")[0],
+    lambda rng: build_16bit(rng, "RGB;16", "TIFF")[0],
+    lambda rng: build_16bit(rng, "RGB;16", "TIFF", compression="zlib")[0],
+    lambda rng: build_8bit(rng, "RGB", "WEBP")[0],
+], ids=["png", "jpeg", "png16", "tiff", "tiff16", "tiff16-deflate", "webp"])
+def test_truncated(tmp_path, rng, build):
+    data = build(rng)
+    message = bad(tmp_path, "cut.img", data[: len(data) * 2 // 3])
+    assert "truncated" in message and "cut.img" in message
+
+
+def test_text_file_named_png(tmp_path):
+    assert "not an image" in bad(tmp_path, "notes.png", b"hello, this is not an image\n" * 10)
+
+
+def test_unsupported_format(tmp_path, rng):
+    data = pillow_bytes(Image.frombytes("RGB", (W, H), u8(rng, 3).tobytes()), "GIF")
+    assert "unsupported image format GIF" in bad(tmp_path, "a.gif", data)
+
+
+@pytest.mark.parametrize("build", [
+    lambda rng: build_8bit(rng, "RGB", "PNG")[0],
+    lambda rng: build_8bit(rng, "RGB", "JPEG")[0],
+    lambda rng: build_16bit(rng, "RGB;16", "PNG")[0],
+    lambda rng: build_16bit(rng, "RGB;16", "TIFF")[0],
+    lambda rng: build_8bit(rng, "RGB", "WEBP")[0],
+], ids=["png", "jpeg", "png16", "tiff16", "webp"])
+def test_over_pixel_limit(tmp_path, rng, build):
+    message = bad(tmp_path, "big.img", build(rng), max_pixels=H * W - 1)
+    assert "too large" in message and f"{W} x {H}" in message
+
+
+def test_huge_header_checked_before_decoding_and_pillow_limit_untouched(tmp_path):
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 10))
+    limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "too large" in bad(tmp_path, "bomb.png", data + png_chunk(b"IEND", b""))
+        assert "truncated" in bad(tmp_path, "bomb2.png", data + png_chunk(b"IEND", b""), max_pixels=10**9)
+    assert Image.MAX_IMAGE_PIXELS == limit
+
+
+def test_pillow_global_limit_neither_applies_nor_leaks(tmp_path, rng, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # far below H * W; restored after the test
+    for fmt in ("PNG", "JPEG", "BMP"):
+        (tmp_path / "ok.img").write_bytes(build_8bit(rng, "RGB", fmt)[0])
+        assert read_image(tmp_path / "ok.img").meta.format == fmt
+    for fmt in ("TIFF", "WEBP"):  # these plugins check Pillow's limit themselves
+        assert "too large" in bad(tmp_path, "bomb.img", build_8bit(rng, "RGB", fmt)[0])
+
+
+@pytest.mark.parametrize("mode", ["F", "I", "LAB"])
+def test_unsupported_mode(tmp_path, rng, mode):
+    array = {"F": rng.random((H, W), dtype=np.float32), "I": rng.integers(0, 2**31, (H, W), dtype=np.int32),
+             "LAB": u8(rng, 3)}[mode]
+    im = Image.fromarray(array) if mode != "LAB" else Image.frombytes("LAB", (W, H), array.tobytes())
+    assert f"unsupported image mode {mode}" in bad(tmp_path, "odd.tif", pillow_bytes(im, "TIFF"))
+
+
+def test_unsupported_16bit_tiff_sample_format(tmp_path, rng):
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, rng.integers(-1000, 1000, (H, W), dtype=np.int16))
+    assert "unsupported image mode" in bad(tmp_path, "signed.tif", buffer.getvalue())
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_directory_is_not_an_image(tmp_path):
+    with pytest.raises(ImageError, match="cannot read"):
+        read_image(tmp_path)
+
+
+def test_write_errors(tmp_path, rng):
+    data, _, _ = build_8bit(rng, "RGB", "PNG")
+    (tmp_path / "a.png").write_bytes(data)
+    picture = read_image(tmp_path / "a.png")
+    with pytest.raises(ImageError, match="cannot write"):
+        write_image(tmp_path / "missing-dir" / "out.png", picture.pixels, picture)
+    with pytest.raises(ImageError, match="expected"):
+        write_image(tmp_path / "out.png", picture.pixels[..., :1], picture)
+
+
+def test_module_has_no_heavy_imports():
+    import denoiser.imageio as module
+
+    source = open(module.__file__).read()
+    for name in ("click", "keras", "tensorflow"):
+        assert f"import {name}" not in source
