@@ -56,13 +56,13 @@ def mirror_jobs(source: Path, output: Path, recursive: bool = False) -> list[Job
     if source.is_file():
         return [Job(source, output / source.name)]
     pattern = "**/*" if recursive else "*"
-    output_resolved = output.resolve()
+    nested_output = output.resolve() if output.resolve() != source.resolve() else None
     jobs = []
     for path in sorted(source.glob(pattern)):
         relative = path.relative_to(source)
         if any(part.startswith(".") for part in relative.parts) or path.is_dir():
             continue
-        if output_resolved in path.resolve().parents:
+        if nested_output in path.resolve().parents:
             continue
         jobs.append(Job(path, output / relative))
     return jobs

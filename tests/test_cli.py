@@ -1,0 +1,156 @@
+"""`denoise batch` end to end with tiny models: outputs, scores, skipping, failures, safety."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from denoiser.cli import main
+from tests.conftest import write_image
+
+RECORD_FIELDS = {"input", "output", "status", "score", "anomalous", "error", "width", "height", "seconds"}
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under a folder with its bytes."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run(*args) -> tuple[int, str, list[dict]]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    output = Path(args[2]) / "scores.jsonl"
+    records = [json.loads(line) for line in output.read_text().splitlines()] if output.exists() else []
+    return result.exit_code, result.output, records
+
+
+@pytest.fixture
+def inbox(tmp_path, rng):
+    """A folder of gray and colour images in several formats, one in a subfolder."""
+    folder = tmp_path / "in"
+    write_image(folder / "gray.png", rng.integers(0, 256, (40, 50), np.uint8))
+    write_image(folder / "colour photo.jpg", rng.integers(0, 256, (64, 48, 3), np.uint8), quality=90)
+    write_image(folder / "sub" / "déjà-vu.tif", rng.integers(0, 256, (30, 30, 3), np.uint8))
+    return folder
+
+
+def test_batch_mirrors_folder_and_writes_scores(inbox, tmp_path, tiny_models):
+    before = snapshot(inbox)
+    out = tmp_path / "out"
+    code, text, records = run("batch", inbox, out, "-r", "-m", tiny_models["color"], "-t", "32", "-b", "3", "-q")
+    assert code == 0, text
+    assert snapshot(inbox) == before, "inputs must never change"
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
+        "gray.png", "colour photo.jpg", "sub/déjà-vu.tif", "scores.jsonl"}
+    assert len(records) == 3 and all(RECORD_FIELDS <= set(r) for r in records)
+    assert all(r["status"] == "ok" and r["error"] is None and 0 <= r["score"] <= 1 for r in records)
+    by_name = {Path(r["input"]).name: r for r in records}
+    assert (by_name["gray.png"]["width"], by_name["gray.png"]["height"]) == (50, 40)
+    with Image.open(out / "colour photo.jpg") as im:
+        assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (48, 64))
+    assert "3 images" in text and "0 failed" in text and "MP/s" in text
+
+
+def test_not_recursive_skips_subfolders(inbox, tmp_path, tiny_models):
+    code, _, records = run("batch", inbox, tmp_path / "out", "-m", tiny_models["gray"], "-t", "32", "-q")
+    assert code == 0 and len(records) == 2
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(inbox, tmp_path, tiny_models):
+    out = tmp_path / "out"
+    args = ("batch", inbox / "gray.png", out, "-m", tiny_models["gray"], "-t", "32", "-q")
+    assert run(*args)[0] == 0
+    first = (out / "gray.png").stat().st_mtime_ns
+    code, text, records = run(*args)
+    assert code == 0 and "1 skipped" in text and len(records) == 1
+    assert (out / "gray.png").stat().st_mtime_ns == first
+    code, text, records = run(*args, "--overwrite")
+    assert code == 0 and len(records) == 2
+
+
+def test_default_models_are_picked_per_image(inbox, tmp_path, tiny_models, monkeypatch):
+    import denoiser.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "default_model_path", lambda c: tiny_models["color" if c == 3 else "gray"])
+    code, _, records = run("batch", inbox, tmp_path / "out", "-r", "-t", "32", "-q")
+    assert code == 0
+    assert {Path(r["input"]).name: r["model"] for r in records} == {
+        "gray.png": "tiny-gray", "colour photo.jpg": "tiny-color", "déjà-vu.tif": "tiny-color"}
+
+
+BAD_FILES = {
+    "empty.png": b"",
+    "notes.png": b"this is not an image\n",
+    "truncated.png": None,
+    "big.png": None,
+}
+
+
+def make_bad_inputs(folder: Path, rng) -> None:
+    for name, data in BAD_FILES.items():
+        if data is not None:
+            (folder / name).write_bytes(data)
+    whole = write_image(folder / "whole.png", rng.integers(0, 256, (64, 64), np.uint8)).read_bytes()
+    (folder / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    write_image(folder / "big.png", rng.integers(0, 256, (120, 120), np.uint8))
+    write_image(folder / "float.tif", rng.random((20, 20)).astype(np.float32))
+
+
+def test_bad_inputs_fail_with_reasons_and_others_go_through(tmp_path, tiny_models, rng):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_bad_inputs(folder, rng)
+    out = tmp_path / "out"
+    code, text, records = run("batch", folder, out, "-m", tiny_models["gray"], "-t", "32", "-q",
+                              "--max-pixels", "10000")
+    assert code == 1
+    status = {Path(r["input"]).name: r for r in records}
+    assert status["whole.png"]["status"] == "ok"
+    failed = {name: r["error"] for name, r in status.items() if r["status"] == "failed"}
+    assert set(failed) == {"empty.png", "notes.png", "truncated.png", "big.png", "float.tif"}
+    assert "empty" in failed["empty.png"].lower()
+    assert "pixel" in failed["big.png"].lower()
+    assert "mode" in failed["float.tif"].lower()
+    assert all(status[name]["output"] is None for name in failed)
+    assert sorted(p.name for p in out.iterdir()) == ["scores.jsonl", "whole.png"], "no partial outputs"
+
+
+def test_fail_fast_stops_at_first_failure(tmp_path, tiny_models, rng):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a-empty.png").write_bytes(b"")
+    write_image(folder / "b.png", rng.integers(0, 256, (20, 20), np.uint8))
+    code, _, records = run("batch", folder, tmp_path / "out", "-m", tiny_models["gray"], "-t", "32", "-q", "-x")
+    assert code == 1 and [r["status"] for r in records] == ["failed"]
+
+
+def test_output_inside_input_is_not_reprocessed(inbox, tiny_models):
+    out = inbox / "cleaned"
+    assert run("batch", inbox, out, "-r", "-m", tiny_models["color"], "-t", "32", "-q")[0] == 0
+    code, text, records = run("batch", inbox, out, "-r", "-m", tiny_models["color"], "-t", "32", "-q")
+    assert code == 0 and len(records) == 3 and "3 skipped" in text
+
+
+def test_refuses_to_write_over_inputs(inbox, tiny_models):
+    result = CliRunner().invoke(main, ["batch", str(inbox), str(inbox), "-m", str(tiny_models["gray"])])
+    assert result.exit_code == 2 and "overwrite input" in result.output
+
+
+def test_preview_sheet_shows_before_and_after(inbox, tmp_path, tiny_models):
+    sheet = tmp_path / "out" / "sheet.png"
+    code, _, _ = run("batch", inbox, tmp_path / "out", "-m", tiny_models["color"], "-t", "32", "-q",
+                     "--preview", sheet, "-n", "2")
+    assert code == 0
+    with Image.open(sheet) as im:
+        assert im.mode == "RGB" and im.height > 2 * 256 and im.width > 2 * 48
+
+
+def test_help_lists_short_and_long_options():
+    result = CliRunner().invoke(main, ["batch", "--help"])
+    for flag in ("-m, --model", "-t, --tile", "--overlap", "-b, --batch-size", "--device", "-r, --recursive",
+                 "--overwrite", "--fail-fast", "--preview"):
+        assert flag in result.output

@@ -1,0 +1,30 @@
+"""Anomaly score normalisation: 0.5 at the calibrated threshold, clipped to [0, 1]."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from denoiser.scoring import Calibration, calibrate, normalise, score
+
+
+def test_threshold_maps_to_one_half():
+    calibration = calibrate(np.linspace(0.0, 1.0, 1001), fpr=0.05)
+    assert abs(calibration.threshold - 0.95) < 1e-9
+    assert normalise(calibration.threshold, calibration) == 0.5
+    assert normalise(10.0, calibration) == 1.0 and normalise(-10.0, calibration) == 0.0
+
+
+def test_flagged_share_of_calibration_data_matches_fpr(rng):
+    raws = rng.gamma(2.0, 1.0, 20000)
+    calibration = calibrate(raws, fpr=0.01)
+    flagged = np.mean([normalise(r, calibration) > 0.5 for r in raws])
+    assert abs(flagged - 0.01) < 0.002
+
+
+def test_score_flags_large_reconstruction_error():
+    calibration = Calibration(threshold=0.1, low=0.0, high=0.2, fpr=0.01)
+    image = np.zeros((8, 8, 1))
+    assert not score(image, image + 0.05, calibration).anomalous
+    flagged = score(image, image + 0.15, calibration)
+    assert flagged.anomalous and flagged.score > 0.5
+    assert np.isnan(score(image, image, None).score)

@@ -1,0 +1,81 @@
+"""Training: noise synthesis, presets, and a short run that exports a loadable model with its card."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from denoiser.artifact import CARD_ENTRY, load_artifact
+from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
+from tests.conftest import write_image
+
+
+def test_noise_is_quantized_to_8_bits(rng):
+    clean = rng.random((32, 32, 1), dtype=np.float32)
+    for spec in parse_noise("gauss:25,sp:10"):
+        noisy = degrade(clean, spec, rng)
+        assert np.array_equal(noisy, np.round(noisy * 255) / 255)
+        assert noisy.min() >= 0 and noisy.max() <= 1
+
+
+def test_gaussian_noise_has_the_requested_sigma(rng):
+    clean = np.full((256, 256, 1), 0.5, np.float32)
+    noisy = degrade(clean, NoiseSpec("gauss", 25), rng)
+    assert abs(np.std(noisy) * 255 - 25) < 0.5
+    assert abs(psnr(clean, noisy) - 20.17) < 0.1
+
+
+def test_salt_and_pepper_hits_the_requested_share(rng):
+    clean = np.full((200, 200, 3), 0.5, np.float32)
+    noisy = degrade(clean, NoiseSpec("sp", 10), rng)
+    hit = np.any(noisy != 0.5, axis=-1)
+    assert abs(hit.mean() - 0.10) < 0.01
+    assert set(np.unique(noisy[hit])) <= {0.0, 1.0}
+
+
+def test_bad_noise_spec_is_refused():
+    with pytest.raises(ValueError, match="bad noise spec"):
+        parse_noise("blur:3")
+
+
+def test_seed_preset_is_the_seed_architecture():
+    from train.presets import seed
+
+    model = seed(1)
+    kinds = [layer.__class__.__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "UpSampling2D",
+                     "Conv2DTranspose", "UpSampling2D", "Conv2DTranspose"]
+    assert [getattr(layer, "filters", None) for layer in model.layers] == [16, None, 8, None, 8, None, 8, None, 1]
+    assert model.input_shape == (None, None, None, 1)
+    assert model.layers[-1].activation.__name__ == "sigmoid"
+
+
+@pytest.mark.parametrize("preset, channels", [("residual", 1), ("seed", 3)])
+def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channels):
+    from train.run import Recipe, train_and_export
+
+    data = tmp_path / "clean"
+    for i in range(21):
+        smooth = np.kron(rng.random((6, 6, channels)), np.ones((8, 8, 1)))
+        write_image(data / f"{i:02d}.png", np.round(smooth * 255).astype(np.uint8).squeeze())
+    out = tmp_path / "model" / "m.keras"
+    recipe = Recipe(str(data), str(out), preset=preset, channels=channels, depth=3, width=8, epochs=2, steps=3,
+                    batch_size=4, patch=32, precision="float32")
+    train_and_export(recipe, "python -m train --test")
+
+    artifact = load_artifact(out)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card == json.loads(zipfile.ZipFile(out).read(CARD_ENTRY)) == artifact.card
+    assert card["command"] == "python -m train --test"
+    assert card["architecture"]["preset"] == preset
+    assert card["size_multiple"] == (4 if preset == "seed" else 1)
+    assert len(card["training"]["files"]) == 19 and len(card["training"]["validation_files"]) == 2
+    assert len(card["training"]["fingerprint_sha256"]) == 64
+    assert set(card["metrics"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10"}
+    calibration = card["calibration"]
+    assert calibration["low"] <= calibration["threshold"] <= calibration["high"]
+    assert artifact.model.input_shape == (None, None, None, channels)
+    assert all(layer.dtype_policy.name == "float32" for layer in artifact.model.layers)
