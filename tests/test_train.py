@@ -29,9 +29,9 @@ def test_gaussian_noise_has_the_requested_sigma(rng):
 
 
 def test_salt_and_pepper_hits_the_requested_share(rng):
-    clean = np.full((200, 200, 3), 0.5, np.float32)
+    clean = np.full((200, 200, 3), 128 / 255, np.float32)
     noisy = degrade(clean, NoiseSpec("sp", 10), rng)
-    hit = np.any(noisy != 0.5, axis=-1)
+    hit = np.any(noisy != clean, axis=-1)
     assert abs(hit.mean() - 0.10) < 0.01
     assert set(np.unique(noisy[hit])) <= {0.0, 1.0}
 

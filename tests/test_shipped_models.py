@@ -1,0 +1,69 @@
+"""The shipped default models: real, trained by our command, found without flags, also from a plain install."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from denoiser.artifact import default_model_path, load_artifact
+from denoiser.engine import Engine, Settings
+from denoiser.noise import NoiseSpec, degrade, psnr
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "clean"
+
+
+def example(name: str, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(EXAMPLES / name) as im:
+        pixels = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32) / 255.0
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+
+
+@pytest.mark.parametrize("channels, name, photo", [(1, "gray", "camera.png"), (3, "color", "coffee.jpg")])
+def test_default_model_is_trained_and_denoises(channels, name, photo):
+    artifact = load_artifact(default_model_path(channels))
+    card = artifact.card
+    assert artifact.channels == channels and card["name"] == name
+    assert card["command"].startswith("python -m train ")
+    assert len(card["training"]["fingerprint_sha256"]) == 64 and card["training"]["files"]
+    assert {"threshold", "low", "high", "fpr"} <= set(card["calibration"])
+    clean = example(photo, channels)
+    noisy = degrade(clean, NoiseSpec("gauss", 25), np.random.default_rng(0))
+    restored = Engine(artifact, Settings(tile=128, batch_size=4)).denoise(noisy)
+    assert psnr(clean, restored) > psnr(clean, noisy) + 4.0
+
+
+def test_plain_install_into_fresh_venv_finds_the_models(tmp_path):
+    """`pip install .` (not editable) into a new venv; its `denoise` runs with no model flags from elsewhere."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    # dependencies come from this test environment, so nothing large is downloaded
+    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "_test_deps.pth").write_text("\n".join(sorted(outer)) + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
+                    "--no-deps", str(ROOT)], check=True)
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for photo in ("camera.png", "coffee.jpg"):
+        (inbox / photo).write_bytes((EXAMPLES / photo).read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([venv / "bin" / "denoise", "batch", "in", "out", "-q"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "out" / "scores.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in records} == {"gray", "color"}
+    where = subprocess.run([venv / "bin" / "python", "-c", "import denoiser.artifact as a; print(a.default_model_path(1))"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert where.startswith(str(site)), "models must come from the installed package, not the checkout"
