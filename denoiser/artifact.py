@@ -37,7 +37,7 @@ def save_artifact(model, card: dict, path: str | Path) -> Path:
     """Save the model with the card inside the archive and beside it as `<name>.json`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    rebuild(model).save(path)
     text = json.dumps(card, indent=2, sort_keys=False)
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr(CARD_ENTRY, text)
@@ -92,19 +92,26 @@ def _set_dtype_policies(config: Any, policy: str) -> Any:
 
 def with_precision(model, policy: str):
     """The same network and weights under another dtype policy (`float32`, `mixed_bfloat16`, ...)."""
-    import keras
-
     if all(layer.dtype_policy.name == policy for layer in model.layers):
         return model
-    config = _set_dtype_policies(keras.saving.serialize_keras_object(model), policy)
-    clone = keras.saving.deserialize_keras_object(config)
+    return rebuild(model, policy)
+
+
+def rebuild(model, policy: str | None = None):
+    """A fresh uncompiled copy of the network and its weights (no optimizer state), optionally under `policy`."""
+    import keras
+
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    clone = keras.saving.deserialize_keras_object(_set_dtype_policies(config, policy) if policy else config)
     clone.set_weights(model.get_weights())
     return clone
 
 
-def measure_receptive_radius(model, align: int = 1, size: int = 96, trials: int = 3) -> int:
+def measure_receptive_radius(model, align: int = 1, trials: int = 3) -> int:
     """Largest distance at which one input pixel changes an output pixel, probed with random inputs."""
     rng = np.random.default_rng(0)
+    size = max(96, 32 * align)
     channels = int(model.input_shape[-1])
     centre = size // 2
     radius = 0

@@ -8,7 +8,7 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 
 from denoiser.artifact import Artifact, load_artifact
-from denoiser.tiling import TilePlan, extract_tiles, plan_tiles, stitch_tiles
+from denoiser.tiling import TilePlan, extract_tiles, plan_tiles, round_up, stitch_tiles
 
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -34,7 +34,7 @@ def dtype_policy(precision: str, device: str) -> str:
 
 
 class Settings(NamedTuple):
-    """How to cut and batch images."""
+    """How to cut and batch images; the tile grows to at least twice the overlap."""
 
     tile: int = 256
     overlap: int | None = None
@@ -48,11 +48,10 @@ class Engine:
 
     def __init__(self, artifact: Artifact, settings: Settings = Settings(), device: str = "cpu"):
         self.artifact, self.settings, self.device = artifact, settings, device
-        align = artifact.align
-        self.tile = -(-settings.tile // align) * align
-        radius = artifact.receptive_radius
-        default_overlap = -(-(2 * radius + 2) // align) * align
+        align, radius = artifact.align, artifact.receptive_radius
+        default_overlap = round_up(2 * radius + 2, align)
         self.overlap = default_overlap if settings.overlap is None else settings.overlap
+        self.tile = round_up(max(settings.tile, 2 * self.overlap), align)
         self.margin = min(radius, max(self.overlap - 1, 0) // 2)
 
     @classmethod

@@ -31,7 +31,8 @@ class TilePlan(NamedTuple):
         return len(self.ys) * len(self.xs)
 
 
-def _round_up(value: int, multiple: int) -> int:
+def round_up(value: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` not below `value`."""
     return -(-value // multiple) * multiple
 
 
@@ -52,7 +53,7 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, margin: int | N
         raise ValueError(f"tile {tile} and overlap {overlap} must be multiples of {align}")
     if not 0 <= 2 * margin < overlap < tile and not (overlap == 0 and margin == 0):
         raise ValueError(f"need 0 <= 2*margin < overlap < tile, got margin={margin} overlap={overlap} tile={tile}")
-    canvas = (max(tile, _round_up(height, align)), max(tile, _round_up(width, align)))
+    canvas = (max(tile, round_up(height, align)), max(tile, round_up(width, align)))
     stride = tile - overlap
     return TilePlan(height, width, canvas, tile, overlap, margin,
                     _starts(canvas[0], tile, stride), _starts(canvas[1], tile, stride))

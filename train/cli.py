@@ -15,10 +15,12 @@ from train.presets import PRESETS
               help="Folder of clean training images.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the .keras model (the card goes beside it as .json).")
-@click.option("-p", "--preset", type=click.Choice(sorted(PRESETS)), default="residual")
+@click.option("-p", "--preset", type=click.Choice(sorted(PRESETS)), default="unet")
 @click.option("-c", "--channels", type=click.Choice(["1", "3"]), default="1", help="1 = gray, 3 = colour.")
 @click.option("--depth", type=int, default=10, help="Conv layers (residual preset).")
-@click.option("--width", type=int, default=48, help="Channels per conv layer (residual preset).")
+@click.option("--width", type=int, default=32,
+              help="Channels per conv layer (residual preset) or at full resolution (unet preset).")
+@click.option("--levels", type=int, default=4, help="Scales, each half the size of the last (unet preset).")
 @click.option("-e", "--epochs", type=int, default=10)
 @click.option("-s", "--steps", type=int, default=200, help="Batches per epoch.")
 @click.option("-b", "--batch-size", type=int, default=32)
@@ -33,6 +35,7 @@ from train.presets import PRESETS
               help="Back up every epoch here and resume from it when rerun.")
 @click.option("--fpr", type=float, default=0.01, help="False-positive rate for the anomaly threshold.")
 @click.option("--seed", type=int, default=0)
+@click.option("-w", "--workers", type=int, default=1, help="Threads that synthesise training batches.")
 def main(**options) -> None:
     """Train a fully convolutional denoising autoencoder on clean images and export it."""
     from train.run import Recipe, train_and_export

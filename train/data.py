@@ -66,8 +66,9 @@ def augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class Patches(keras.utils.PyDataset):
     """Endless (noisy, clean) patch batches with fresh noise every time."""
 
-    def __init__(self, images, noise: NoiseSettings, patch: int, batch_size: int, steps: int, seed: int = 0):
-        super().__init__()
+    def __init__(self, images, noise: NoiseSettings, patch: int, batch_size: int, steps: int, seed: int = 0,
+                 workers: int = 1):
+        super().__init__(workers=workers)
         self.images, self.noise, self.patch = images, noise, patch
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
         self.epoch = 0

@@ -25,10 +25,11 @@ class Recipe(NamedTuple):
 
     data: str
     out: str
-    preset: str = "residual"
+    preset: str = "unet"
     channels: int = 1
     depth: int = 10
-    width: int = 48
+    width: int = 32
+    levels: int = 4
     epochs: int = 10
     steps: int = 200
     batch_size: int = 32
@@ -41,6 +42,7 @@ class Recipe(NamedTuple):
     checkpoint_dir: str | None = None
     fpr: float = 0.01
     seed: int = 0
+    workers: int = 1
 
     @property
     def noise(self) -> NoiseSettings:
@@ -60,14 +62,17 @@ def build(recipe: Recipe) -> keras.Model:
     """The preset's network."""
     if recipe.preset == "residual":
         return PRESETS["residual"](recipe.channels, recipe.depth, recipe.width)
+    if recipe.preset == "unet":
+        return PRESETS["unet"](recipe.channels, recipe.width, recipe.levels)
     return PRESETS[recipe.preset](recipe.channels)
 
 
 def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.callbacks.History:
-    """Train noisy-to-clean with MSE, Adam and cosine decay."""
+    """Train noisy-to-clean with MSE, Adam (global gradient norm clipped to 1) and cosine decay."""
     schedule = keras.optimizers.schedules.CosineDecay(recipe.lr, recipe.epochs * recipe.steps, alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
-    data = Patches(images, recipe.noise, recipe.patch, recipe.batch_size, recipe.steps, recipe.seed)
+    model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=1.0), loss="mse")
+    data = Patches(images, recipe.noise, recipe.patch, recipe.batch_size, recipe.steps, recipe.seed,
+                   workers=recipe.workers)
     callbacks = [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
     return model.fit(data, epochs=recipe.epochs, callbacks=callbacks, verbose=2)
 
@@ -96,7 +101,8 @@ def calibration_scores(engine: Engine, images: list[np.ndarray], noise: NoiseSet
 
 def describe(model: keras.Model, recipe: Recipe) -> dict:
     """The architecture as recorded in the card."""
-    params = {"depth": recipe.depth, "width": recipe.width} if recipe.preset == "residual" else {}
+    params = {"residual": {"depth": recipe.depth, "width": recipe.width},
+              "unet": {"width": recipe.width, "levels": recipe.levels}}.get(recipe.preset, {})
     return {
         "preset": recipe.preset,
         "params": params,
@@ -142,7 +148,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
             "files": [f.name for f in train_files],
             "validation_files": [f.name for f in val_files],
             "fingerprint_sha256": fingerprint(files),
-            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
+            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out", "workers")},
             "precision": precision,
             "seconds": round(seconds, 1),
             "final_loss": float(history.history["loss"][-1]),
