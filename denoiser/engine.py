@@ -64,6 +64,11 @@ class Engine:
     def channels(self) -> int:
         return self.artifact.channels
 
+    @property
+    def precision(self) -> str:
+        """The compute dtype of the model (float32, bfloat16 or float16)."""
+        return self.artifact.model.layers[-1].dtype_policy.compute_dtype
+
     def plan(self, height: int, width: int) -> TilePlan:
         """The tile plan this engine uses for an image size."""
         return plan_tiles(height, width, self.tile, self.overlap, self.margin, self.artifact.align)
@@ -93,10 +98,15 @@ class Engine:
             yield pending.popleft().result()
 
     def _run(self, batch: list[tuple["_Job", int, int]]) -> None:
-        """Predict one fixed-shape batch (padded with zeros) and hand tiles back to their jobs."""
+        """Predict one batch and hand tiles back to their jobs.
+
+        A short last batch is zero-padded to the next power of two (at most batch_size), so a
+        lone small image costs one tile, and only log2(batch_size) + 1 shapes are ever traced.
+        """
         import keras
 
-        stack = np.zeros((self.settings.batch_size, self.tile, self.tile, self.channels), np.float32)
+        slots = min(self.settings.batch_size, 1 << (len(batch) - 1).bit_length())
+        stack = np.zeros((slots, self.tile, self.tile, self.channels), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
             stack[slot] = job.inputs[unit][index]
         with keras.device(f"{self.device}:0"):

@@ -60,3 +60,23 @@ def psnr(reference: np.ndarray, estimate: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB for images in [0, 1]."""
     mse = float(np.mean((np.asarray(reference, np.float64) - np.asarray(estimate, np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def ssim(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Mean structural similarity (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5) over all channels."""
+    import cv2
+
+    x, y = (np.asarray(a, np.float64) * 255.0 for a in (reference, estimate))
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(a):
+        return cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    maps = []
+    for c in range(x.shape[-1]):
+        a, b = x[..., c], y[..., c]
+        mu_a, mu_b = blur(a), blur(b)
+        var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+        cov = blur(a * b) - mu_a * mu_b
+        maps.append((2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
+    return float(np.mean(maps))

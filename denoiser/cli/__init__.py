@@ -6,6 +6,8 @@ import click
 
 from denoiser import __version__
 from denoiser.cli.batch import batch
+from denoiser.cli.bench import bench
+from denoiser.cli.eval import eval_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,3 +17,5 @@ def main() -> None:
 
 
 main.add_command(batch)
+main.add_command(bench)
+main.add_command(eval_command)

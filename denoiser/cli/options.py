@@ -7,23 +7,34 @@ import click
 from denoiser.engine import DEVICES, PRECISIONS, Settings
 
 
-def engine_options(command):
-    """Add the model, tiling and device options."""
-    for option in reversed([
-        click.option("-m", "--model", default=None, metavar="PATH|gray|color",
-                     help="Model file or shipped model name. Default: the shipped gray or colour model per image."),
-        click.option("-t", "--tile", type=click.IntRange(16), default=256, show_default=True, help="Tile size in pixels."),
+def _apply(command, options):
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def tiling_options(command):
+    """Add the tiling, batching, device and precision options."""
+    return _apply(command, [
+        click.option("-t", "--tile", type=click.IntRange(16), default=256, show_default=True,
+                     help="Tile size in pixels (raised to twice the overlap if smaller)."),
         click.option("--overlap", type=click.IntRange(0), default=None,
                      help="Tile overlap in pixels. Default: from the model's receptive field."),
         click.option("-b", "--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Tiles per batch."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      help="auto = float16 on a GPU, float32 on a CPU."),
+    ])
+
+
+def engine_options(command):
+    """Add the model option, the tiling options and the pixel limit."""
+    return _apply(tiling_options(command), [
+        click.option("-m", "--model", default=None, metavar="PATH|gray|color",
+                     help="Model file or shipped model name. Default: the shipped gray or colour model per image."),
         click.option("--max-pixels", type=click.IntRange(1), default=100_000_000, show_default=True,
                      help="Refuse images with more pixels than this."),
-    ]):
-        command = option(command)
-    return command
+    ])
 
 
 def settings_from(options: dict) -> Settings:

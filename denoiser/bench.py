@@ -1,0 +1,79 @@
+"""Throughput, latency, memory and arithmetic rate of a model on this machine."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from denoiser.engine import Engine
+
+SIZES = ((256, 256), (512, 512), (2048, 2048), (4000, 6000))  # height, width
+
+
+class Result(NamedTuple):
+    """One image size: median latency over the runs, and what it implies."""
+
+    height: int
+    width: int
+    seconds: float
+    mp_per_s: float
+    gflop_per_s: float  # model arithmetic actually done (tile overlap and padding included) per second
+    peak_rss_mb: float  # process peak so far; sizes run smallest first
+
+
+def conv_flops_per_pixel(model) -> float:
+    """Multiply-add FLOPs of the model's convolutions per input pixel, counted on a probe input."""
+    import keras
+
+    convs = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    probe = keras.Model(model.inputs, [layer.output for layer in convs])
+    size = 64
+    outputs = probe([np.zeros((1, size, size, int(model.input_shape[-1])), np.float32)])
+    flops = 0.0
+    for layer, output in zip(convs, outputs if isinstance(outputs, (list, tuple)) else [outputs]):
+        kh, kw, a, b = layer.kernel.shape  # Conv2D: k,k,in,out; Conv2DTranspose: k,k,out,in
+        positions = output.shape[1] * output.shape[2]
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            positions //= layer.strides[0] * layer.strides[1]
+        flops += 2.0 * positions * kh * kw * a * b
+    return flops / size**2
+
+
+def matmul_gflops(dtype: str, device: str, n: int = 2048, repeats: int = 5) -> float:
+    """The machine's ceiling: GFLOP/s of an n x n matrix product in `dtype` through the same backend."""
+    import keras
+
+    with keras.device(f"{device}:0"):
+        a = keras.ops.convert_to_tensor(np.random.default_rng(0).random((n, n), np.float32), dtype=dtype)
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, a)[0, :1])  # warm, and wait for the result
+        started = time.perf_counter()
+        for _ in range(repeats):
+            keras.ops.convert_to_numpy(keras.ops.matmul(a, a)[0, :1])
+        seconds = (time.perf_counter() - started) / repeats
+    return 2.0 * n**3 / seconds / 1e9
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak / 1e3
+
+
+def bench_size(engine: Engine, height: int, width: int, flops_per_pixel: float, min_seconds: float = 2.0) -> Result:
+    """Denoise a random image of this size until `min_seconds` have passed (at least twice); median latency."""
+    image = np.random.default_rng(0).random((height, width, engine.channels), dtype=np.float32)
+    engine.denoise(image)  # warm: first tiles, allocator
+    times = []
+    while len(times) < 2 or sum(times) < min_seconds:
+        started = time.perf_counter()
+        engine.denoise(image)
+        times.append(time.perf_counter() - started)
+    seconds = float(np.median(times))
+    plan = engine.plan(height, width)
+    units = 1 if engine.channels == image.shape[-1] else image.shape[-1]
+    computed = plan.count * units * plan.tile**2 * flops_per_pixel
+    return Result(height, width, seconds, height * width / seconds / 1e6, computed / seconds / 1e9, peak_rss_mb())

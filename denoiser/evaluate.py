@@ -1,0 +1,105 @@
+"""Side-by-side quality and speed of denoisers on exactly the same 8-bit noisy files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from denoiser.imageio import read_image
+from denoiser.noise import NoiseSpec, degrade, psnr, ssim
+
+# A method maps noisy images to restored ones, lazily and in order.
+Method = Callable[[list[np.ndarray]], Iterable[np.ndarray]]
+
+
+class Row(NamedTuple):
+    """One method on one degradation, averaged over the images."""
+
+    method: str
+    noise: str
+    psnr: float
+    ssim: float
+    mp_per_s: float
+    images: int
+
+
+def per_image(function: Callable[[np.ndarray], np.ndarray]) -> Method:
+    """A method from a function of one image."""
+    return lambda images: (function(image) for image in images)
+
+
+def load_clean(folder: Path) -> dict[str, np.ndarray]:
+    """The images of a folder (not dotfiles) as float pixels, by file stem."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return {path.stem: read_image(path).pixels for path in files}
+
+
+def save_png8(pixels: np.ndarray, path: Path) -> None:
+    """Save float pixels as an 8-bit PNG, rounded and clipped as real files are."""
+    levels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels).save(path)
+
+
+def make_noisy(clean: dict[str, np.ndarray], spec: NoiseSpec, seed: int, folder: Path) -> dict[str, np.ndarray]:
+    """Degrade every image, save it as an 8-bit PNG in `folder`, and return what was saved, read back."""
+    rng = np.random.default_rng(seed)
+    noisy = {}
+    for name, image in clean.items():
+        path = folder / f"{name}.png"
+        save_png8(degrade(image, spec, rng), path)
+        noisy[name] = read_image(path).pixels
+    return noisy
+
+
+def measure(name: str, method: Method, spec: NoiseSpec, clean: dict[str, np.ndarray],
+            noisy: dict[str, np.ndarray]) -> Row:
+    """Run one method over all noisy images and score it against the clean ones."""
+    started = time.perf_counter()
+    restored = list(method(list(noisy.values())))
+    seconds = time.perf_counter() - started
+    pairs = list(zip(clean.values(), restored))
+    megapixels = sum(image.shape[0] * image.shape[1] for image in clean.values()) / 1e6
+    return Row(name, str(spec), float(np.mean([psnr(c, r) for c, r in pairs])),
+               float(np.mean([ssim(c, r) for c, r in pairs])), megapixels / seconds, len(pairs))
+
+
+def evaluate(clean: dict[str, np.ndarray], specs: list[NoiseSpec], methods: dict[str, Method], seed: int,
+             folder: Path) -> Iterator[Row]:
+    """Rows for the noisy input itself and every method, for each degradation."""
+    for index, spec in enumerate(specs):
+        noisy = make_noisy(clean, spec, seed + index, folder / "noisy" / str(spec).replace(":", "-"))
+        yield measure("noisy input", lambda images: images, spec, clean, noisy)
+        for name, method in methods.items():
+            yield measure(name, method, spec, clean, noisy)
+
+
+def markdown(rows: list[Row]) -> str:
+    """A table with one line per method and a `PSNR / SSIM / MP/s` column per degradation."""
+    noises = list(dict.fromkeys(row.noise for row in rows))
+    methods = list(dict.fromkeys(row.method for row in rows))
+    cell = {(row.method, row.noise): row for row in rows}
+    lines = ["| method | " + " | ".join(f"{n} PSNR / SSIM / MP/s" for n in noises) + " |",
+             "|---|" + "---|" * len(noises)]
+    for method in methods:
+        values = []
+        for noise in noises:
+            row = cell.get((method, noise))
+            speed = "-" if method == "noisy input" else f"{row.mp_per_s:.2f}" if row else ""
+            values.append(f"{row.psnr:.2f} / {row.ssim:.4f} / {speed}" if row else "")
+        lines.append(f"| {method} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rows: list[Row], folder: Path, context: dict) -> tuple[Path, Path]:
+    """Write eval.json (rows and context) and eval.md (the table) into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    as_json, as_md = folder / "eval.json", folder / "eval.md"
+    as_json.write_text(json.dumps({"context": context, "rows": [row._asdict() for row in rows]}, indent=2) + "\n")
+    as_md.write_text(markdown(rows))
+    return as_json, as_md

@@ -1,0 +1,43 @@
+"""`denoise bench`: FLOP counting and the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from denoiser.bench import conv_flops_per_pixel
+from denoiser.cli import main
+
+
+def test_flops_of_a_plain_conv_stack():
+    from train.presets import residual
+
+    # 3x3 convs 1->8, 8->8, 8->1: (9*8 + 9*64 + 9*8) multiply-adds per pixel
+    assert conv_flops_per_pixel(residual(1, depth=3, width=8)) == pytest.approx(2 * 720)
+
+
+def test_flops_of_a_two_level_unet_count_strides():
+    from train.presets import unet
+
+    full = 9 * 1 * 4 + 2 * 9 * 4 * 4 + 2 * 9 * 4 * 4 + 9 * 4 * 1  # head, enc0, dec0, noise
+    quarter = (2 * 2 * 4 * 8 + 4 * 9 * 8 * 8 + 2 * 2 * 8 * 4) / 4  # down0, bottom blocks, up0
+    assert conv_flops_per_pixel(unet(1, width=4, levels=2)) == pytest.approx(2 * (full + quarter))
+
+
+def test_bench_reports_each_size(tmp_path, tiny_models):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "-m", str(tiny_models["gray"]), "-s", "64x48", "-s", "100x100",
+                                       "--min-seconds", "0", "-t", "32", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "matmul 2048^3 float32" in result.output and "64x48" in result.output
+    report = json.loads(out.read_text())
+    assert [(r["width"], r["height"]) for r in report["sizes"]] == [(64, 48), (100, 100)]
+    assert all(r["mp_per_s"] > 0 and r["peak_rss_mb"] > 0 and r["gflop_per_s"] > 0 for r in report["sizes"])
+    assert report["matmul_gflops"] > 0
+
+
+def test_bench_refuses_a_bad_size():
+    result = CliRunner().invoke(main, ["bench", "-s", "big"])
+    assert result.exit_code == 2 and "WIDTHxHEIGHT" in result.output
