@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -26,10 +27,19 @@ def resolve_device(device: str) -> str:
     return "gpu" if gpus else "cpu"
 
 
+def cpu_has_bf16() -> bool:
+    """Whether /proc/cpuinfo lists AVX512_BF16 or AMX-BF16."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def dtype_policy(precision: str, device: str) -> str:
-    """Keras dtype policy: mixed float16 on a GPU by default, float32 on a CPU."""
+    """Keras dtype policy; `auto` is mixed float16 on a GPU, mixed bfloat16 on a CPU with bf16 units, else float32."""
     if precision == "auto":
-        precision = "float16" if device == "gpu" else "float32"
+        precision = "float16" if device == "gpu" else "bfloat16" if cpu_has_bf16() else "float32"
     return precision if precision == "float32" else f"mixed_{precision}"
 
 

@@ -50,7 +50,8 @@ def test_eval_compares_methods_on_the_saved_noisy_files(tmp_path, rng, tiny_mode
         write_image(clean_dir / f"im{i}.png", np.round(smooth_image(rng, 64)[..., 0] * 255).astype(np.uint8))
     out = tmp_path / "report"
     result = CliRunner().invoke(main, ["eval", str(clean_dir), "-o", str(out), "--noise", "gauss:25,sp:10",
-                                       "-m", str(tiny_models["gray"]), "--baseline", "median3", "-t", "32"])
+                                       "-m", str(tiny_models["gray"]), "--baseline", "median3", "-t", "32",
+                                       "--precision", "float32"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "eval.json").read_text())
     rows = {(r["method"], r["noise"]): r for r in report["rows"]}

@@ -11,7 +11,7 @@ import numpy as np
 
 from denoiser import __version__
 from denoiser.artifact import Artifact, measure_receptive_radius, save_artifact, with_precision
-from denoiser.engine import Engine, Settings
+from denoiser.engine import Engine, Settings, cpu_has_bf16
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from denoiser.scoring import calibrate, residual_rms
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
@@ -47,15 +47,6 @@ class Recipe(NamedTuple):
     @property
     def noise(self) -> NoiseSettings:
         return NoiseSettings(self.sigma_max, self.sp_prob, self.sp_max)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether /proc/cpuinfo lists AVX512_BF16 or AMX-BF16."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def build(recipe: Recipe) -> keras.Model:

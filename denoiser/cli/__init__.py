@@ -8,6 +8,8 @@ from denoiser import __version__
 from denoiser.cli.batch import batch
 from denoiser.cli.bench import bench
 from denoiser.cli.eval import eval_command
+from denoiser.cli.status import status
+from denoiser.cli.watch import watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,3 +21,5 @@ def main() -> None:
 main.add_command(batch)
 main.add_command(bench)
 main.add_command(eval_command)
+main.add_command(watch)
+main.add_command(status)

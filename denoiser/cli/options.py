@@ -23,7 +23,7 @@ def tiling_options(command):
         click.option("-b", "--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Tiles per batch."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                     help="auto = float16 on a GPU, float32 on a CPU."),
+                     help="auto = float16 on a GPU, bfloat16 on a CPU with AVX512_BF16/AMX, else float32."),
     ])
 
 
