@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 
 from denoiser.artifact import Artifact, load_artifact
-from denoiser.tiling import TilePlan, extract_tiles, plan_tiles, round_up, stitch_tiles
+from denoiser.tiling import Blend, TilePlan, pad_to_canvas, plan_tiles, round_up, tile_at
 
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -94,8 +94,8 @@ class Engine:
         for image in images:
             job = _Job(self, image)
             pending.append(job)
-            for unit, tiles in enumerate(job.inputs):
-                for index in range(len(tiles)):
+            for unit in range(len(job.canvases)):
+                for index in range(job.plan.count):
                     batch.append((job, unit, index))
                     if len(batch) == self.settings.batch_size:
                         self._run(batch)
@@ -118,11 +118,11 @@ class Engine:
         slots = min(self.settings.batch_size, 1 << (len(batch) - 1).bit_length())
         stack = np.zeros((slots, self.tile, self.tile, self.channels), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
-            stack[slot] = job.inputs[unit][index]
+            stack[slot] = tile_at(job.canvases[unit], job.plan, index)
         with keras.device(f"{self.device}:0"):
             predicted = np.asarray(self.artifact.model.predict_on_batch(stack), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
-            job.outputs[unit][index] = predicted[slot]
+            job.blends[unit].add(index, predicted[slot])
             job.remaining -= 1
 
 
@@ -142,15 +142,15 @@ def merge_units(units: list[np.ndarray], channels: int, image_channels: int) -> 
 
 
 class _Job:
-    """One image in flight: its tiles in and out."""
+    """One image in flight: tiles are cut from its padded planes on demand and blended back as they return."""
 
     def __init__(self, engine: Engine, image: np.ndarray):
         self.channels, self.image_channels = engine.channels, image.shape[-1]
         self.plan = engine.plan(image.shape[0], image.shape[1])
-        self.inputs = [extract_tiles(u, self.plan) for u in split_units(image, engine.channels)]
-        self.outputs = [np.empty_like(tiles) for tiles in self.inputs]
-        self.remaining = sum(len(tiles) for tiles in self.inputs)
+        self.canvases = [pad_to_canvas(u, self.plan) for u in split_units(image, engine.channels)]
+        self.blends = [Blend(self.plan, engine.channels) for _ in self.canvases]
+        self.remaining = self.plan.count * len(self.canvases)
 
     def result(self) -> np.ndarray:
-        units = [stitch_tiles(tiles, self.plan) for tiles in self.outputs]
+        units = [blend.result() for blend in self.blends]
         return np.clip(merge_units(units, self.channels, self.image_channels), 0.0, 1.0)

@@ -65,11 +65,21 @@ def pad_to_canvas(image: np.ndarray, plan: TilePlan) -> np.ndarray:
     return np.pad(image, ((0, pad_y), (0, pad_x), (0, 0)), mode="symmetric")
 
 
+def tile_origin(plan: TilePlan, index: int) -> tuple[int, int]:
+    """Top-left corner of tile `index` (row by row) on the canvas."""
+    return plan.ys[index // len(plan.xs)], plan.xs[index % len(plan.xs)]
+
+
+def tile_at(canvas: np.ndarray, plan: TilePlan, index: int) -> np.ndarray:
+    """Tile `index` of a padded canvas, as a view."""
+    y, x = tile_origin(plan, index)
+    return canvas[y:y + plan.tile, x:x + plan.tile]
+
+
 def extract_tiles(image: np.ndarray, plan: TilePlan) -> np.ndarray:
     """Cut the padded image into an N x tile x tile x C stack, row by row."""
     canvas = pad_to_canvas(image, plan)
-    t = plan.tile
-    return np.stack([canvas[y:y + t, x:x + t] for y in plan.ys for x in plan.xs])
+    return np.stack([tile_at(canvas, plan, index) for index in range(plan.count)])
 
 
 def _ramp(length: int, overlap: int, margin: int) -> np.ndarray:
@@ -93,18 +103,30 @@ def _axis_window(start: int, size: int, plan: TilePlan) -> np.ndarray:
     return window
 
 
+class Blend:
+    """Accumulates weighted tile outputs for one image; tiles may arrive in any order."""
+
+    def __init__(self, plan: TilePlan, channels: int):
+        self.plan = plan
+        self.total = np.zeros(plan.canvas + (channels,), np.float64)
+        self.weight = np.zeros(plan.canvas + (1,), np.float64)
+
+    def add(self, index: int, tile: np.ndarray) -> None:
+        """Blend in the output for tile `index`."""
+        y, x = tile_origin(self.plan, index)
+        t = self.plan.tile
+        w = np.outer(_axis_window(y, self.plan.canvas[0], self.plan), _axis_window(x, self.plan.canvas[1], self.plan))
+        self.total[y:y + t, x:x + t] += w[..., None] * tile
+        self.weight[y:y + t, x:x + t, 0] += w
+
+    def result(self) -> np.ndarray:
+        """The blended H x W x C image (float32)."""
+        return (self.total / self.weight)[:self.plan.height, :self.plan.width].astype(np.float32)
+
+
 def stitch_tiles(tiles: np.ndarray, plan: TilePlan) -> np.ndarray:
     """Blend an N x tile x tile x C stack back into the H x W x C image (float32)."""
-    channels = tiles.shape[-1]
-    total = np.zeros(plan.canvas + (channels,), np.float64)
-    weight = np.zeros(plan.canvas + (1,), np.float64)
-    t = plan.tile
-    index = 0
-    for y in plan.ys:
-        wy = _axis_window(y, plan.canvas[0], plan)
-        for x in plan.xs:
-            w = np.outer(wy, _axis_window(x, plan.canvas[1], plan))[..., None]
-            total[y:y + t, x:x + t] += w * tiles[index]
-            weight[y:y + t, x:x + t] += w
-            index += 1
-    return (total / weight)[:plan.height, :plan.width].astype(np.float32)
+    blend = Blend(plan, tiles.shape[-1])
+    for index, tile in enumerate(tiles):
+        blend.add(index, tile)
+    return blend.result()
