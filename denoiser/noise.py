@@ -6,11 +6,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-KINDS = ("gauss", "sp")
+KINDS = ("gauss", "sp", "wm")
 
 
 class NoiseSpec(NamedTuple):
-    """One degradation: `gauss` with sigma in 8-bit levels, or `sp` with the percentage of pixels hit."""
+    """One degradation: `gauss` (sigma in 8-bit levels), `sp` (percent of pixels hit) or `wm` (watermark opacity %)."""
 
     kind: str
     level: float
@@ -49,10 +49,59 @@ def salt_and_pepper(image: np.ndarray, percent: float, rng: np.random.Generator)
     return quantize8(out)
 
 
+class WatermarkStyle(NamedTuple):
+    """The texts and fonts watermarks are drawn from (font None = Pillow's bundled Aileron)."""
+
+    texts: tuple[str, ...]
+    fonts: tuple[str | None, ...]
+
+
+# What evaluation uses: texts and a font that training never sees.
+HELD_OUT = WatermarkStyle(("© Copyright 2026", "WATERMARK", "do not copy", "Acme Images", "UNPAID PROOF"), (None,))
+
+
+def _font(name: str | None, size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size) if name is None else ImageFont.truetype(name, size)
+
+
+def watermark_mask(height: int, width: int, rng: np.random.Generator, style: WatermarkStyle = HELD_OUT) -> np.ndarray:
+    """A text overlay's coverage in [0, 1]: one big tilted text, or a tilted grid of smaller copies."""
+    from PIL import Image, ImageDraw
+
+    text = style.texts[int(rng.integers(len(style.texts)))]
+    font = _font(style.fonts[int(rng.integers(len(style.fonts)))], max(10, int(min(height, width) * rng.uniform(0.06, 0.16))))
+    side = int(np.hypot(height, width)) + 1
+    layer = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(layer)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    if rng.random() < 0.5:
+        draw.text(((side - right + left) // 2, (side - bottom + top) // 2), text, fill=255, font=font)
+    else:
+        step_x, step_y = int((right - left) * 1.4) + 1, int((bottom - top) * 3) + 1
+        for row, y in enumerate(range(0, side, step_y)):
+            for x in range(-(row % 2) * step_x // 2, side, step_x):
+                draw.text((x, y), text, fill=255, font=font)
+    layer = layer.rotate(float(rng.uniform(-40, 40)), resample=Image.Resampling.BILINEAR)
+    y0, x0 = (side - height) // 2, (side - width) // 2
+    return np.asarray(layer, np.float32)[y0:y0 + height, x0:x0 + width] / 255.0
+
+
+def watermark(image: np.ndarray, opacity: float, rng: np.random.Generator,
+              style: WatermarkStyle = HELD_OUT) -> np.ndarray:
+    """Blend a white, black or gray text overlay at `opacity` percent, then quantize to 8 bits."""
+    alpha = watermark_mask(image.shape[0], image.shape[1], rng, style)[..., None] * (opacity / 100.0)
+    colour = rng.choice([0.0, 1.0, float(rng.uniform(0.3, 0.7))])
+    return quantize8(image * (1.0 - alpha) + colour * alpha)
+
+
 def degrade(image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator) -> np.ndarray:
     """Apply one degradation to an H x W x C float image in [0, 1]."""
     if spec.kind == "gauss":
         return gaussian(image, spec.level, rng)
+    if spec.kind == "wm":
+        return watermark(image, spec.level, rng)
     return salt_and_pepper(image, spec.level, rng)
 
 

@@ -36,6 +36,19 @@ def test_salt_and_pepper_hits_the_requested_share(rng):
     assert set(np.unique(noisy[hit])) <= {0.0, 1.0}
 
 
+def test_watermark_is_a_partial_overlay_at_the_given_opacity(rng):
+    from denoiser.noise import watermark_mask
+
+    clean = rng.random((120, 160, 3), dtype=np.float32) * 0.5 + 0.25
+    mask = watermark_mask(120, 160, np.random.default_rng(3))
+    assert 0.005 < (mask > 0).mean() < 0.7 and mask.max() > 0.9
+    noisy = degrade(clean, NoiseSpec("wm", 40), np.random.default_rng(3))
+    assert np.array_equal(noisy, np.round(noisy * 255) / 255)
+    changed = np.abs(noisy - clean).max(axis=-1) > 1 / 255
+    assert changed.any() and np.all(mask[changed] > 0), "only covered pixels change"
+    assert np.abs(noisy - clean).max() <= 0.4 * 0.75 + 1 / 255
+
+
 def test_bad_noise_spec_is_refused():
     with pytest.raises(ValueError, match="bad noise spec"):
         parse_noise("blur:3")

@@ -53,8 +53,8 @@ def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tupl
         methods[name] = per_image(found[name])
     rows = []
     for row in evaluate(clean, specs, methods, seed, out):
-        click.echo(f"{row.noise:>10}  {row.method:<24} PSNR {row.psnr:6.2f}  SSIM {row.ssim:.4f}  "
-                   f"{row.mp_per_s:8.2f} MP/s", err=True)
+        speed = "" if row.method == "noisy input" else f"{row.mp_per_s:8.2f} MP/s"
+        click.echo(f"{row.noise:>10}  {row.method:<24} PSNR {row.psnr:6.2f}  SSIM {row.ssim:.4f}  {speed}", err=True)
         rows.append(row)
     context = {"clean_dir": str(clean_dir), "images": len(clean), "noise": noise, "seed": seed,
                "command": "denoise " + " ".join(sys.argv[2:]), "machine": platform.processor() or platform.machine()}
