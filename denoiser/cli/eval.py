@@ -15,8 +15,9 @@ from denoiser.cli.options import settings_from, tiling_options
 @click.argument("clean_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("eval"),
               show_default=True, help="Folder for eval.json, eval.md and the noisy inputs.")
-@click.option("--noise", default="gauss:15,gauss:25,gauss:50,sp:10", show_default=True,
-              help="Degradations, KIND:LEVEL separated by commas (gauss = sigma in 8-bit levels, sp = percent).")
+@click.option("--noise", default="gauss:15,gauss:25,gauss:50,sp:10,wm:40", show_default=True,
+              help="Degradations, KIND:LEVEL separated by commas: gauss = sigma in 8-bit levels, "
+                   "sp = percent of pixels, wm = watermark opacity percent.")
 @click.option("-s", "--seed", type=int, default=0, show_default=True)
 @click.option("-m", "--model", "models", multiple=True, metavar="MODEL[@PRECISION]",
               help="Model file or shipped name, optionally @float32/@bfloat16/@float16; repeatable. "
