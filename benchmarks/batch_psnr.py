@@ -48,7 +48,9 @@ def main(clean: Path, noise: str, seed: int, batch_args: tuple[str, ...]) -> Non
         for path in sorted(p for p in clean.iterdir() if p.is_file()):
             originals[path.stem] = load(path)
             save_png(degrade(originals[path.stem], spec, rng), noisy_dir / f"{path.stem}.png")
-        command = ["denoise", "batch", str(noisy_dir), str(out_dir), "-q", *batch_args]
+        denoise = Path(sys.executable).with_name("denoise")  # the one installed beside this Python
+        command = [str(denoise) if denoise.exists() else "denoise", "batch", str(noisy_dir), str(out_dir), "-q",
+                   *batch_args]
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode:
             sys.exit(f"denoise batch failed ({run.returncode}):\n{run.stderr}")

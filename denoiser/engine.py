@@ -46,9 +46,9 @@ def dtype_policy(precision: str, device: str) -> str:
 class Settings(NamedTuple):
     """How to cut and batch images; the tile grows to at least twice the overlap."""
 
-    tile: int = 256
+    tile: int = 512
     overlap: int | None = None
-    batch_size: int = 8
+    batch_size: int = 4
     device: str = "auto"
     precision: str = "auto"
 
