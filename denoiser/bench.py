@@ -43,7 +43,7 @@ def conv_flops_per_pixel(model) -> float:
     return flops / size**2
 
 
-def matmul_gflops(dtype: str, device: str, n: int = 2048, repeats: int = 5) -> float:
+def matmul_gflops(dtype: str, device: str, n: int = 4096, repeats: int = 3) -> float:
     """The machine's ceiling: GFLOP/s of an n x n matrix product in `dtype` through the same backend."""
     import keras
 

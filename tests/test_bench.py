@@ -31,7 +31,7 @@ def test_bench_reports_each_size(tmp_path, tiny_models):
     result = CliRunner().invoke(main, ["bench", "-m", str(tiny_models["gray"]), "-s", "64x48", "-s", "100x100",
                                        "--min-seconds", "0", "-t", "32", "--precision", "float32", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "matmul 2048^3 float32" in result.output and "64x48" in result.output
+    assert "matmul 4096^3 float32" in result.output and "64x48" in result.output
     report = json.loads(out.read_text())
     assert [(r["width"], r["height"]) for r in report["sizes"]] == [(64, 48), (100, 100)]
     assert all(r["mp_per_s"] > 0 and r["peak_rss_mb"] > 0 and r["gflop_per_s"] > 0 for r in report["sizes"])

@@ -75,5 +75,6 @@ def unet(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
 
 PRESETS = {"seed": seed, "residual": residual, "unet": unet}
 
-# Tile origins must be multiples of this for the net to act the same on a tile as on the whole image.
-SIZE_MULTIPLE = {"seed": 4, "residual": 1, "unet": 8}
+def size_multiple(preset: str, levels: int = 4) -> int:
+    """Tile origins must be multiples of this for the net to act the same on a tile as on the whole image."""
+    return {"seed": 4, "residual": 1, "unet": 2 ** (levels - 1)}[preset]

@@ -15,7 +15,7 @@ from denoiser.engine import Engine, Settings, cpu_has_bf16
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from denoiser.scoring import calibrate, residual_rms
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
-from train.presets import PRESETS, SIZE_MULTIPLE
+from train.presets import PRESETS, size_multiple
 
 VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10"
 
@@ -49,13 +49,15 @@ class Recipe(NamedTuple):
         return NoiseSettings(self.sigma_max, self.sp_prob, self.sp_max)
 
 
+def preset_params(recipe: Recipe) -> dict:
+    """The recipe's settings that the preset's builder takes."""
+    return {"residual": {"depth": recipe.depth, "width": recipe.width},
+            "unet": {"width": recipe.width, "levels": recipe.levels}}.get(recipe.preset, {})
+
+
 def build(recipe: Recipe) -> keras.Model:
     """The preset's network."""
-    if recipe.preset == "residual":
-        return PRESETS["residual"](recipe.channels, recipe.depth, recipe.width)
-    if recipe.preset == "unet":
-        return PRESETS["unet"](recipe.channels, recipe.width, recipe.levels)
-    return PRESETS[recipe.preset](recipe.channels)
+    return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe))
 
 
 def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.callbacks.History:
@@ -92,11 +94,9 @@ def calibration_scores(engine: Engine, images: list[np.ndarray], noise: NoiseSet
 
 def describe(model: keras.Model, recipe: Recipe) -> dict:
     """The architecture as recorded in the card."""
-    params = {"residual": {"depth": recipe.depth, "width": recipe.width},
-              "unet": {"width": recipe.width, "levels": recipe.levels}}.get(recipe.preset, {})
     return {
         "preset": recipe.preset,
-        "params": params,
+        "params": preset_params(recipe),
         "parameters": int(model.count_params()),
         "layers": [f"{layer.__class__.__name__}:{layer.name}" for layer in model.layers],
     }
@@ -120,7 +120,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     seconds = time.time() - started
     model = with_precision(model, "float32")
 
-    align = SIZE_MULTIPLE[recipe.preset]
+    align = size_multiple(recipe.preset, recipe.levels)
     card = {
         "format": "denoise-card/1",
         "name": Path(recipe.out).stem,

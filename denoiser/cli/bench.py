@@ -44,7 +44,7 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
     click.echo(f"model {engine.artifact.card.get('name', model)}: {flops / 1e3:.1f} kFLOP/pixel, "
                f"{engine.precision} on {engine.device} ({platform.processor() or platform.machine()}), "
                f"tile {engine.tile}, overlap {engine.overlap}, batch {engine.settings.batch_size}")
-    click.echo(f"matmul 2048^3 {engine.precision}: {ceiling:.1f} GFLOP/s (the ceiling)")
+    click.echo(f"matmul 4096^3 {engine.precision}: {ceiling:.1f} GFLOP/s (the ceiling)")
     click.echo(f"{'size':>11} {'latency s':>10} {'MP/s':>7} {'GFLOP/s':>8} {'of ceiling':>10} {'peak RSS MB':>12}")
     results = []
     for height, width in sizes or SIZES:
