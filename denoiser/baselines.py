@@ -12,8 +12,8 @@ import numpy as np
 
 
 def estimate_sigma(noisy: np.ndarray) -> float:
-    """Noise sigma in 8-bit levels from the median absolute Haar diagonal detail (Donoho's MAD rule)."""
-    x = np.asarray(noisy, np.float64).mean(axis=-1) * 255.0
+    """Noise sigma in 8-bit levels from the median absolute Haar diagonal detail of every channel (Donoho's MAD)."""
+    x = np.asarray(noisy, np.float64) * 255.0
     x = x[: x.shape[0] // 2 * 2, : x.shape[1] // 2 * 2]
     detail = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2.0
     return float(np.median(np.abs(detail)) / 0.6745)
@@ -33,12 +33,14 @@ def median3(noisy: np.ndarray) -> np.ndarray:
 
 
 def nlm(noisy: np.ndarray) -> np.ndarray:
-    """OpenCV fast non-local means with h = 0.92 sigma (h=23 at sigma 25), 7x7 patches, 21x21 search."""
-    h = 0.92 * estimate_sigma(noisy)
+    """OpenCV fast non-local means, 7x7 patches, 21x21 search; h = 0.92 sigma for gray (h=23 at sigma 25),
+    0.6 sigma for colour (applied in Lab)."""
+    sigma = estimate_sigma(noisy)
     u8 = _to_u8(noisy)
     if noisy.shape[-1] == 1:
-        return _from_u8(cv2.fastNlMeansDenoising(u8, None, h, 7, 21), 1)
-    return _from_u8(cv2.fastNlMeansDenoisingColored(u8, None, h, h, 7, 21), 3)
+        return _from_u8(cv2.fastNlMeansDenoising(u8, None, 0.92 * sigma, 7, 21), 1)
+    bgr = cv2.fastNlMeansDenoisingColored(u8[..., ::-1].copy(), None, 0.6 * sigma, 0.6 * sigma, 7, 21)
+    return _from_u8(bgr[..., ::-1], 3)
 
 
 def bm3d(noisy: np.ndarray) -> np.ndarray:

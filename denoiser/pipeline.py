@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from denoiser.artifact import default_model_path
+from denoiser.artifact import default_model_path, resolve_model
 from denoiser.engine import Engine, Settings
 from denoiser.imageio import ImageError, Picture, read_image, write_image
 from denoiser.scoring import Calibration, score
@@ -45,7 +45,7 @@ class Models:
 
     def for_channels(self, channels: int) -> Engine:
         """The engine for an image with this many channels (CMYK planes go to the gray model)."""
-        path = self.model or str(default_model_path(3 if channels == 3 else 1))
+        path = str(resolve_model(self.model)) if self.model else str(default_model_path(3 if channels == 3 else 1))
         if path not in self._engines:
             self._engines[path] = Engine.load(path, self.settings)
         return self._engines[path]

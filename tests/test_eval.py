@@ -22,8 +22,9 @@ def smooth_image(rng, size=96, channels=1):
 
 
 @pytest.mark.parametrize("sigma", [10, 25, 50])
-def test_noise_sigma_is_estimated_from_the_image(rng, sigma):
-    noisy = degrade(smooth_image(rng, 256), NoiseSpec("gauss", sigma), rng)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_noise_sigma_is_estimated_from_the_image(rng, sigma, channels):
+    noisy = degrade(smooth_image(rng, 256, channels), NoiseSpec("gauss", sigma), rng)
     assert abs(baselines.estimate_sigma(noisy) - sigma) < 0.1 * sigma + 1
 
 
@@ -33,7 +34,7 @@ def test_baselines_improve_on_their_noise(rng, channels):
     static = degrade(clean, NoiseSpec("sp", 10), rng)
     gauss = degrade(clean, NoiseSpec("gauss", 25), rng)
     assert psnr(clean, baselines.median3(static)) > psnr(clean, static) + 10
-    assert psnr(clean, baselines.nlm(gauss)) > psnr(clean, gauss) + 5
+    assert psnr(clean, baselines.nlm(gauss)) > psnr(clean, gauss) + 3
     assert baselines.nlm(gauss).shape == clean.shape
 
 
