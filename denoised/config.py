@@ -1,0 +1,122 @@
+"""The daemon's settings: one `Config`, from command-line options or from a TOML file and `DENOISED_*` variables."""
+
+from __future__ import annotations
+
+import os
+import sys
+import typing
+from pathlib import Path
+from typing import Mapping, NamedTuple
+
+from denoiser.engine import DEVICES, PRECISIONS, Settings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - python 3.10
+    import tomli as tomllib
+
+ENV_PREFIX = "DENOISED_"
+AFTER_CHOICES = ("processed", "delete", "keep")
+
+
+class StartupError(Exception):
+    """A setting or a folder that keeps the daemon from starting; the message says what to fix."""
+
+
+class Config(NamedTuple):
+    """Everything one daemon run needs; field names are the TOML keys (`DENOISED_<KEY>` in the environment)."""
+
+    inbox: Path
+    output: Path
+    model: str | None = None
+    tile: int = 256
+    overlap: int | None = None
+    batch_size: int = 8
+    device: str = "auto"
+    precision: str = "auto"
+    max_pixels: int = 100_000_000
+    recursive: bool = False
+    polling: bool = False
+    settle: float = 2.0
+    after: str = "processed"
+    max_latency: float = 100.0
+    queue_size: int = 64
+    metrics_port: int = 0
+
+    def settings(self) -> Settings:
+        """Engine settings (tile, overlap, batch, device, precision)."""
+        return Settings(self.tile, self.overlap, self.batch_size, self.device, self.precision)
+
+    def check(self) -> "Config":
+        """Refuse values out of range; returns self."""
+        problems = [
+            self.after not in AFTER_CHOICES and f"after must be one of {', '.join(AFTER_CHOICES)}",
+            self.device not in DEVICES and f"device must be one of {', '.join(DEVICES)}",
+            self.precision not in PRECISIONS and f"precision must be one of {', '.join(PRECISIONS)}",
+            self.tile < 16 and "tile must be at least 16",
+            self.batch_size < 1 and "batch_size must be at least 1",
+            self.queue_size < 1 and "queue_size must be at least 1",
+            self.max_pixels < 1 and "max_pixels must be at least 1",
+            (self.settle < 0 or self.max_latency < 0) and "settle and max_latency must not be negative",
+            not 0 <= self.metrics_port < 65536 and "metrics_port must be 0 (off) or a TCP port",
+        ]
+        problems = [problem for problem in problems if problem]
+        if problems:
+            raise StartupError("; ".join(problems))
+        return self
+
+
+FIELD_TYPES = typing.get_type_hints(Config)
+
+
+def convert(key: str, value) -> object:
+    """A TOML or environment value as the field's type; strings are parsed."""
+    kind = FIELD_TYPES[key]
+    optional = type(None) in typing.get_args(kind)
+    if optional:
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+    try:
+        if kind is bool:
+            return parse_bool(value)
+        if kind is Path:
+            return Path(value).expanduser()
+        if kind in (int, float) and isinstance(value, bool):
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError) as error:
+        raise StartupError(f"{key}: {value!r} is not a valid {kind.__name__}") from error
+
+
+def parse_bool(value) -> bool:
+    """True/false from a TOML boolean or a string such as 1, yes, on, false."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read the TOML file (if any), let `DENOISED_*` variables override its keys, check the result."""
+    values: dict = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise StartupError(f"cannot read config {path}: {error}") from error
+    values = {key.replace("-", "_"): value for key, value in values.items()}
+    values.update({name[len(ENV_PREFIX):].lower(): value for name, value in environ.items()
+                   if name.startswith(ENV_PREFIX)})
+    unknown = sorted(set(values) - set(Config._fields))
+    if unknown:
+        raise StartupError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(Config._fields)})")
+    missing = [key for key in ("inbox", "output") if key not in values]
+    if missing:
+        names = " and ".join(missing)
+        raise StartupError(f"{names} must be set (in the config file or as DENOISED_{missing[0].upper()})")
+    return Config(**{key: convert(key, value) for key, value in values.items()}).check()

@@ -1,0 +1,375 @@
+"""The daemon's main loop: recover, watch, claim, batch through `denoiser.pipeline.process`, record, route.
+
+Inference runs in the main thread. SIGTERM and SIGINT raise `Shutdown` there and SIGHUP raises `Reload`
+(as watchdog's own watchmedo does); the `finally` clauses stop and join the observer and the other
+threads. Claims not finished by then stay in the work area and are processed by the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import stat
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, closing
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple
+
+import numpy as np
+
+from denoised.claims import ANOMALIES, FAILED, PROCESSED, Claim, Router, WorkArea, inside, refusal, scored_claims
+from denoised.config import Config, StartupError
+from denoised.intake import InboxEvents, Intake, Settler, start_observer
+from denoised.metrics import Counters, MetricsServer
+from denoised.systemd import WatchdogPinger, notify, reloading_message, watchdog_interval
+from denoiser.pipeline import SCORES_FILE, Job, Models, Options, ScoresLog, process, record
+
+log = logging.getLogger("denoised")
+MAX_ATTEMPTS = 5  # runs that died with a claim in flight before it is given up (kill -9 counts too)
+BACKLOG_BATCHES = 8  # batches of tiles one `process` call takes at most when files are waiting
+
+
+class Shutdown(Exception):
+    """SIGTERM or SIGINT: stop taking files, leave unfinished claims for the next start, exit 0."""
+
+
+class Reload(Exception):
+    """SIGHUP: stop like Shutdown, read the config again, and start again with the warm models."""
+
+
+class Signals:
+    """Raises Shutdown or Reload in the main thread while armed; a signal that comes while disarmed waits for arm()."""
+
+    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self):
+        self.armed = False
+        self.pending: type[Exception] | None = None
+        self.previous = {}
+
+    def install(self) -> None:
+        self.previous = {signum: signal.signal(signum, self._handle) for signum in self.HANDLED}
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def arm(self) -> None:
+        """Raise a signal that came while disarmed, else let the next one raise."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            raise pending()
+        self.armed = True
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def _handle(self, signum: int, _frame) -> None:
+        kind = Reload if signum == signal.SIGHUP else Shutdown
+        notify("STOPPING=1" if kind is Shutdown else reloading_message())
+        if self.armed:
+            self.armed = False
+            raise kind()
+        if self.pending is None or kind is Shutdown:
+            self.pending = kind
+
+
+class Run(NamedTuple):
+    """What one life of the watch loop shares between its steps."""
+
+    config: Config
+    models: Models
+    work: WorkArea
+    router: Router
+    scores: ScoresLog
+    counters: Counters
+
+
+def run_daemon(load: Callable[[], Config]) -> int:
+    """Serve with log lines on stderr; 0 after SIGTERM/SIGINT, 2 with a message when it cannot start."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return serve(load)
+    except StartupError as error:
+        log.error("cannot start: %s", error)
+        return 2
+
+
+def serve(load: Callable[[], Config]) -> int:
+    """Run until SIGTERM or SIGINT; SIGHUP re-reads the config. Raises StartupError when it cannot start."""
+    config = load()
+    work = prepare(config)
+    signals, counters, health = Signals(), Counters(), []
+    interval = watchdog_interval()
+    pinger = WatchdogPinger(interval, lambda: bool(health) and all(t.is_alive() for t in health)) if interval else None
+    models = None
+    signals.install()
+    try:
+        if pinger:
+            pinger.start()
+        while True:
+            try:
+                signals.arm()
+                models = warm_models(config, models)
+                watch(config, models, work, counters, signals, health)
+            except Reload:
+                config, work = reload(load, config, work)
+    except Shutdown:
+        log.info("stopped")
+        return 0
+    finally:
+        signals.disarm()
+        if pinger:
+            pinger.stop()
+            pinger.join()
+        work.unlock()
+        signals.restore()
+
+
+def prepare(config: Config) -> WorkArea:
+    """Check the folders and take the inbox's work area; StartupError says what is wrong."""
+    check_folders(config)
+    work = WorkArea(config.inbox)
+    try:
+        work.lock()
+    except BlockingIOError as error:
+        raise StartupError(f"another denoised is already watching {config.inbox}") from error
+    except OSError as error:
+        raise StartupError(f"INBOX {config.inbox} is not writable: {error}") from error
+    return work
+
+
+def check_folders(config: Config) -> None:
+    """INBOX must be a folder, OUTPUT writable and outside it, the model present."""
+    inbox, output = config.inbox, config.output
+    if not inbox.is_dir():
+        raise StartupError(f"INBOX {inbox} is not a folder")
+    if inside(output, inbox):
+        raise StartupError(f"OUTPUT {output} must not be INBOX or inside it")
+    try:
+        for folder in (output, output / PROCESSED, output / FAILED, output / ANOMALIES):
+            folder.mkdir(parents=True, exist_ok=True)
+            if not inside(folder, output):
+                raise StartupError(f"{folder} escapes OUTPUT")
+        with tempfile.NamedTemporaryFile(dir=output, prefix=".denoised-probe-"):
+            pass
+    except OSError as error:
+        raise StartupError(f"OUTPUT {output} is not writable: {error}") from error
+    model_path(config)
+
+
+def model_path(config: Config) -> str | None:
+    """The configured model file (a shipped name resolved), or None for the shipped defaults."""
+    from denoiser.artifact import resolve_model
+
+    try:
+        return str(resolve_model(config.model)) if config.model else None
+    except FileNotFoundError as error:
+        raise StartupError(str(error)) from error
+
+
+def reload(load: Callable[[], Config], config: Config, work: WorkArea) -> tuple[Config, WorkArea]:
+    """The new config and work area, or the old ones (with a logged reason) when the new config is unusable."""
+    try:
+        new = load()
+        if new.inbox.resolve() == config.inbox.resolve():
+            check_folders(new)
+            log.info("config reloaded")
+            return new, work
+        new_work = prepare(new)
+    except StartupError as error:
+        log.error("config not reloaded, keeping the running one: %s", error)
+        return config, work
+    work.unlock()
+    log.info("config reloaded")
+    return new, new_work
+
+
+def warm_models(config: Config, models: Models | None) -> Models:
+    """Load the engines and trace both batch shapes once; reused across reloads while model settings stay."""
+    path = model_path(config)
+    if models is not None and (models.settings, models.model) == (config.settings(), path):
+        return models
+    models = Models(config.settings(), path)
+    for channels in (1,) if path else (1, 3):
+        engine = models.for_channels(channels)
+        blank = np.zeros((engine.tile, engine.tile, engine.channels), np.float32)
+        for _ in engine.denoise_many([blank] * (config.batch_size + 1)):
+            pass
+    return models
+
+
+def watch(config: Config, models: Models, work: WorkArea, counters: Counters, signals: Signals,
+          health: list) -> None:
+    """One life of the watch: recover leftovers, then claim and process until Shutdown or Reload is raised."""
+    claims: queue.Queue[Claim] = queue.Queue(config.queue_size)
+    settler = Settler(config.settle)
+    with ExitStack() as stack:
+        try:
+            scores = stack.enter_context(ScoresLog(config.output / SCORES_FILE))
+            run = Run(config, models, work, Router(config.inbox, config.output, config.after), scores, counters)
+            leftovers = recover(run)
+            observer = start_observer(config.inbox, InboxEvents(config.inbox, config.recursive, settler),
+                                      config.recursive, config.polling)
+            stack.callback(stop_thread, observer)
+            intake = Intake(work, settler, claims, leftovers, config.recursive)
+            stack.callback(stop_thread, intake)
+            intake.start()
+            if config.metrics_port:
+                stack.callback(start_metrics(config.metrics_port, counters, claims, settler).close)
+            health[:] = [observer, intake]
+            stack.callback(health.clear)
+            ready(config)
+            for batch in batches(claims, intake, run):
+                handle(batch, run)
+        finally:
+            signals.disarm()  # no Shutdown may cut the clean-up short; one that comes now waits for arm()
+
+
+def stop_thread(thread) -> None:
+    """Stop a watchdog observer or our own thread and wait for it."""
+    thread.stop()
+    if thread.is_alive():
+        thread.join()
+
+
+def start_metrics(port: int, counters: Counters, claims: queue.Queue, settler: Settler) -> MetricsServer:
+    try:
+        server = MetricsServer(port, lambda: counters.prometheus(claims.qsize() + len(settler)))
+    except OSError as error:
+        raise StartupError(f"cannot serve metrics on 127.0.0.1:{port}: {error}") from error
+    log.info("metrics on http://127.0.0.1:%d/metrics", server.port)
+    return server.start()
+
+
+def ready(config: Config) -> None:
+    """Tell systemd and the log that files are being taken."""
+    mode = "polling" if config.polling else "inotify"
+    log.info("watching %s -> %s (%s, settle %.1f s, after: %s)", config.inbox, config.output, mode,
+             config.settle, config.after)
+    notify(f"READY=1\nSTATUS=watching {config.inbox}")
+
+
+def recover(run: Run) -> list[Claim]:
+    """Finish the claims of an earlier run that already have a record; return the others to process again."""
+    pending = run.work.pending()
+    scored = scored_claims(run.scores.path, (claim.id for claim in pending))
+    again = []
+    for claim in pending:
+        run.router.clean_up(claim)
+        if claim.id in scored:
+            run.router.route(claim, scored[claim.id])
+            run.work.release(claim)
+            run.counters.add(scored[claim.id])
+            log.info("finished %s, scored by an earlier run", claim.relative)
+        elif claim.attempts >= MAX_ATTEMPTS:
+            reason = f"gave up: the daemon stopped {claim.attempts} times while processing it"
+            finish(claim, record(Job(claim.file, run.router.target(claim)), time.perf_counter(), error=reason), run)
+        else:
+            again.append(claim)
+    if again:
+        log.info("%d files claimed by an earlier run are processed again", len(again))
+    return again
+
+
+def batches(claims: queue.Queue, intake: Intake, run: Run) -> Iterator[list[Claim]]:
+    """Claims gathered until their tiles fill a batch or max_latency ms pass, ordered by the model they need.
+
+    Claims already waiting are added without waiting, up to BACKLOG_BATCHES batches of tiles, so that
+    under load each model gets full batches. A claim that was in flight when an earlier run stopped
+    goes alone, so a file that crashes the daemon cannot take the files batched with it down too.
+    """
+    held = None
+    while True:
+        first, held = held or next_claim(claims, intake), None
+        if first.attempts:
+            yield [first]
+            continue
+        deadline = time.monotonic() + run.config.max_latency / 1000
+        batch, needs = [first], [footprint(first.file, run.models)]
+        while (tiles := sum(tiles for _, tiles in needs)) < BACKLOG_BATCHES * run.config.batch_size:
+            wait = max(deadline - time.monotonic(), 0) if tiles < run.config.batch_size else 0
+            try:
+                claim = claims.get(timeout=wait) if wait else claims.get_nowait()
+            except queue.Empty:
+                break
+            if claim.attempts:
+                held = claim
+                break
+            batch.append(claim)
+            needs.append(footprint(claim.file, run.models))
+        yield [batch[i] for i in sorted(range(len(batch)), key=lambda i: needs[i][0])]
+
+
+def next_claim(claims: queue.Queue, intake: Intake) -> Claim:
+    """The next claim, raising whatever stopped the intake thread."""
+    while True:
+        if intake.error is not None:
+            raise intake.error
+        try:
+            return claims.get(timeout=0.5)
+        except queue.Empty:
+            continue
+
+
+def footprint(path: Path, models: Models) -> tuple[int, int]:
+    """(channels, tiles) an image will take, from its header; (0, 1) when that cannot be read."""
+    from PIL import Image
+
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return 0, 1  # never open a FIFO, device or link here
+        with Image.open(path) as image:
+            (width, height), channels = image.size, len(image.getbands())
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 0, 1
+    return channels, models.for_channels(channels).plan(height, width).count
+
+
+def handle(batch: list[Claim], run: Run) -> None:
+    """Run claims through the shared pipeline together (refused ones fail at once); record and route each."""
+    started = time.perf_counter()
+    jobs, claims = [], []
+    for claim in batch:
+        if not os.path.lexists(claim.file):
+            log.warning("claimed file %s vanished from the work area", claim.file)
+            run.work.release(claim)
+            continue
+        job = Job(claim.file, run.router.target(claim))
+        reason = refusal(claim, run.config.inbox, run.config.output)
+        if reason:
+            finish(claim, record(job, time.perf_counter(), error=reason), run)
+        else:
+            jobs.append(job)
+            claims.append(claim)
+    for claim in claims:
+        run.work.count_attempt(claim)
+    done = 0
+    try:
+        with closing(process(jobs, run.models, Options(run.config.max_pixels))) as records:
+            for claim, entry in zip(claims, records):
+                finish(claim, entry, run)
+                done += 1
+    except (Shutdown, Reload):
+        for claim in claims[done:]:
+            run.work.count_attempt(claim, -1)  # a clean stop is not the file's fault
+        raise
+    run.counters.add_busy(time.perf_counter() - started)
+
+
+def finish(claim: Claim, entry: dict, run: Run) -> None:
+    """Append the record (the commit point), then route the files and release the claim."""
+    entry.update(input=str(run.config.inbox / claim.relative), claim=claim.id)
+    run.scores.append(entry)
+    run.router.route(claim, entry)
+    run.work.release(claim)
+    run.counters.add(entry)
+    if entry["status"] == "ok":
+        flag = " anomalous" if entry["anomalous"] else ""
+        log.info("ok %s -> %s score %s%s", claim.relative, entry["output"], entry["score"], flag)
+    else:
+        log.warning("failed %s: %s", claim.relative, entry["error"])
