@@ -15,7 +15,7 @@ import stat
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
@@ -68,6 +68,16 @@ class Signals:
     def disarm(self) -> None:
         self.armed = False
 
+    @contextmanager
+    def held(self):
+        """Defer signals while the block runs; one that came meanwhile is raised after it."""
+        armed, self.armed = self.armed, False
+        try:
+            yield
+        finally:
+            if armed:
+                self.arm()
+
     def _handle(self, signum: int, _frame) -> None:
         kind = Reload if signum == signal.SIGHUP else Shutdown
         notify("STOPPING=1" if kind is Shutdown else reloading_message())
@@ -87,6 +97,7 @@ class Run(NamedTuple):
     router: Router
     scores: ScoresLog
     counters: Counters
+    signals: Signals = Signals()
 
 
 def run_daemon(load: Callable[[], Config]) -> int:
@@ -211,7 +222,8 @@ def watch(config: Config, models: Models, work: WorkArea, counters: Counters, si
     with ExitStack() as stack:
         try:
             scores = stack.enter_context(ScoresLog(config.output / SCORES_FILE))
-            run = Run(config, models, work, Router(config.inbox, config.output, config.after), scores, counters)
+            run = Run(config, models, work, Router(config.inbox, config.output, config.after), scores, counters,
+                      signals)
             leftovers = recover(run)
             observer = start_observer(config.inbox, InboxEvents(config.inbox, config.recursive, settler),
                                       config.recursive, config.polling)
@@ -262,9 +274,10 @@ def recover(run: Run) -> list[Claim]:
     for claim in pending:
         run.router.clean_up(claim)
         if claim.id in scored:
-            run.router.route(claim, scored[claim.id])
-            run.work.release(claim)
-            run.counters.add(scored[claim.id])
+            with run.signals.held():
+                run.router.route(claim, scored[claim.id])
+                run.work.release(claim)
+                run.counters.add(scored[claim.id])
             log.info("finished %s, scored by an earlier run", claim.relative)
         elif claim.attempts >= MAX_ATTEMPTS:
             reason = f"gave up: the daemon stopped {claim.attempts} times while processing it"
@@ -362,12 +375,16 @@ def handle(batch: list[Claim], run: Run) -> None:
 
 
 def finish(claim: Claim, entry: dict, run: Run) -> None:
-    """Append the record (the commit point), then route the files and release the claim."""
+    """Append the record (the commit point), then route the files, release the claim and count it.
+
+    Signals wait until all of this is done, so a reload cannot count a record twice or not at all.
+    """
     entry.update(input=str(run.config.inbox / claim.relative), claim=claim.id)
-    run.scores.append(entry)
-    run.router.route(claim, entry)
-    run.work.release(claim)
-    run.counters.add(entry)
+    with run.signals.held():
+        run.scores.append(entry)
+        run.router.route(claim, entry)
+        run.work.release(claim)
+        run.counters.add(entry)
     if entry["status"] == "ok":
         flag = " anomalous" if entry["anomalous"] else ""
         log.info("ok %s -> %s score %s%s", claim.relative, entry["output"], entry["score"], flag)
