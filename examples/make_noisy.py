@@ -29,7 +29,7 @@ def main(clean: Path, noisy: Path) -> None:
         pixels = pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
         degraded = degrade(pixels, parse_noise(noise)[0], rng)
         out = Image.fromarray(np.round(degraded.squeeze() * 255).astype(np.uint8))
-        out.save(noisy / target, **({"quality": 95} if target.endswith(".jpg") else {}))
+        out.save(noisy / target, **({"quality": 95, "subsampling": 0} if target.endswith(".jpg") else {}))
         print(f"{noisy / target}  ({noise})")
 
 
