@@ -71,7 +71,8 @@ def watermark_mask(height: int, width: int, rng: np.random.Generator, style: Wat
     from PIL import Image, ImageDraw
 
     text = style.texts[int(rng.integers(len(style.texts)))]
-    font = _font(style.fonts[int(rng.integers(len(style.fonts)))], max(10, int(min(height, width) * rng.uniform(0.06, 0.16))))
+    size = max(10, int(min(height, width) * rng.uniform(0.06, 0.16)))
+    font = _font(style.fonts[int(rng.integers(len(style.fonts)))], size)
     side = int(np.hypot(height, width)) + 1
     layer = Image.new("L", (side, side), 0)
     draw = ImageDraw.Draw(layer)
@@ -96,12 +97,13 @@ def watermark(image: np.ndarray, opacity: float, rng: np.random.Generator,
     return quantize8(image * (1.0 - alpha) + colour * alpha)
 
 
-def degrade(image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator) -> np.ndarray:
-    """Apply one degradation to an H x W x C float image in [0, 1]."""
+def degrade(image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator,
+            style: WatermarkStyle = HELD_OUT) -> np.ndarray:
+    """Apply one degradation to an H x W x C float image in [0, 1]; watermarks are drawn in `style`."""
     if spec.kind == "gauss":
         return gaussian(image, spec.level, rng)
     if spec.kind == "wm":
-        return watermark(image, spec.level, rng)
+        return watermark(image, spec.level, rng, style)
     return salt_and_pepper(image, spec.level, rng)
 
 

@@ -49,6 +49,26 @@ def test_watermark_is_a_partial_overlay_at_the_given_opacity(rng):
     assert np.abs(noisy - clean).max() <= 0.4 * 0.75 + 1 / 255
 
 
+def test_training_draws_each_degradation_at_its_share():
+    from train.data import NoiseSettings
+
+    draws = [NoiseSettings(sp_prob=0.2, wm_prob=0.3).sample(np.random.default_rng(i)).kind for i in range(2000)]
+    assert abs(draws.count("sp") / 2000 - 0.2) < 0.03 and abs(draws.count("wm") / 2000 - 0.3) < 0.03
+
+
+def test_training_watermarks_use_other_fonts_and_texts_than_evaluation(tmp_path):
+    from denoiser.noise import HELD_OUT
+    from train.data import training_watermarks
+
+    with pytest.raises(FileNotFoundError, match="fonts-dejavu-core"):
+        training_watermarks(tmp_path)
+    try:
+        style = training_watermarks()
+    except FileNotFoundError:
+        pytest.skip("no DejaVu fonts on this machine")
+    assert not set(style.texts) & set(HELD_OUT.texts) and None not in style.fonts
+
+
 def test_bad_noise_spec_is_refused():
     with pytest.raises(ValueError, match="bad noise spec"):
         parse_noise("blur:3")
@@ -87,7 +107,7 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
     assert card["size_multiple"] == {"seed": 4, "residual": 1, "unet": 8}[preset]
     assert len(card["training"]["files"]) == 19 and len(card["training"]["validation_files"]) == 2
     assert len(card["training"]["fingerprint_sha256"]) == 64
-    assert set(card["metrics"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10"}
+    assert set(card["metrics"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10", "wm:40"}
     calibration = card["calibration"]
     assert calibration["low"] <= calibration["threshold"] <= calibration["high"]
     assert artifact.model.input_shape == (None, None, None, channels)

@@ -29,6 +29,8 @@ from train.presets import PRESETS
 @click.option("--sigma-max", type=float, default=50.0, help="Gaussian sigma is uniform in [0, this] (8-bit levels).")
 @click.option("--sp-prob", type=float, default=0.2, help="Share of patches with salt-and-pepper instead.")
 @click.option("--sp-max", type=float, default=15.0, help="Salt-and-pepper percentage is uniform in [0, this].")
+@click.option("--wm-prob", type=float, default=0.0,
+              help="Share of patches with a text watermark (20-60% opacity, DejaVu fonts) instead.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
               help="auto = bfloat16 where the CPU has AVX512_BF16.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,

@@ -10,23 +10,45 @@ import keras
 import numpy as np
 from PIL import Image
 
-from denoiser.noise import NoiseSpec, degrade
+from denoiser.noise import NoiseSpec, WatermarkStyle, degrade
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
 
+WATERMARK_FONTS = "/usr/share/fonts/truetype/dejavu"  # Debian's fonts-dejavu-core; evaluation uses another font
+WATERMARK_OPACITY = (20.0, 60.0)
+
+
+def training_watermarks(fonts: str | Path = WATERMARK_FONTS) -> WatermarkStyle:
+    """Watermark texts and fonts for training, disjoint from the held-out ones that evaluation uses."""
+    files = tuple(sorted(str(p) for p in Path(fonts).glob("*.ttf")))
+    if not files:
+        raise FileNotFoundError(f"no .ttf fonts in {fonts} for watermarks (apt-get install fonts-dejavu-core)")
+    texts = ("SAMPLE", "PROOF", "© Studio", "CONFIDENTIAL", "DRAFT", "stock photo", "preview only", "www.example.com")
+    return WatermarkStyle(texts, files)
+
+
 class NoiseSettings(NamedTuple):
-    """The training degradations: Gaussian sigma uniform in [0, sigma_max], or static with probability sp_prob."""
+    """The training degradations: static with probability sp_prob, a watermark with probability wm_prob, else
+    Gaussian noise with sigma uniform in [0, sigma_max]."""
 
     sigma_max: float = 50.0
     sp_prob: float = 0.2
     sp_max: float = 15.0
+    wm_prob: float = 0.0
 
     def sample(self, rng: np.random.Generator) -> NoiseSpec:
         """Draw one degradation."""
-        if rng.random() < self.sp_prob:
+        draw = rng.random()
+        if draw < self.sp_prob:
             return NoiseSpec("sp", float(rng.uniform(0.0, self.sp_max)))
+        if draw < self.sp_prob + self.wm_prob:
+            return NoiseSpec("wm", float(rng.uniform(*WATERMARK_OPACITY)))
         return NoiseSpec("gauss", float(rng.uniform(0.0, self.sigma_max)))
+
+    def style(self) -> WatermarkStyle | None:
+        """The training watermark style, or None when no watermarks are drawn."""
+        return training_watermarks() if self.wm_prob > 0 else None
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -71,6 +93,7 @@ class Patches(keras.utils.PyDataset):
         super().__init__(workers=workers)
         self.images, self.noise, self.patch = images, noise, patch
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
+        self.style = noise.style()
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -82,7 +105,7 @@ class Patches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         clean = np.stack([self._crop(rng) for _ in range(self.batch_size)])
-        noisy = np.stack([degrade(c, self.noise.sample(rng), rng) for c in clean])
+        noisy = np.stack([degrade(c, self.noise.sample(rng), rng, self.style) for c in clean])
         return noisy, clean
 
     def _crop(self, rng: np.random.Generator) -> np.ndarray:

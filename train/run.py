@@ -17,7 +17,7 @@ from denoiser.scoring import calibrate, residual_rms
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
 from train.presets import PRESETS, size_multiple
 
-VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10"
+VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10,wm:40"
 
 
 class Recipe(NamedTuple):
@@ -38,6 +38,7 @@ class Recipe(NamedTuple):
     sigma_max: float = 50.0
     sp_prob: float = 0.2
     sp_max: float = 15.0
+    wm_prob: float = 0.0
     precision: str = "auto"
     checkpoint_dir: str | None = None
     fpr: float = 0.01
@@ -46,7 +47,7 @@ class Recipe(NamedTuple):
 
     @property
     def noise(self) -> NoiseSettings:
-        return NoiseSettings(self.sigma_max, self.sp_prob, self.sp_max)
+        return NoiseSettings(self.sigma_max, self.sp_prob, self.sp_max, self.wm_prob)
 
 
 def preset_params(recipe: Recipe) -> dict:
@@ -88,7 +89,8 @@ def calibration_scores(engine: Engine, images: list[np.ndarray], noise: NoiseSet
                        repeats: int = 8) -> list[float]:
     """Raw anomaly scores of held-out images under the training noise distribution."""
     rng = np.random.default_rng(seed + 1)
-    noisy = [degrade(image, noise.sample(rng), rng) for image in images for _ in range(repeats)]
+    style = noise.style()
+    noisy = [degrade(image, noise.sample(rng), rng, style) for image in images for _ in range(repeats)]
     return [residual_rms(n, r) for n, r in zip(noisy, engine.denoise_many(noisy))]
 
 
