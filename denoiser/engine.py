@@ -152,5 +152,5 @@ class _Job:
         self.remaining = self.plan.count * len(self.canvases)
 
     def result(self) -> np.ndarray:
-        units = [blend.result() for blend in self.blends]
-        return np.clip(merge_units(units, self.channels, self.image_channels), 0.0, 1.0)
+        merged = merge_units([blend.result() for blend in self.blends], self.channels, self.image_channels)
+        return np.clip(merged, 0.0, 1.0, out=merged)

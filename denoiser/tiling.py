@@ -103,13 +103,24 @@ def _axis_window(start: int, size: int, plan: TilePlan) -> np.ndarray:
     return window
 
 
+def _weight_sums(starts: tuple[int, ...], size: int, plan: TilePlan) -> np.ndarray:
+    """Sum of the 1-D windows of all tiles along one axis."""
+    total = np.zeros(size)
+    for start in starts:
+        total[start:start + plan.tile] += _axis_window(start, size, plan)
+    return total
+
+
 class Blend:
-    """Accumulates weighted tile outputs for one image; tiles may arrive in any order."""
+    """Accumulates weighted tile outputs for one image; tiles may arrive in any order.
+
+    The tiles form a full grid and each window is an outer product, so the weight map is the
+    outer product of two 1-D sums and is never stored.
+    """
 
     def __init__(self, plan: TilePlan, channels: int):
         self.plan = plan
         self.total = np.zeros(plan.canvas + (channels,), np.float64)
-        self.weight = np.zeros(plan.canvas + (1,), np.float64)
 
     def add(self, index: int, tile: np.ndarray) -> None:
         """Blend in the output for tile `index`."""
@@ -117,11 +128,14 @@ class Blend:
         t = self.plan.tile
         w = np.outer(_axis_window(y, self.plan.canvas[0], self.plan), _axis_window(x, self.plan.canvas[1], self.plan))
         self.total[y:y + t, x:x + t] += w[..., None] * tile
-        self.weight[y:y + t, x:x + t, 0] += w
 
     def result(self) -> np.ndarray:
-        """The blended H x W x C image (float32)."""
-        return (self.total / self.weight)[:self.plan.height, :self.plan.width].astype(np.float32)
+        """The blended H x W x C image (float32); divides the accumulator in place, so call it once."""
+        plan = self.plan
+        image = self.total[:plan.height, :plan.width]
+        image /= _weight_sums(plan.ys, plan.canvas[0], plan)[:plan.height, None, None]
+        image /= _weight_sums(plan.xs, plan.canvas[1], plan)[None, :plan.width, None]
+        return image.astype(np.float32)
 
 
 def stitch_tiles(tiles: np.ndarray, plan: TilePlan) -> np.ndarray:
