@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 from denoiser.artifact import default_model_path, resolve_model
 from denoiser.engine import Engine, Settings
 from denoiser.imageio import ImageError, Picture, read_image, write_image
-from denoiser.scoring import Calibration, score
+from denoiser.scoring import Calibration, Score, score
 
 SCORES_FILE = "scores.jsonl"
 
@@ -152,8 +152,12 @@ def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -
         decoded.close()
 
 
-def _restore_group(engine: Engine, group: Iterable[_Decoded]) -> Iterator[dict]:
-    """Run consecutive images that share an engine through it as one stream."""
+def _restore_group(engine: Engine, group: Iterable[_Decoded], writes_ahead: int = 2) -> Iterator[dict]:
+    """Run consecutive images that share an engine through it as one stream.
+
+    Outputs are encoded and written in a background thread while the next images run, at most
+    `writes_ahead` behind; each record is yielded only once its output is in place.
+    """
     in_flight: deque[_Decoded] = deque()
 
     def pixels():
@@ -163,15 +167,25 @@ def _restore_group(engine: Engine, group: Iterable[_Decoded]) -> Iterator[dict]:
 
     calibration = Calibration.from_card(engine.artifact.card)
     name = engine.artifact.card.get("name")
-    for restored in engine.denoise_many(pixels()):
-        item = in_flight.popleft()
-        result = score(item.picture.pixels, restored, calibration)
-        try:
-            write_atomic(item.job.target, restored, item.picture)
-        except (ImageError, OSError) as error:
-            yield record(item.job, item.started, item.picture, f"cannot write output: {error}")
-            continue
-        yield record(item.job, item.started, item.picture, result=result, model=name)
+    writing: deque[tuple[_Decoded, Score, Future]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-write") as writer:
+        for restored in engine.denoise_many(pixels()):
+            item = in_flight.popleft()
+            result = score(item.picture.pixels, restored, calibration)
+            writing.append((item, result, writer.submit(write_atomic, item.job.target, restored, item.picture)))
+            while writing and (len(writing) > writes_ahead or writing[0][2].done()):
+                yield _written(*writing.popleft(), name)
+        while writing:
+            yield _written(*writing.popleft(), name)
+
+
+def _written(item: _Decoded, result: Score, write: Future, model: str | None) -> dict:
+    """The record for an image once its write has finished or failed."""
+    try:
+        write.result()
+    except (ImageError, OSError) as error:
+        return record(item.job, item.started, item.picture, f"cannot write output: {error}")
+    return record(item.job, item.started, item.picture, result=result, model=model)
 
 
 class ScoresLog:
