@@ -19,7 +19,6 @@ from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-import numpy as np
 
 from denoised.claims import ANOMALIES, FAILED, PROCESSED, Claim, Router, WorkArea, inside, refusal, scored_claims
 from denoised.config import Config, StartupError
@@ -201,16 +200,14 @@ def reload(load: Callable[[], Config], config: Config, work: WorkArea) -> tuple[
 
 
 def warm_models(config: Config, models: Models | None) -> Models:
-    """Load the engines and trace both batch shapes once; reused across reloads while model settings stay."""
+    """Load and warm the engines once; reused across reloads while the model settings stay."""
     path = model_path(config)
     if models is not None and (models.settings, models.model) == (config.settings(), path):
         return models
     models = Models(config.settings(), path)
     for channels in (1,) if path else (1, 3):
         engine = models.for_channels(channels)
-        blank = np.zeros((engine.tile, engine.tile, engine.channels), np.float32)
-        for _ in engine.denoise_many([blank] * (config.batch_size + 1)):
-            pass
+        engine.warm()
     return models
 
 

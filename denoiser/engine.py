@@ -61,7 +61,8 @@ class Engine:
         align, radius = artifact.align, artifact.receptive_radius
         default_overlap = round_up(2 * radius + 2, align)
         self.overlap = default_overlap if settings.overlap is None else settings.overlap
-        self.tile = round_up(max(settings.tile, 2 * self.overlap), align)
+        self.small_tile = round_up(max(2 * self.overlap, 16), align)
+        self.tile = max(round_up(settings.tile, align), self.small_tile)
         self.margin = min(radius, max(self.overlap - 1, 0) // 2)
 
     @classmethod
@@ -80,43 +81,55 @@ class Engine:
         return self.artifact.model.layers[-1].dtype_policy.compute_dtype
 
     def plan(self, height: int, width: int) -> TilePlan:
-        """The tile plan this engine uses for an image size."""
-        return plan_tiles(height, width, self.tile, self.overlap, self.margin, self.artifact.align)
+        """The tile plan for an image size: one small tile when the image fits in it, else the full tile size."""
+        tile = self.small_tile if max(height, width) <= self.small_tile else self.tile
+        return plan_tiles(height, width, tile, self.overlap, self.margin, self.artifact.align)
+
+    def warm(self) -> None:
+        """Trace the full and the one-tile batch for both tile sizes, so the first images run at full speed."""
+        for tile in (self.small_tile, self.tile):
+            blank = np.zeros((tile, tile, self.channels), np.float32)
+            for _ in self.denoise_many([blank] * (self.settings.batch_size + 1)):
+                pass
 
     def denoise(self, image: np.ndarray) -> np.ndarray:
         """Denoise one H x W x C image."""
         return next(self.denoise_many([image]))
 
     def denoise_many(self, images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Denoise images lazily, in order; tiles of consecutive images share batches."""
+        """Denoise images lazily, in order; tiles of the same size from consecutive images share batches."""
         pending: deque[_Job] = deque()
-        batch: list[tuple[_Job, int, int]] = []
+        batches: dict[int, list[tuple[_Job, int, int]]] = {self.small_tile: [], self.tile: []}
         for image in images:
             job = _Job(self, image)
             pending.append(job)
+            batch = batches[job.plan.tile]
             for unit in range(len(job.canvases)):
                 for index in range(job.plan.count):
                     batch.append((job, unit, index))
                     if len(batch) == self.settings.batch_size:
                         self._run(batch)
-                        batch = []
+                        batch.clear()
             while pending and pending[0].remaining == 0:
                 yield pending.popleft().result()
-        if batch:
-            self._run(batch)
+        for batch in batches.values():
+            if batch:
+                self._run(batch)
         while pending:
             yield pending.popleft().result()
 
     def _run(self, batch: list[tuple["_Job", int, int]]) -> None:
         """Predict one batch and hand tiles back to their jobs.
 
-        A short last batch is zero-padded to the next power of two (at most batch_size), so a
-        lone small image costs one tile, and only log2(batch_size) + 1 shapes are ever traced.
+        All tiles of a batch have one size (small or full). A short last batch is zero-padded to
+        the next power of two (at most batch_size), so a lone image costs one tile, and at most
+        2 * (log2(batch_size) + 1) shapes are ever traced.
         """
         import keras
 
         slots = min(self.settings.batch_size, 1 << (len(batch) - 1).bit_length())
-        stack = np.zeros((slots, self.tile, self.tile, self.channels), np.float32)
+        tile = batch[0][0].plan.tile
+        stack = np.zeros((slots, tile, tile, self.channels), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
             stack[slot] = tile_at(job.canvases[unit], job.plan, index)
         with keras.device(f"{self.device}:0"):

@@ -28,17 +28,21 @@ def record_batch_shapes(engine: Engine) -> list:
     return shapes
 
 
-def test_tiles_of_many_sizes_share_one_batch_shape(tiny_models, rng):
+def test_tiles_of_many_sizes_share_batches_of_two_shapes(tiny_models, rng):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=5))
     shapes = record_batch_shapes(engine)
-    images = [rng.random((h, w, 1), dtype=np.float32) for h, w in [(10, 12), (70, 33), (32, 32), (100, 90)]]
+    sizes = [(10, 12), (70, 33), (32, 32), (12, 15), (100, 90), (16, 3)]
+    images = [rng.random((h, w, 1), dtype=np.float32) for h, w in sizes]
     outputs = list(engine.denoise_many(images))
     assert [o.shape for o in outputs] == [i.shape for i in images]
-    tiles = sum(engine.plan(*i.shape[:2]).count for i in images)
-    assert len(shapes) == -(-tiles // 5), "tiles of consecutive images must share batches"
-    assert set(shapes[:-1]) == {(5, 32, 32, 1)}
-    remainder = tiles % 5 or 5
-    assert shapes[-1] == ({1: 1, 2: 2, 3: 4, 4: 4, 5: 5}[remainder], 32, 32, 1), "short batches pad to a power of two"
+    plans = [engine.plan(*size) for size in sizes]
+    assert [p.tile for p in plans] == [16, 32, 32, 16, 32, 16], "images that fit one small tile use it"
+    for tile in (16, 32):
+        tiles = sum(p.count for p in plans if p.tile == tile)
+        batch_sizes = [shape[0] for shape in shapes if shape[1:] == (tile, tile, 1)]
+        assert len(batch_sizes) == -(-tiles // 5), "tiles of one size from consecutive images share batches"
+        assert set(batch_sizes[:-1]) <= {5}
+        assert batch_sizes[-1] == {1: 1, 2: 2, 3: 4, 4: 4, 5: 5}[tiles % 5 or 5], "short batches pad to a power of two"
 
 
 def test_batched_equals_one_by_one(gray_engine, rng):

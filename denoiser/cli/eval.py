@@ -65,8 +65,6 @@ def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tupl
 
 def model_methods(specs: tuple[str, ...], settings) -> dict:
     """Warm engines for `MODEL[@PRECISION]` specs, keyed by card name and precision."""
-    import numpy as np
-
     from denoiser.artifact import resolve_model
     from denoiser.engine import PRECISIONS, Engine
 
@@ -79,7 +77,7 @@ def model_methods(specs: tuple[str, ...], settings) -> dict:
             engine = Engine.load(str(resolve_model(model)), settings._replace(precision=precision or settings.precision))
         except FileNotFoundError as error:
             raise click.BadParameter(str(error), param_hint="--model") from error
-        engine.denoise(np.zeros((engine.tile, engine.tile, engine.channels), np.float32))  # trace before timing
+        engine.warm()  # trace before timing
         label = f"{engine.artifact.card.get('name', Path(model).stem)}@{engine.precision}"
         methods[label] = engine.denoise_many
     return methods
