@@ -97,7 +97,11 @@ class Engine:
         return next(self.denoise_many([image]))
 
     def denoise_many(self, images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Denoise images lazily, in order; tiles of the same size from consecutive images share batches."""
+        """Denoise images lazily, in order; tiles of the same size from consecutive images share batches.
+
+        When more than 2 * batch_size images wait behind an unfinished one, its partial batch is run,
+        so a large image among many small ones cannot hold their results back without bound.
+        """
         pending: deque[_Job] = deque()
         batches: dict[int, list[tuple[_Job, int, int]]] = {self.small_tile: [], self.tile: []}
         for image in images:
@@ -108,15 +112,21 @@ class Engine:
                 for index in range(job.plan.count):
                     batch.append((job, unit, index))
                     if len(batch) == self.settings.batch_size:
-                        self._run(batch)
-                        batch.clear()
+                        self._flush(batch)
+            if len(pending) > 2 * self.settings.batch_size and pending[0].remaining:
+                self._flush(batches[pending[0].plan.tile])
             while pending and pending[0].remaining == 0:
                 yield pending.popleft().result()
         for batch in batches.values():
-            if batch:
-                self._run(batch)
+            self._flush(batch)
         while pending:
             yield pending.popleft().result()
+
+    def _flush(self, batch: list[tuple["_Job", int, int]]) -> None:
+        """Run a batch if it holds any tiles, and empty it."""
+        if batch:
+            self._run(batch)
+            batch.clear()
 
     def _run(self, batch: list[tuple["_Job", int, int]]) -> None:
         """Predict one batch and hand tiles back to their jobs.

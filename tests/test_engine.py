@@ -45,6 +45,22 @@ def test_tiles_of_many_sizes_share_batches_of_two_shapes(tiny_models, rng):
         assert batch_sizes[-1] == {1: 1, 2: 2, 3: 4, 4: 4, 5: 5}[tiles % 5 or 5], "short batches pad to a power of two"
 
 
+def test_a_large_image_does_not_hold_back_many_small_ones(tiny_models, rng):
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=8))
+    assert engine.plan(40, 40).count == 4, "the large image leaves a partial batch"
+    pulled = []
+
+    def images():
+        for size in [(40, 40)] + [(10, 10)] * 60:
+            pulled.append(size)
+            yield rng.random(size + (1,), dtype=np.float32)
+
+    stream = engine.denoise_many(images())
+    assert next(stream).shape == (40, 40, 1)
+    assert len(pulled) <= 2 * 8 + 2, "the large image's partial batch must run once small images pile up"
+    assert len(list(stream)) == 60
+
+
 def test_batched_equals_one_by_one(gray_engine, rng):
     images = [rng.random((h, w, 1), dtype=np.float32) for h, w in [(50, 61), (20, 20), (64, 40)]]
     together = list(gray_engine.denoise_many(images))
