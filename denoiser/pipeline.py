@@ -33,7 +33,7 @@ class Options(NamedTuple):
     """What a run does besides denoising."""
 
     max_pixels: int = 100_000_000
-    prefetch: int = 4
+    prefetch: int = 2  # decoded images held ahead of inference (decoding is far faster than inference)
 
 
 class Models:
