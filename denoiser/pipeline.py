@@ -40,12 +40,13 @@ class Models:
     """The engines for a run: one given model for everything, or the shipped gray and colour defaults."""
 
     def __init__(self, settings: Settings, model: str | None = None):
-        self.settings, self.model = settings, model
+        """Raises FileNotFoundError when `model` is neither a file nor a shipped model's name."""
+        self.settings, self.model = settings, str(resolve_model(model)) if model else None
         self._engines: dict[str, Engine] = {}
 
     def for_channels(self, channels: int) -> Engine:
         """The engine for an image with this many channels (CMYK planes go to the gray model)."""
-        path = str(resolve_model(self.model)) if self.model else str(default_model_path(3 if channels == 3 else 1))
+        path = self.model or str(default_model_path(3 if channels == 3 else 1))
         if path not in self._engines:
             self._engines[path] = Engine.load(path, self.settings)
         return self._engines[path]

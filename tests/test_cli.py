@@ -149,6 +149,11 @@ def test_preview_sheet_shows_before_and_after(inbox, tmp_path, tiny_models):
         assert im.mode == "RGB" and im.height > 2 * 256 and im.width > 2 * 48
 
 
+def test_missing_model_is_a_usage_error(inbox, tmp_path):
+    code, text, _ = run("batch", inbox, tmp_path / "out", "-m", tmp_path / "nope.keras")
+    assert code == 2 and "model not found" in text and not (tmp_path / "out").exists()
+
+
 def test_help_lists_short_and_long_options():
     result = CliRunner().invoke(main, ["batch", "--help"])
     for flag in ("-m, --model", "-t, --tile", "--overlap", "-b, --batch-size", "--device", "-r, --recursive",

@@ -37,7 +37,10 @@ def batch(input_path: Path, output: Path, **options) -> None:
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     todo = [job for job in jobs if options["overwrite"] or not job.target.exists()]
-    models = Models(settings_from(options), options["model"])
+    try:
+        models = Models(settings_from(options), options["model"])
+    except FileNotFoundError as error:
+        raise click.BadParameter(str(error), param_hint="--model") from error
     started = time.perf_counter()
     done = []
     with ScoresLog(output / SCORES_FILE) as log, closing(process(todo, models, Options(options["max_pixels"]))) as records:
