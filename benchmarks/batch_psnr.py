@@ -16,20 +16,10 @@ from pathlib import Path
 
 import click
 import numpy as np
-from PIL import Image
 
-from denoiser.noise import degrade, parse_noise, psnr
-
-
-def load(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        pixels = np.asarray(im, np.float32) / 255.0
-    return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
-
-
-def save_png(pixels: np.ndarray, path: Path) -> None:
-    levels = np.round(pixels * 255).astype(np.uint8)
-    Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels).save(path)
+from denoiser.evaluate import load_clean, make_noisy
+from denoiser.imageio import read_image
+from denoiser.noise import parse_noise, psnr
 
 
 @click.command(context_settings={"show_default": True})
@@ -40,21 +30,17 @@ def save_png(pixels: np.ndarray, path: Path) -> None:
 def main(clean: Path, noise: str, seed: int, batch_args: tuple[str, ...]) -> None:
     """Noise CLEAN's images, run `denoise batch`, report PSNR before and after."""
     spec = parse_noise(noise)[0]
-    rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as scratch:
         noisy_dir, out_dir = Path(scratch) / "noisy", Path(scratch) / "out"
-        noisy_dir.mkdir()
-        originals = {}
-        for path in sorted(p for p in clean.iterdir() if p.is_file()):
-            originals[path.stem] = load(path)
-            save_png(degrade(originals[path.stem], spec, rng), noisy_dir / f"{path.stem}.png")
+        originals = load_clean(clean)
+        noisy = make_noisy(originals, spec, seed, noisy_dir)
         denoise = Path(sys.executable).with_name("denoise")  # the one installed beside this Python
         command = [str(denoise) if denoise.exists() else "denoise", "batch", str(noisy_dir), str(out_dir), "-q",
                    *batch_args]
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode:
             sys.exit(f"denoise batch failed ({run.returncode}):\n{run.stderr}")
-        rows = [(name, psnr(image, load(noisy_dir / f"{name}.png")), psnr(image, load(out_dir / f"{name}.png")))
+        rows = [(name, psnr(image, noisy[name]), psnr(image, read_image(out_dir / f"{name}.png").pixels))
                 for name, image in originals.items()]
     click.echo(f"{'image':<12}{'noisy dB':>10}{'denoised dB':>13}{'gain':>8}")
     for name, before, after in rows:
