@@ -41,3 +41,8 @@ def test_bench_reports_each_size(tmp_path, tiny_models):
 def test_bench_refuses_a_bad_size():
     result = CliRunner().invoke(main, ["bench", "-s", "big"])
     assert result.exit_code == 2 and "WIDTHxHEIGHT" in result.output
+
+
+def test_bench_refuses_a_missing_model(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "-m", str(tmp_path / "nope.keras")])
+    assert result.exit_code == 2 and "model not found" in result.output

@@ -38,7 +38,10 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
     from denoiser.bench import SIZES, bench_size, conv_flops_per_pixel, matmul_gflops
     from denoiser.engine import Engine
 
-    engine = Engine.load(str(resolve_model(model)), settings_from(options))
+    try:
+        engine = Engine.load(str(resolve_model(model)), settings_from(options))
+    except FileNotFoundError as error:
+        raise click.BadParameter(str(error), param_hint="--model") from error
     flops = conv_flops_per_pixel(engine.artifact.model)
     ceiling = matmul_gflops(engine.precision, engine.device)
     click.echo(f"model {engine.artifact.card.get('name', model)}: {flops / 1e3:.1f} kFLOP/pixel, "

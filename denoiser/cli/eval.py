@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tupl
         click.echo(f"{row.noise:>10}  {row.method:<24} PSNR {row.psnr:6.2f}  SSIM {row.ssim:.4f}  {speed}", err=True)
         rows.append(row)
     context = {"clean_dir": str(clean_dir), "images": len(clean), "noise": noise, "seed": seed,
-               "command": "denoise " + " ".join(sys.argv[2:]), "machine": platform.processor() or platform.machine()}
+               "command": "denoise " + shlex.join(sys.argv[1:]), "machine": platform.processor() or platform.machine()}
     write_report(rows, out, context)
     click.echo(markdown(rows))
 
