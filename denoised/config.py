@@ -29,6 +29,8 @@ class Config(NamedTuple):
     inbox: Path
     output: Path
     model: str | None = None
+    scorer: str | None = None
+    heatmaps: bool = False
     tile: int = 256
     overlap: int | None = None
     batch_size: int = 8

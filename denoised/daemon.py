@@ -169,15 +169,16 @@ def check_folders(config: Config) -> None:
             pass
     except OSError as error:
         raise StartupError(f"OUTPUT {output} is not writable: {error}") from error
-    model_path(config)
+    model_path(config.model)
+    model_path(config.scorer)
 
 
-def model_path(config: Config) -> str | None:
-    """The configured model file (a shipped name resolved), or None for the shipped defaults."""
+def model_path(spec: str | None) -> str | None:
+    """A configured model or scorer file (a shipped name resolved), or None for the shipped default."""
     from denoiser.artifact import resolve_model
 
     try:
-        return str(resolve_model(config.model)) if config.model else None
+        return str(resolve_model(spec)) if spec else None
     except FileNotFoundError as error:
         raise StartupError(str(error)) from error
 
@@ -201,10 +202,10 @@ def reload(load: Callable[[], Config], config: Config, work: WorkArea) -> tuple[
 
 def warm_models(config: Config, models: Models | None) -> Models:
     """Load and warm the engines once; reused across reloads while the model settings stay."""
-    path = model_path(config)
-    if models is not None and (models.settings, models.model) == (config.settings(), path):
+    path, scorer = model_path(config.model), model_path(config.scorer)
+    if models is not None and (models.settings, models.model, models.scorer_path) == (config.settings(), path, scorer):
         return models
-    models = Models(config.settings(), path)
+    models = Models(config.settings(), path, scorer)
     for channels in (1,) if path else (1, 3):
         engine = models.for_channels(channels)
         engine.warm()
@@ -360,7 +361,7 @@ def handle(batch: list[Claim], run: Run) -> None:
         run.work.count_attempt(claim)
     done = 0
     try:
-        with closing(process(jobs, run.models, Options(run.config.max_pixels))) as records:
+        with closing(process(jobs, run.models, Options(run.config.max_pixels, heatmaps=run.config.heatmaps))) as records:
             for claim, entry in zip(claims, records):
                 finish(claim, entry, run)
                 done += 1

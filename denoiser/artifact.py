@@ -12,6 +12,7 @@ import numpy as np
 
 CARD_ENTRY = "denoise-card.json"
 DEFAULT_MODELS = {1: "gray", 3: "color"}
+DEFAULT_SCORER = "scorer"
 
 
 class Artifact(NamedTuple):
@@ -53,17 +54,20 @@ def read_card(path: str | Path) -> dict:
         return json.loads(archive.read(CARD_ENTRY))
 
 
-def default_model_path(channels: int) -> Path:
-    """The shipped default model for gray (1) or colour (3) images."""
-    name = DEFAULT_MODELS[channels]
+def shipped_path(name: str) -> Path:
+    """A shipped model's file by name (`gray`, `color`, `scorer`)."""
     return Path(str(resources.files("denoiser.models").joinpath(f"{name}.keras")))
 
 
+def default_model_path(channels: int) -> Path:
+    """The shipped default model for gray (1) or colour (3) images."""
+    return shipped_path(DEFAULT_MODELS[channels])
+
+
 def resolve_model(spec: str | Path) -> Path:
-    """A model path from a file path or a shipped model's name (`gray`, `color`)."""
-    if str(spec) in DEFAULT_MODELS.values():
-        channels = {v: k for k, v in DEFAULT_MODELS.items()}[str(spec)]
-        return default_model_path(channels)
+    """A model path from a file path or a shipped model's name (`gray`, `color`, `scorer`)."""
+    if str(spec) in (*DEFAULT_MODELS.values(), DEFAULT_SCORER):
+        return shipped_path(str(spec))
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {spec}")

@@ -8,16 +8,18 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import partial
 from itertools import groupby
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from denoiser.artifact import default_model_path, resolve_model
+from denoiser.anomaly import Scorer, heatmap_image, heatmap_path
+from denoiser.artifact import DEFAULT_SCORER, default_model_path, resolve_model
 from denoiser.engine import Engine, Settings
 from denoiser.imageio import ImageError, Picture, read_image, write_image
-from denoiser.scoring import Calibration, Score, score
+from denoiser.scoring import Score
 
 SCORES_FILE = "scores.jsonl"
 
@@ -34,14 +36,17 @@ class Options(NamedTuple):
 
     max_pixels: int = 100_000_000
     prefetch: int = 2  # decoded images held ahead of inference (decoding is far faster than inference)
+    heatmaps: bool = False  # write each image's anomaly map beside its output
 
 
 class Models:
-    """The engines for a run: one given model for everything, or the shipped gray and colour defaults."""
+    """The models for a run: one given denoiser or the shipped gray and colour defaults, and the scorer."""
 
-    def __init__(self, settings: Settings, model: str | None = None):
-        """Raises FileNotFoundError when `model` is neither a file nor a shipped model's name."""
+    def __init__(self, settings: Settings, model: str | None = None, scorer: str | None = None):
+        """Raises FileNotFoundError when `model` or `scorer` is neither a file nor a shipped model's name."""
         self.settings, self.model = settings, str(resolve_model(model)) if model else None
+        self.scorer_path = str(resolve_model(scorer)) if scorer else None
+        self.scorer = Scorer.load(self.scorer_path or DEFAULT_SCORER)
         self._engines: dict[str, Engine] = {}
 
     def for_channels(self, channels: int) -> Engine:
@@ -78,11 +83,13 @@ def check_jobs(jobs: list[Job]) -> None:
 
 
 def record(job: Job, started: float, picture: Picture | None = None, error: str | None = None,
-           result=None, model: str | None = None) -> dict:
+           result: Score | None = None, model: str | None = None, scorer: str | None = None,
+           output: Path | None = None, heatmap: Path | None = None) -> dict:
     """The scores.jsonl entry for one input."""
     return {
         "input": str(job.source),
-        "output": None if error else str(job.target),
+        "output": None if error or output is None else str(output),
+        "heatmap": None if error or heatmap is None else str(heatmap),
         "status": "failed" if error else "ok",
         "score": None if result is None or np.isnan(result.score) else round(result.score, 6),
         "anomalous": None if result is None else bool(result.anomalous),
@@ -92,19 +99,37 @@ def record(job: Job, started: float, picture: Picture | None = None, error: str 
         "height": picture.meta.height if picture else None,
         "seconds": round(time.perf_counter() - started, 4),
         "model": model,
+        "scorer": scorer,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def write_atomic(target: Path, pixels: np.ndarray, like: Picture) -> None:
-    """Write under a temporary name in the target folder, then rename over the target."""
+def write_atomic(target: Path, pixels: np.ndarray, like: Picture | None = None) -> None:
+    """Write under a temporary name in the target folder, then rename over the target.
+
+    Args:
+        like: the input whose format and metadata to keep; None writes 8-bit RGB (anomaly maps).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        write_image(temporary, pixels, like)
+        if like is None:
+            from PIL import Image
+
+            Image.fromarray(pixels).save(temporary, format="PNG")
+        else:
+            write_image(temporary, pixels, like)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_outputs(target: Path, restored: np.ndarray | None, like: Picture, heat: np.ndarray | None) -> None:
+    """Write the cleaned image (unless None) and the anomaly map (unless None) beside it."""
+    if restored is not None:
+        write_atomic(target, restored, like)
+    if heat is not None:
+        write_atomic(heatmap_path(target), heatmap_image(heat))
 
 
 class _Decoded(NamedTuple):
@@ -148,13 +173,30 @@ def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -
             if engine is None:
                 yield from (record(d.job, d.started, error=d.error) for d in group)
             else:
-                yield from _restore_group(engine, group)
+                yield from _restore_group(engine, models.scorer, group, options.heatmaps)
     finally:
         decoded.close()
 
 
-def _restore_group(engine: Engine, group: Iterable[_Decoded], writes_ahead: int = 2) -> Iterator[dict]:
-    """Run consecutive images that share an engine through it as one stream.
+def score_only(jobs: Iterable[Job], scorer: Scorer, options: Options = Options()) -> Iterator[dict]:
+    """Score each job's input as it is, writing only its anomaly map (with `options.heatmaps`)."""
+    decoded = prefetch(lambda job: _decode(job, options.max_pixels), jobs, options.prefetch)
+    try:
+        for item in decoded:
+            if item.picture is None:
+                yield record(item.job, item.started, error=item.error)
+                continue
+            result, heat = scorer.score(item.picture.pixels)
+            heat = heat if options.heatmaps else None
+            write = partial(write_outputs, item.job.target, None, item.picture, heat)
+            yield _written(item, result, write, None, scorer.name, False, options.heatmaps)
+    finally:
+        decoded.close()
+
+
+def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], heatmaps: bool,
+                   writes_ahead: int = 2) -> Iterator[dict]:
+    """Run consecutive images that share an engine through it as one stream; score the cleaned images.
 
     Outputs are encoded and written in a background thread while the next images run, at most
     `writes_ahead` behind; each record is yielded only once its output is in place.
@@ -166,27 +208,32 @@ def _restore_group(engine: Engine, group: Iterable[_Decoded], writes_ahead: int 
             in_flight.append(item)
             yield item.picture.pixels
 
-    calibration = Calibration.from_card(engine.artifact.card)
     name = engine.artifact.card.get("name")
     writing: deque[tuple[_Decoded, Score, Future]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-write") as writer:
         for restored in engine.denoise_many(pixels()):
             item = in_flight.popleft()
-            result = score(item.picture.pixels, restored, calibration)
-            writing.append((item, result, writer.submit(write_atomic, item.job.target, restored, item.picture)))
+            result, heat = scorer.score(restored)
+            write = writer.submit(write_outputs, item.job.target, restored, item.picture, heat if heatmaps else None)
+            writing.append((item, result, write))
             while writing and (len(writing) > writes_ahead or writing[0][2].done()):
-                yield _written(*writing.popleft(), name)
+                done, result, write = writing.popleft()
+                yield _written(done, result, write.result, name, scorer.name, True, heatmaps)
         while writing:
-            yield _written(*writing.popleft(), name)
+            done, result, write = writing.popleft()
+            yield _written(done, result, write.result, name, scorer.name, True, heatmaps)
 
 
-def _written(item: _Decoded, result: Score, write: Future, model: str | None) -> dict:
-    """The record for an image once its write has finished or failed."""
+def _written(item: _Decoded, result: Score, wait: Callable[[], object], model: str | None, scorer: str,
+             output: bool, heatmap: bool) -> dict:
+    """The record for an image once `wait` has seen its writes finish or fail."""
     try:
-        write.result()
+        wait()
     except (ImageError, OSError) as error:
         return record(item.job, item.started, item.picture, f"cannot write output: {error}")
-    return record(item.job, item.started, item.picture, result=result, model=model)
+    target = item.job.target
+    return record(item.job, item.started, item.picture, result=result, model=model, scorer=scorer,
+                  output=target if output else None, heatmap=heatmap_path(target) if heatmap else None)
 
 
 class ScoresLog:

@@ -1,4 +1,4 @@
-"""Anomaly scores from reconstruction error, normalised so that 0.5 is the calibrated threshold."""
+"""Anomaly score calibration: a threshold at a false-positive rate, normalised so that 0.5 is the threshold."""
 
 from __future__ import annotations
 
@@ -30,11 +30,6 @@ class Score(NamedTuple):
     anomalous: bool
 
 
-def residual_rms(image: np.ndarray, restored: np.ndarray) -> float:
-    """Root-mean-square difference between an image and its reconstruction."""
-    return float(np.sqrt(np.mean((np.asarray(image, np.float64) - restored) ** 2)))
-
-
 def calibrate(raw_scores, fpr: float = 0.01) -> Calibration:
     """Threshold at the (1 - fpr) quantile of raw scores from normal images."""
     raw = np.asarray(raw_scores, np.float64)
@@ -45,11 +40,3 @@ def normalise(raw: float, calibration: Calibration) -> float:
     """Min-max normalise around the threshold (anomalib style): 0.5 at threshold, clipped to [0, 1]."""
     span = max(calibration.high - calibration.low, 1e-12)
     return float(np.clip((raw - calibration.threshold) / span + 0.5, 0.0, 1.0))
-
-
-def score(image: np.ndarray, restored: np.ndarray, calibration: Calibration | None) -> Score:
-    """Score an image by how far its reconstruction is from it."""
-    raw = residual_rms(image, restored)
-    if calibration is None:
-        return Score(raw, float("nan"), False)
-    return Score(raw, normalise(raw, calibration), raw >= calibration.threshold)

@@ -15,14 +15,13 @@ from denoiser.artifact import measure_receptive_radius, save_artifact
 
 
 def tiny_card(model, name: str, align: int = 1) -> dict:
-    """A minimal card with calibration, like the train command writes."""
+    """A minimal card, like the train command writes."""
     return {
         "format": "denoise-card/1",
         "name": name,
         "channels": int(model.input_shape[-1]),
         "size_multiple": align,
         "receptive_radius": measure_receptive_radius(model, align),
-        "calibration": {"threshold": 0.05, "low": 0.0, "high": 0.1, "fpr": 0.01},
     }
 
 

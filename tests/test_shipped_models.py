@@ -35,11 +35,31 @@ def test_default_model_is_trained_and_denoises(channels, name, photo):
     assert artifact.channels == channels and card["name"] == name
     assert card["command"].startswith("python -m train ")
     assert len(card["training"]["fingerprint_sha256"]) == 64 and card["training"]["files"]
-    assert {"threshold", "low", "high", "fpr"} <= set(card["calibration"])
     clean = example(photo, channels)
     noisy = degrade(clean, NoiseSpec("gauss", 25), np.random.default_rng(0))
     restored = Engine(artifact, Settings(tile=128, batch_size=4)).denoise(noisy)
     assert psnr(clean, restored) > psnr(clean, noisy) + 4.0
+
+
+def silhouette() -> np.ndarray:
+    """A product shot: a light object on a black background, unlike any natural photo (RGB floats)."""
+    from PIL import Image, ImageDraw
+
+    shot = Image.new("RGB", (400, 400), "black")
+    ImageDraw.Draw(shot).ellipse((120, 60, 280, 340), fill=(200, 200, 200))
+    return np.asarray(shot, np.float32) / 255.0
+
+
+def test_default_scorer_passes_the_example_photos_and_flags_other_pictures():
+    from denoiser.anomaly import Scorer
+
+    scorer = Scorer.load("scorer")
+    assert scorer.card["command"].startswith("python -m train scorer ")
+    assert len(scorer.card["training"]["fingerprint_sha256"]) == 64
+    photos = [scorer.score(example(name, 3))[0] for name in sorted(os.listdir(EXAMPLES))]
+    odd = [scorer.score(image)[0] for image in (silhouette(), np.zeros((300, 300, 3), np.float32))]
+    assert not any(photo.anomalous for photo in photos), photos
+    assert all(o.anomalous for o in odd) and min(o.score for o in odd) > max(p.score for p in photos), odd
 
 
 def test_plain_install_into_fresh_venv_finds_the_models(tmp_path):
@@ -63,7 +83,7 @@ def test_plain_install_into_fresh_venv_finds_the_models(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (tmp_path / "out" / "scores.jsonl").read_text().splitlines()]
-    assert {r["model"] for r in records} == {"gray", "color"}
+    assert {r["model"] for r in records} == {"gray", "color"} and {r["scorer"] for r in records} == {"scorer"}
     where = subprocess.run([venv / "bin" / "python", "-c", "import denoiser.artifact as a; print(a.default_model_path(1))"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(site)), "models must come from the installed package, not the checkout"

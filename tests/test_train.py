@@ -108,7 +108,5 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
     assert len(card["training"]["files"]) == 19 and len(card["training"]["validation_files"]) == 2
     assert len(card["training"]["fingerprint_sha256"]) == 64
     assert set(card["metrics"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10", "wm:40"}
-    calibration = card["calibration"]
-    assert calibration["low"] <= calibration["threshold"] <= calibration["high"]
     assert artifact.model.input_shape == (None, None, None, channels)
     assert all(layer.dtype_policy.name == "float32" for layer in artifact.model.layers)

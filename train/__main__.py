@@ -1,4 +1,4 @@
-"""`python -m train`: train a denoiser and export it with its model card."""
+"""`python -m train`: train a denoiser or an anomaly scorer and export it with its model card."""
 
 from train.cli import main
 

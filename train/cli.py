@@ -1,16 +1,52 @@
-"""The training command line."""
+"""The training command line: `python -m train` trains a denoiser, `python -m train scorer` an anomaly scorer.
+
+`python -m train --preset NAME` with an autoencoder preset from the seeds runs `scorer` with that preset.
+"""
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
 import click
 
+from train.autoencoders import AUTOENCODERS
 from train.presets import PRESETS
 
+SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+
+class DefaultGroup(click.Group):
+    """A group that runs `denoiser`, or `scorer` for an autoencoder preset, when no command is named."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default_for(args), *args]
+        return super().parse_args(ctx, args)
+
+    @staticmethod
+    def default_for(args: list[str]) -> str:
+        """`scorer` when the arguments name an autoencoder preset, else `denoiser`."""
+        presets = [value for flag, value in zip(args, args[1:]) if flag in ("-p", "--preset")]
+        presets += [arg.split("=", 1)[1] for arg in args if arg.startswith("--preset=")]
+        return "scorer" if any(preset in AUTOENCODERS for preset in presets) else "denoiser"
+
+
+@click.group(cls=DefaultGroup, context_settings=SETTINGS)
+def main() -> None:
+    """Train denoisers and anomaly scorers and export them with their model cards.
+
+    With no command, `denoiser` runs; with an autoencoder preset (--preset selu, ...), `scorer` runs.
+    """
+
+
+def command_line() -> str:
+    """The command as typed, for the model card."""
+    return "python -m train " + shlex.join(sys.argv[1:])
+
+
+@main.command(context_settings=SETTINGS)
 @click.option("-d", "--data", "data", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of clean training images.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
@@ -35,14 +71,45 @@ from train.presets import PRESETS
               help="auto = bfloat16 where the CPU has AVX512_BF16.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Back up every epoch here and resume from it when rerun.")
-@click.option("--fpr", type=float, default=0.01, help="False-positive rate for the anomaly threshold.")
 @click.option("--seed", type=int, default=0)
 @click.option("-w", "--workers", type=int, default=1, help="Threads that synthesise training batches.")
-def main(**options) -> None:
+def denoiser(**options) -> None:
     """Train a fully convolutional denoising autoencoder on clean images and export it."""
     from train.run import Recipe, train_and_export
 
-    command = "python -m train " + shlex.join(sys.argv[1:])
     recipe = Recipe(**{k: (int(v) if k == "channels" else v) for k, v in options.items()})
-    path = train_and_export(recipe, command)
+    path = train_and_export(recipe, command_line())
+    click.echo(f"exported {path} and {path.with_suffix('.json')}")
+
+
+@main.command(context_settings=SETTINGS)
+@click.option("-d", "--data", "data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of normal images, or an IDX folder such as Fashion-MNIST's. Repeat for more folders.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the .keras scorer (card .json and report .report.png beside it).")
+@click.option("-p", "--preset", type=click.Choice(sorted(AUTOENCODERS)), default="conv-ae")
+@click.option("-l", "--label", type=int, default=None, help="IDX data: train on this label only.")
+@click.option("--size", type=int, default=28, help="Images are resized to size x size (a multiple of 4).")
+@click.option("-c", "--channels", type=click.Choice(["1", "3"]), default="1", help="1 = gray, 3 = colour.")
+@click.option("--code", type=int, default=None, help="Code size. Default: the preset's (conv-30-15: fixed).")
+@click.option("--crops", type=int, default=0, help="Image folders: random crops per image besides the whole.")
+@click.option("-e", "--epochs", type=int, default=20)
+@click.option("-b", "--batch-size", type=int, default=128)
+@click.option("--lr", type=float, default=1e-3)
+@click.option("--holdout", type=float, default=0.2, help="Share of normal images held out for calibration.")
+@click.option("--fpr", type=float, default=0.01, help="False-positive rate at the threshold.")
+@click.option("-k", "--neighbours", type=int, default=10, help="Nearest normal views averaged per component.")
+@click.option("--bank", type=int, default=10000, help="Normal training images remembered for the distances.")
+@click.option("-w", "--weights", default="pixels:1,edges:1",
+              help="Weights of the standardised components recon, latent, pixels, edges.")
+@click.option("--report/--no-report", default=True, help="Save loss curves, a before/after grid and the codes.")
+@click.option("--seed", type=int, default=0)
+def scorer(**options) -> None:
+    """Train an undercomplete autoencoder on normal images and export it as a calibrated anomaly scorer."""
+    from train.scorer import ScorerRecipe, train_scorer
+
+    if options["size"] % 4:
+        raise click.BadParameter("must be a multiple of 4", param_hint="--size")
+    options |= {"data": os.pathsep.join(options["data"]), "channels": int(options["channels"])}
+    path = train_scorer(ScorerRecipe(**options), command_line())
     click.echo(f"exported {path} and {path.with_suffix('.json')}")

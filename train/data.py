@@ -113,3 +113,33 @@ class Patches(keras.utils.PyDataset):
         y = int(rng.integers(image.shape[0] - self.patch + 1))
         x = int(rng.integers(image.shape[1] - self.patch + 1))
         return augment(image[y:y + self.patch, x:x + self.patch], rng)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped or not), as used by MNIST and Fashion-MNIST."""
+    import gzip
+
+    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if data[:2] != b"\0\0" or data[2] != 8:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3])]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * data[3]).reshape(dims)
+
+
+def idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
+    """The images and labels files of an IDX folder's `train` or `t10k` split, if present."""
+    for suffix in (".gz", ""):
+        images, labels = folder / f"{split}-images-idx3-ubyte{suffix}", folder / f"{split}-labels-idx1-ubyte{suffix}"
+        if images.is_file() and labels.is_file():
+            return images, labels
+    return None
+
+
+def load_idx(folder: str | Path, split: str = "train", label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """IDX images as float32 N x H x W x 1 in [0, 1] and their labels, optionally of one label only."""
+    pair = idx_pair(Path(folder), split)
+    if pair is None:
+        raise FileNotFoundError(f"no {split}-images-idx3-ubyte[.gz] with labels in {folder}")
+    images, labels = read_idx(pair[0]), read_idx(pair[1]).astype(np.int64)
+    keep = np.ones(len(labels), bool) if label is None else labels == label
+    return images[keep, :, :, None].astype(np.float32) / 255.0, labels[keep]

@@ -1,4 +1,4 @@
-"""Train, validate, calibrate and export."""
+"""Train a denoiser, validate it and export it with its card."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from denoiser import __version__
 from denoiser.artifact import Artifact, measure_receptive_radius, save_artifact, with_precision
 from denoiser.engine import Engine, Settings, cpu_has_bf16
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
-from denoiser.scoring import calibrate, residual_rms
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
 from train.presets import PRESETS, size_multiple
 
@@ -41,7 +40,6 @@ class Recipe(NamedTuple):
     wm_prob: float = 0.0
     precision: str = "auto"
     checkpoint_dir: str | None = None
-    fpr: float = 0.01
     seed: int = 0
     workers: int = 1
 
@@ -85,15 +83,6 @@ def validate(engine: Engine, images: list[np.ndarray], noise: str, seed: int) ->
     return metrics
 
 
-def calibration_scores(engine: Engine, images: list[np.ndarray], noise: NoiseSettings, seed: int,
-                       repeats: int = 8) -> list[float]:
-    """Raw anomaly scores of held-out images under the training noise distribution."""
-    rng = np.random.default_rng(seed + 1)
-    style = noise.style()
-    noisy = [degrade(image, noise.sample(rng), rng, style) for image in images for _ in range(repeats)]
-    return [residual_rms(n, r) for n, r in zip(noisy, engine.denoise_many(noisy))]
-
-
 def describe(model: keras.Model, recipe: Recipe) -> dict:
     """The architecture as recorded in the card."""
     return {
@@ -133,7 +122,6 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
         "architecture": describe(model, recipe),
     }
     engine = Engine(Artifact(model, card), Settings(tile=256, batch_size=4))
-    calibration = calibrate(calibration_scores(engine, val_images, recipe.noise, recipe.seed), recipe.fpr)
     card |= {
         "noise": recipe.noise._asdict() | {"quantized": "8-bit, rounded and clipped"},
         "training": {
@@ -148,7 +136,6 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
         },
         "command": command,
         "metrics": {"validation": validate(engine, val_images, VALIDATION_NOISE, recipe.seed)},
-        "calibration": calibration._asdict() | {"raw": "rms residual", "images": len(val_images)},
         "versions": {"denoise": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
     }
     return save_artifact(model, card, recipe.out)

@@ -8,6 +8,7 @@ from denoiser import __version__
 from denoiser.cli.batch import batch
 from denoiser.cli.bench import bench
 from denoiser.cli.eval import eval_command
+from denoiser.cli.score import score
 from denoiser.cli.status import status
 from denoiser.cli.watch import watch
 
@@ -21,5 +22,6 @@ def main() -> None:
 main.add_command(batch)
 main.add_command(bench)
 main.add_command(eval_command)
+main.add_command(score)
 main.add_command(watch)
 main.add_command(status)

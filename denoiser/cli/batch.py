@@ -9,13 +9,14 @@ from pathlib import Path
 
 import click
 
-from denoiser.cli.options import engine_options, settings_from
+from denoiser.cli.options import engine_options, scorer_options, settings_from
 
 
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @click.argument("output", metavar="OUTPUT", type=click.Path(file_okay=False, path_type=Path))
 @engine_options
+@scorer_options
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of INPUT.")
 @click.option("-f", "--overwrite", is_flag=True, help="Redo inputs whose output already exists.")
 @click.option("-x", "--fail-fast", is_flag=True, help="Stop at the first failure.")
@@ -38,12 +39,12 @@ def batch(input_path: Path, output: Path, **options) -> None:
         raise click.UsageError(str(error)) from error
     todo = [job for job in jobs if options["overwrite"] or not job.target.exists()]
     try:
-        models = Models(settings_from(options), options["model"])
+        models = Models(settings_from(options), options["model"], options["scorer"])
     except FileNotFoundError as error:
-        raise click.BadParameter(str(error), param_hint="--model") from error
+        raise click.BadParameter(str(error), param_hint="--model/--scorer") from error
     started = time.perf_counter()
     done = []
-    with ScoresLog(output / SCORES_FILE) as log, closing(process(todo, models, Options(options["max_pixels"]))) as records:
+    with ScoresLog(output / SCORES_FILE) as log, closing(process(todo, models, Options(options["max_pixels"], heatmaps=options["heatmaps"]))) as records:
         with click.progressbar(records, length=len(todo), label="denoising", file=sys.stderr,
                                hidden=options["quiet"]) as bar:
             for entry in bar:

@@ -37,6 +37,16 @@ def engine_options(command):
     ])
 
 
+def scorer_options(command):
+    """Add the scorer and anomaly-map options."""
+    return _apply(command, [
+        click.option("-S", "--scorer", default=None, metavar="PATH|scorer",
+                     help="Anomaly scorer file (python -m train scorer). Default: the shipped scorer."),
+        click.option("-H", "--heatmaps", is_flag=True,
+                     help="Write each image's anomaly map beside its output as NAME.heatmap.png."),
+    ])
+
+
 def settings_from(options: dict) -> Settings:
     """Engine settings from parsed options."""
     return Settings(options["tile"], options["overlap"], options["batch_size"], options["device"], options["precision"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from denoiser.cli.options import engine_options
+from denoiser.cli.options import engine_options, scorer_options
 
 AFTER_CHOICES = ("processed", "delete", "keep")
 
@@ -16,6 +16,7 @@ AFTER_CHOICES = ("processed", "delete", "keep")
 @click.argument("inbox", metavar="INBOX", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("output", metavar="OUTPUT", type=click.Path(path_type=Path))
 @engine_options
+@scorer_options
 @click.option("-r", "--recursive", is_flag=True, help="Also take files in subfolders of INBOX.")
 @click.option("-P", "--polling", is_flag=True, help="Poll INBOX every second instead of inotify (network shares).")
 @click.option("-s", "--settle", type=click.FloatRange(0), default=2.0, show_default=True,

@@ -1,0 +1,155 @@
+"""Anomaly scorer: an undercomplete autoencoder plus banks of normal views, calibrated inside its artifact.
+
+An image is resized to the scorer's input size. Its components are the autoencoder's reconstruction
+error (`recon`) and, for each view the model outputs besides the reconstruction (`latent`, the code;
+`pixels`, the image shrunk to about 9 x 9; `edges`, oriented-gradient histograms), the mean distance to the
+nearest views of normal training images. Each component is standardised with its mean and spread on
+held-out normal images, the weighted sum is the raw score, and the calibration maps the raw score so
+that 0.5 is the threshold (see `denoiser.scoring`).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from denoiser.artifact import read_card, resolve_model
+from denoiser.scoring import Calibration, Score, normalise
+
+BANK_ENTRY = "denoise-banks.npz"
+
+
+class Standardiser(NamedTuple):
+    """Per-component mean and spread on held-out normal images, and each component's weight."""
+
+    mean: dict
+    std: dict
+    weight: dict
+
+    def combine(self, components: dict) -> np.ndarray:
+        """Weighted sum of standardised components."""
+        return sum(self.weight[k] * (components[k] - self.mean[k]) / self.std[k] for k in self.weight)
+
+    @classmethod
+    def fit(cls, components: dict, weight: dict) -> "Standardiser":
+        """Fit to the components of held-out normal images."""
+        return cls({k: float(np.mean(components[k])) for k in weight},
+                   {k: float(np.std(components[k]) or 1.0) for k in weight}, dict(weight))
+
+
+class Scorer:
+    """A loaded scorer: its model (image -> dict of views), banks of normal views, standardiser, calibration."""
+
+    def __init__(self, model, banks: dict, card: dict):
+        self.model, self.card = model, card
+        self.banks = {name: np.asarray(bank, np.float32) for name, bank in banks.items()}
+        self.size, self.channels = int(model.input_shape[1]), int(model.input_shape[-1])
+        self.neighbours = int(card.get("neighbours", 10))
+        spec = card.get("standardiser")
+        self.standardiser = Standardiser(**spec) if spec else None
+        self.calibration = Calibration.from_card(card)
+        self.pixel_threshold = float(card.get("pixel_threshold", 0.0)) or None
+
+    @classmethod
+    def load(cls, spec: str | Path) -> "Scorer":
+        """Load from a `.keras` path or a shipped name (`scorer`); raises FileNotFoundError."""
+        import keras
+
+        from denoiser import layers  # noqa: F401  registers custom layers such as TiedDense
+
+        path = resolve_model(spec)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        return cls(model, read_banks(path), read_card(path))
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", "scorer"))
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """An image resized and converted to this scorer's input."""
+        return prepare(pixels, self.size, self.channels)
+
+    def views(self, batch: np.ndarray) -> dict:
+        """The model's outputs for a prepared batch (N x size x size x C), as float32 arrays."""
+        return {name: np.asarray(value, np.float32) for name, value in self.model.predict_on_batch(batch).items()}
+
+    def measure(self, batch: np.ndarray) -> tuple[dict, np.ndarray]:
+        """Components per image and per-pixel squared errors for a prepared batch."""
+        views = self.views(batch)
+        errors = (views.pop("reconstruction").reshape(batch.shape) - batch) ** 2
+        components = {"recon": errors.mean(axis=(1, 2, 3))}
+        for name, bank in self.banks.items():
+            components[name] = nearest_distance(views[name].reshape(len(batch), -1), bank, self.neighbours)
+        return components, errors.mean(axis=-1)
+
+    def raw(self, components: dict) -> np.ndarray:
+        """Raw scores from components: their standardised weighted sum (reconstruction error if uncalibrated)."""
+        return self.standardiser.combine(components) if self.standardiser else components["recon"]
+
+    def score(self, pixels: np.ndarray) -> tuple[Score, np.ndarray]:
+        """One image's score and its anomaly map (H x W in [0, 1], 0.5 at the pixel threshold)."""
+        components, errors = self.measure(self.prepare(pixels)[None])
+        raw = float(self.raw(components)[0])
+        if self.calibration is None:
+            result = Score(raw, float("nan"), False)
+        else:
+            result = Score(raw, normalise(raw, self.calibration), raw >= self.calibration.threshold)
+        return result, self.anomaly_map(errors[0], pixels.shape[:2])
+
+    def anomaly_map(self, errors: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Per-pixel errors scaled so that the calibrated pixel threshold is 0.5, resized to `shape`."""
+        scale = 0.5 / self.pixel_threshold if self.pixel_threshold else 1.0 / max(float(errors.max()), 1e-12)
+        heat = np.clip(errors * scale, 0.0, 1.0).astype(np.float32)
+        return cv2.resize(heat, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def prepare(pixels: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """An image (H x W x C floats in [0, 1]; C = 1, 3 or 4 for CMYK) as `channels` at size x size."""
+    pixels = np.asarray(pixels, np.float32)
+    if pixels.shape[-1] == 4:
+        pixels = (1.0 - pixels[..., :3]) * (1.0 - pixels[..., 3:])
+    if pixels.shape[-1] != channels:
+        pixels = (np.repeat(pixels, 3, axis=-1) if channels == 3
+                  else pixels @ np.array([[0.299], [0.587], [0.114]], np.float32))
+    small = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
+    return small.reshape(size, size, channels)
+
+
+def nearest_distance(queries: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
+    """Mean Euclidean distance from each query to its `k` nearest rows of `bank`."""
+    squared = (queries ** 2).sum(axis=1, keepdims=True) - 2.0 * queries @ bank.T + (bank ** 2).sum(axis=1)
+    k = min(k, len(bank))
+    return np.sqrt(np.maximum(np.partition(squared, k - 1, axis=1)[:, :k], 0.0)).mean(axis=1)
+
+
+def read_banks(path: str | Path) -> dict:
+    """The banks of normal views stored inside a scorer's `.keras` archive ({} when it has none)."""
+    with zipfile.ZipFile(path) as archive:
+        if BANK_ENTRY not in archive.namelist():
+            return {}
+        with np.load(io.BytesIO(archive.read(BANK_ENTRY))) as banks:
+            return dict(banks)
+
+
+def write_banks(path: str | Path, banks: dict) -> None:
+    """Store the banks of normal views inside a `.keras` archive, in float16 to halve their size."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: np.asarray(bank, np.float16) for name, bank in banks.items()})
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(BANK_ENTRY, buffer.getvalue())
+
+
+def heatmap_image(heat: np.ndarray) -> np.ndarray:
+    """An anomaly map (H x W in [0, 1]) as 8-bit RGB in the inferno colour map."""
+    bgr = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    return bgr[..., ::-1]
+
+
+def heatmap_path(target: Path) -> Path:
+    """Where the anomaly map for an output goes: beside it, as `<name>.heatmap.png`."""
+    return target.with_name(f"{target.name}.heatmap.png")

@@ -1,0 +1,169 @@
+"""The anomaly scorer: every seed autoencoder trains and exports, calibration holds, scores separate."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from denoiser.anomaly import Scorer, heatmap_path, prepare
+from train.autoencoders import AUTOENCODERS, build_autoencoder
+from train.scorer import ScorerRecipe, export_scorer, fit_scorer, raw_scores
+
+
+def stripes(rng, count: int, size: int = 28, vertical: bool = False) -> np.ndarray:
+    """Normal images: stripes of random period and phase (vertical ones are the anomalies)."""
+    axis = np.arange(size, dtype=np.float32)
+    period = rng.uniform(4, 9, (count, 1, 1))
+    phase = rng.uniform(0, 2 * np.pi, (count, 1, 1))
+    wave = 0.5 + 0.4 * np.sin(2 * np.pi * axis[None, :, None] / period + phase)
+    images = np.broadcast_to(wave, (count, size, size))
+    images = np.swapaxes(images, 1, 2) if vertical else images
+    return np.clip(images + rng.normal(0, 0.03, images.shape), 0, 1)[..., None].astype(np.float32)
+
+
+def write_idx(folder, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write images (N x H x W uint8) and labels as gzipped IDX files, as Fashion-MNIST ships them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / f"{split}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(b"\0\0\x08\x03" + b"".join(int(d).to_bytes(4, "big") for d in images.shape) + images.tobytes())
+    with gzip.open(folder / f"{split}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(b"\0\0\x08\x01" + len(labels).to_bytes(4, "big") + labels.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def stripe_scorer(tmp_path_factory):
+    """A conv-ae scorer trained briefly on horizontal stripes, exported and loaded back."""
+    rng = np.random.default_rng(0)
+    recipe = ScorerRecipe("stripes", str(tmp_path_factory.mktemp("scorer") / "stripes.keras"), epochs=3,
+                          batch_size=32, holdout=0.4, fpr=0.05, report=False)
+    fitted = fit_scorer(stripes(rng, 1200), recipe)
+    path = export_scorer(fitted, recipe, "test", {"data": ["stripes"]})
+    return path, fitted
+
+
+@pytest.mark.parametrize("preset", sorted(AUTOENCODERS))
+def test_every_preset_trains_exports_and_scores(tmp_path, rng, preset):
+    recipe = ScorerRecipe("stripes", str(tmp_path / f"{preset}.keras"), preset=preset, epochs=1, batch_size=32,
+                          holdout=0.25)
+    fitted = fit_scorer(stripes(rng, 96), recipe)
+    path = export_scorer(fitted, recipe, f"python -m train --preset {preset}", {"data": ["stripes"]})
+    scorer = Scorer.load(path)
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["architecture"]["preset"] == preset and card["command"].endswith(preset)
+    assert path.with_suffix(".report.png").stat().st_size > 0
+    result, heat = scorer.score(rng.random((40, 50, 3)).astype(np.float32))
+    assert 0.0 <= result.score <= 1.0 and np.isfinite(result.raw)
+    assert heat.shape == (40, 50) and 0.0 <= heat.min() and heat.max() <= 1.0
+    images = stripes(rng, 8)
+    assert np.allclose(raw_scores(scorer, images), raw_scores(fitted.scorer, images), atol=1e-4)
+
+
+def test_seed_presets_keep_the_seed_shapes():
+    params = {name: build_autoencoder(name, 28, 1)[0].count_params() for name in AUTOENCODERS}
+    assert params["selu"] == 784 * 100 + 100 + 100 * 30 + 30 + 30 * 100 + 100 + 100 * 784 + 784
+    assert params["selu-tied"] == 784 * 100 + 100 + 784 + 100 * 30 + 30 + 100
+    assert params["dense"] == 784 * 15 + 15 + 15 * 784 + 784
+    assert params["dense-2d"] == 784 * 300 + 300 + 300 * 2 + 2 + 2 * 300 + 300 + 300 * 784 + 784
+    assert params["conv-30-15"] == 300 + 4065 + 2040 + 4080 + 271  # the seed's model.summary()
+
+
+def test_tied_decoder_uses_the_encoders_kernels(rng):
+    _, model = build_autoencoder("selu-tied", 28, 1)
+    tied = model.get_layer("tied_100")
+    kernel = np.asarray(tied.kernel)
+    tied.kernel.assign(kernel * 0)
+    assert np.allclose(np.asarray(model(stripes(rng, 2))["reconstruction"]), 0.5)  # sigmoid(0 + 0 bias)
+
+
+def test_linear_autoencoder_spans_the_pca_subspace(rng):
+    """Seed 001: a linear AE trained with MSE learns the principal subspace."""
+    basis = np.linalg.qr(rng.normal(size=(64, 4)))[0]
+    codes = rng.normal(size=(2000, 4)) * np.array([1.0, 0.8, 0.6, 0.5])
+    flat = 0.5 + codes @ basis.T + rng.normal(0, 0.02, (2000, 64))
+    images = flat.reshape(-1, 8, 8, 1).astype(np.float32)
+    recipe = ScorerRecipe("pca", "", preset="linear", size=8, code=4, epochs=30, batch_size=64, lr=3e-2,
+                          holdout=0.1, report=False)
+    model = fit_scorer(images, recipe).scorer.model
+    decoder = np.asarray(model.get_layer("dec_pixels").kernel).T  # 64 x 4: the directions codes map to
+    centred = flat - flat.mean(axis=0)
+    pca = np.linalg.svd(centred, full_matrices=False)[2][:4].T
+    cosines = np.linalg.svd(np.linalg.qr(decoder)[0].T @ pca, compute_uv=False)
+    assert cosines.min() > 0.99, cosines
+
+
+def test_scores_separate_and_calibration_holds(stripe_scorer):
+    path, fitted = stripe_scorer
+    scorer = Scorer.load(path)
+    rng = np.random.default_rng(7)
+    normal, odd = raw_scores(scorer, stripes(rng, 2000)), raw_scores(scorer, stripes(rng, 200, vertical=True))
+    threshold = scorer.calibration.threshold
+    assert abs(np.mean(normal >= threshold) - 0.05) < 0.03
+    assert np.mean(odd >= threshold) > 0.95
+    result, _ = scorer.score(stripes(rng, 1, vertical=True)[0])
+    assert result.anomalous and result.score > 0.5
+
+
+def test_prepare_converts_channels_and_size(rng):
+    rgb = rng.random((30, 40, 3)).astype(np.float32)
+    assert prepare(rgb, 28, 1).shape == (28, 28, 1)
+    assert prepare(rgb[..., :1], 28, 3).shape == (28, 28, 3)
+    white_cmyk = np.zeros((10, 10, 4), np.float32)
+    assert np.allclose(prepare(white_cmyk, 8, 3), 1.0)
+
+
+def test_train_cli_routes_seed_presets_to_the_scorer(tmp_path, rng):
+    from train.cli import main
+
+    data = tmp_path / "fashion"
+    images = (stripes(rng, 120)[..., 0] * 255).astype(np.uint8)
+    write_idx(data, "train", images, np.arange(120) % 2)
+    write_idx(data, "t10k", images[:40], np.arange(40) % 2)
+    out = tmp_path / "dense-2d.keras"
+    result = CliRunner().invoke(main, ["--preset", "dense-2d", "--data", str(data), "--out", str(out),
+                                       "--label", "1", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["images"] == 60 and card["training"]["label"] == 1
+    assert card["architecture"]["code"] == 2 and out.with_suffix(".report.png").exists()
+
+
+def test_score_command_writes_scores_and_heatmaps(tmp_path, stripe_scorer, rng):
+    from denoiser.cli import main
+
+    from conftest import write_image
+
+    inbox = tmp_path / "in"
+    write_image(inbox / "normal.png", (stripes(rng, 1)[0, ..., 0] * 255).astype(np.uint8))
+    write_image(inbox / "sub" / "odd.png", (stripes(rng, 1, 60, vertical=True)[0, ..., 0] * 255).astype(np.uint8))
+    (inbox / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["score", str(inbox), str(out), "-S", str(stripe_scorer[0]), "-H", "-r"])
+    assert result.exit_code == 1, result.output  # one input failed
+    records = {r["input"].split("/")[-1]: r for r in map(json.loads, (out / "scores.jsonl").read_text().splitlines())}
+    assert records["broken.png"]["status"] == "failed" and records["broken.png"]["error"]
+    assert records["odd.png"]["anomalous"] and not records["normal.png"]["anomalous"]
+    assert records["odd.png"]["score"] > records["normal.png"]["score"]
+    assert heatmap_path(out / "sub" / "odd.png").is_file() and records["odd.png"]["output"] is None
+    assert sorted(p.name for p in inbox.rglob("*")) == ["broken.png", "normal.png", "odd.png", "sub"]
+
+
+def test_batch_writes_heatmaps_with_a_given_scorer(tmp_path, stripe_scorer, tiny_models, rng):
+    from denoiser.cli import main
+
+    from conftest import write_image
+
+    write_image(tmp_path / "in" / "a.png", (stripes(rng, 1, 40)[0, ..., 0] * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(out), "-m", str(tiny_models["gray"]),
+                                       "--scorer", str(stripe_scorer[0]), "--heatmaps", "-q"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((out / "scores.jsonl").read_text())
+    assert entry["scorer"] == "stripes" and entry["heatmap"] == str(heatmap_path(out / "a.png"))
+    from PIL import Image
+
+    with Image.open(entry["heatmap"]) as heat:
+        assert heat.size == (40, 40) and heat.mode == "RGB"

@@ -1,0 +1,191 @@
+"""Train a whole-image autoencoder on normal images, calibrate it on held-out ones and export it as a scorer."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+from denoiser import __version__
+from denoiser.anomaly import Scorer, Standardiser, prepare, write_banks
+from denoiser.artifact import save_artifact
+from denoiser.imageio import read_image
+from denoiser.scoring import calibrate
+from train.autoencoders import AUTOENCODERS, build_autoencoder
+from train.data import fingerprint, idx_pair, list_images, load_idx
+
+
+class ScorerRecipe(NamedTuple):
+    """Everything that decides a scorer's training run."""
+
+    data: str
+    out: str
+    preset: str = "conv-ae"
+    size: int = 28
+    channels: int = 1
+    code: int | None = None
+    label: int | None = None
+    crops: int = 0
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    holdout: float = 0.2
+    fpr: float = 0.01
+    neighbours: int = 10
+    bank: int = 10000
+    weights: str = "pixels:1,edges:1"
+    report: bool = True
+    seed: int = 0
+
+
+class Fitted(NamedTuple):
+    """A trained scorer and what its report needs."""
+
+    scorer: Scorer
+    history: dict
+    held_out: np.ndarray
+    seconds: float
+
+
+def parse_weights(text: str) -> dict:
+    """`recon:1,latent:1` as {"recon": 1.0, "latent": 1.0}."""
+    pairs = [item.split(":") for item in text.split(",") if item]
+    return {name: float(value) for name, value in pairs}
+
+
+def fit_scorer(images: np.ndarray, recipe: ScorerRecipe) -> Fitted:
+    """Train on most of `images` (N x size x size x C in [0, 1]), calibrate on the held-out rest.
+
+    The held-out images fix each component's mean and spread, the raw-score threshold at the
+    recipe's false-positive rate, and the per-pixel threshold of the anomaly maps.
+    """
+    keras.utils.set_random_seed(recipe.seed)
+    order = np.random.default_rng(recipe.seed).permutation(len(images))
+    cut = max(1, int(round(len(images) * recipe.holdout)))
+    held_out, fitting = images[order[:cut]], images[order[cut:]]
+
+    trainer, model = build_autoencoder(recipe.preset, recipe.size, recipe.channels, recipe.code)
+    trainer.compile(optimizer=keras.optimizers.Adam(recipe.lr), loss=AUTOENCODERS[recipe.preset].loss)
+    started = time.time()
+    history = trainer.fit(fitting, fitting, batch_size=recipe.batch_size, epochs=recipe.epochs,
+                          validation_data=(held_out, held_out), verbose=2)
+    seconds = time.time() - started
+
+    remembered = fitting[np.random.default_rng(recipe.seed).permutation(len(fitting))[:recipe.bank]]
+    views = [Scorer(model, {}, {}).views(remembered[i:i + 512]) for i in range(0, len(remembered), 512)]
+    banks = {name: np.concatenate([v[name] for v in views]).reshape(len(remembered), -1).astype(np.float16)
+             for name in views[0] if name != "reconstruction"}  # as stored, so calibration sees what ships
+    card = {"neighbours": recipe.neighbours}
+    components, errors = measure_all(Scorer(model, banks, card), held_out)
+    standardiser = Standardiser.fit(components, parse_weights(recipe.weights))
+    calibration = calibrate(standardiser.combine(components), recipe.fpr)
+    card |= {
+        "standardiser": standardiser._asdict(),
+        "calibration": calibration._asdict() | {"images": len(held_out)},
+        "pixel_threshold": float(np.quantile(errors, 1.0 - recipe.fpr)),
+    }
+    scorer = Scorer(model, banks, card)
+    return Fitted(scorer, history.history, held_out, seconds)
+
+
+def measure_all(scorer: Scorer, images: np.ndarray, batch: int = 512) -> tuple[dict, np.ndarray]:
+    """Components and per-pixel errors for many prepared images, in batches."""
+    parts = [scorer.measure(images[i:i + batch]) for i in range(0, len(images), batch)]
+    components = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+    return components, np.concatenate([p[1] for p in parts])
+
+
+def raw_scores(scorer: Scorer, images: np.ndarray) -> np.ndarray:
+    """Raw scores for many prepared images."""
+    return scorer.raw(measure_all(scorer, images)[0])
+
+
+def export_scorer(fitted: Fitted, recipe: ScorerRecipe, command: str, data: dict, probe=None) -> Path:
+    """Write the scorer's `.keras` file (card and code bank inside), its `.json` card and its report.
+
+    Args:
+        data: where the training images came from, for the card.
+        probe: optional (images, labels) whose codes the report plots, coloured by label.
+    """
+    scorer = fitted.scorer
+    card = {
+        "format": "denoise-card/1",
+        "name": Path(recipe.out).stem,
+        "task": "score",
+        "channels": recipe.channels,
+        "input_size": recipe.size,
+        "architecture": {
+            "preset": recipe.preset,
+            "source": AUTOENCODERS[recipe.preset].source,
+            "code": int(scorer.banks["latent"].shape[1]),
+            "parameters": int(scorer.model.count_params()),
+            "layers": [f"{layer.__class__.__name__}:{layer.name}" for layer in scorer.model.layers],
+        },
+        "score": "weighted sum of standardised components: recon = mean squared reconstruction error; "
+                 "latent, pixels, edges = mean distance to the nearest normal codes, shrunk images "
+                 "and oriented-gradient histograms",
+        **scorer.card,
+        "training": data | {
+            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
+            "seconds": round(fitted.seconds, 1),
+            "final_loss": float(fitted.history["loss"][-1]),
+            "final_val_loss": float(fitted.history["val_loss"][-1]),
+        },
+        "command": command,
+        "versions": {"denoise": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
+    }
+    path = save_artifact(scorer.model, card, recipe.out)
+    write_banks(path, scorer.banks)
+    if recipe.report:
+        from train.report import write_report
+
+        write_report(fitted, path.with_suffix(".report.png"), probe)
+    return path
+
+
+def normal_images(recipe: ScorerRecipe) -> tuple[np.ndarray, dict, tuple | None]:
+    """The recipe's normal images at the scorer's input, where they came from, and a labelled probe set if any.
+
+    Each data folder is either an IDX folder (Fashion-MNIST: its `train` split, optionally one label;
+    the `t10k` split is the probe) or a folder of image files, each used whole plus `crops` random crops.
+    """
+    parts, files, probe = [], [], None
+    rng = np.random.default_rng(recipe.seed)
+    for folder in map(Path, recipe.data.split(os.pathsep)):
+        pair = idx_pair(folder, "train")
+        if pair:
+            images, _ = load_idx(folder, "train", recipe.label)
+            parts.append(np.stack([prepare(im, recipe.size, recipe.channels) for im in images]))
+            files += list(pair)
+            if idx_pair(folder, "t10k"):
+                test, labels = load_idx(folder, "t10k")
+                probe = (np.stack([prepare(im, recipe.size, recipe.channels) for im in test[:2000]]), labels[:2000])
+        else:
+            paths = list_images(folder)
+            parts.append(np.stack([view for path in paths for view in views(read_image(path).pixels, recipe, rng)]))
+            files += paths
+    data = {"data": recipe.data.split(os.pathsep), "label": recipe.label, "images": int(sum(map(len, parts))),
+            "fingerprint_sha256": fingerprint(files)}
+    return np.concatenate(parts), data, probe
+
+
+def views(pixels: np.ndarray, recipe: ScorerRecipe, rng: np.random.Generator) -> list[np.ndarray]:
+    """The whole image and `crops` random square crops (half to all of the short side, maybe mirrored)."""
+    out = [prepare(pixels, recipe.size, recipe.channels)]
+    height, width = pixels.shape[:2]
+    for _ in range(recipe.crops):
+        side = int(rng.uniform(0.5, 1.0) * min(height, width))
+        y, x = int(rng.integers(height - side + 1)), int(rng.integers(width - side + 1))
+        crop = pixels[y:y + side, x:x + side]
+        out.append(prepare(crop[:, ::-1] if rng.random() < 0.5 else crop, recipe.size, recipe.channels))
+    return out
+
+
+def train_scorer(recipe: ScorerRecipe, command: str) -> Path:
+    """Load the normal images, fit, calibrate and export."""
+    images, data, probe = normal_images(recipe)
+    return export_scorer(fit_scorer(images, recipe), recipe, command, data, probe)
