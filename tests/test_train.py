@@ -56,6 +56,13 @@ def test_training_draws_each_degradation_at_its_share():
     assert abs(draws.count("sp") / 2000 - 0.2) < 0.03 and abs(draws.count("wm") / 2000 - 0.3) < 0.03
 
 
+def test_task_trains_on_one_degradation_only():
+    from train.run import Recipe
+
+    assert Recipe("d", "o", task="watermark").noise.sample(np.random.default_rng(0)).kind == "wm"
+    assert {Recipe("d", "o", task="static").noise.sample(np.random.default_rng(i)).kind for i in range(50)} == {"sp"}
+
+
 def test_training_watermarks_use_other_fonts_and_texts_than_evaluation(tmp_path):
     from denoiser.noise import HELD_OUT
     from train.data import training_watermarks

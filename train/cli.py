@@ -67,6 +67,10 @@ def command_line() -> str:
 @click.option("--sp-max", type=float, default=15.0, help="Salt-and-pepper percentage is uniform in [0, this].")
 @click.option("--wm-prob", type=float, default=0.0,
               help="Share of patches with a text watermark (20-60% opacity, DejaVu fonts) instead.")
+@click.option("-t", "--task", type=click.Choice(["denoise", "static", "watermark"]), default="denoise",
+              help="denoise = the mixture above; static or watermark = only that degradation.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from this model's weights (same preset and settings), e.g. to fine-tune a shipped model.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
               help="auto = bfloat16 where the CPU has AVX512_BF16.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,

@@ -79,10 +79,10 @@ def split(files: list[Path], every: int = 20) -> tuple[list[Path], list[Path]]:
     return [f for i, f in enumerate(files) if i % every], files[::every]
 
 
-def augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One of the eight flips and rotations."""
-    patch = np.rot90(patch, int(rng.integers(4)))
-    return patch[:, ::-1] if rng.random() < 0.5 else patch
+def augment(patch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    """One of the eight flips and rotations: `turns` quarter turns, then a mirror if `flip`."""
+    patch = np.rot90(patch, turns)
+    return patch[:, ::-1] if flip else patch
 
 
 class Patches(keras.utils.PyDataset):
@@ -104,15 +104,22 @@ class Patches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        clean = np.stack([self._crop(rng) for _ in range(self.batch_size)])
-        noisy = np.stack([degrade(c, self.noise.sample(rng), rng, self.style) for c in clean])
-        return noisy, clean
+        pairs = [self._pair(rng) for _ in range(self.batch_size)]
+        return np.stack([noisy for noisy, _ in pairs]), np.stack([clean for _, clean in pairs])
 
-    def _crop(self, rng: np.random.Generator) -> np.ndarray:
+    def _pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A (noisy, clean) patch; watermarks are drawn on the whole image first, so text keeps the scale
+        it has on whole images rather than shrinking to the patch."""
         image = self.images[int(rng.integers(len(self.images)))]
+        spec = self.noise.sample(rng)
+        noisy = degrade(image, spec, rng, self.style) if spec.kind == "wm" else None
         y = int(rng.integers(image.shape[0] - self.patch + 1))
         x = int(rng.integers(image.shape[1] - self.patch + 1))
-        return augment(image[y:y + self.patch, x:x + self.patch], rng)
+        window = (slice(y, y + self.patch), slice(x, x + self.patch))
+        turns, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+        clean = augment(image[window], turns, flip)
+        noisy = degrade(clean, spec, rng, self.style) if noisy is None else augment(noisy[window], turns, flip)
+        return noisy, clean
 
 
 def read_idx(path: Path) -> np.ndarray:

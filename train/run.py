@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from denoiser import __version__
-from denoiser.artifact import Artifact, measure_receptive_radius, save_artifact, with_precision
+from denoiser.artifact import Artifact, load_artifact, measure_receptive_radius, save_artifact, with_precision
 from denoiser.engine import Engine, Settings, cpu_has_bf16
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
@@ -38,6 +38,8 @@ class Recipe(NamedTuple):
     sp_prob: float = 0.2
     sp_max: float = 15.0
     wm_prob: float = 0.0
+    task: str = "denoise"
+    init: str | None = None
     precision: str = "auto"
     checkpoint_dir: str | None = None
     seed: int = 0
@@ -45,6 +47,11 @@ class Recipe(NamedTuple):
 
     @property
     def noise(self) -> NoiseSettings:
+        """The degradations to train on: the mixture for `denoise`, one kind only for `static` or `watermark`."""
+        if self.task == "static":
+            return NoiseSettings(self.sigma_max, 1.0, self.sp_max, 0.0)
+        if self.task == "watermark":
+            return NoiseSettings(self.sigma_max, 0.0, self.sp_max, 1.0)
         return NoiseSettings(self.sigma_max, self.sp_prob, self.sp_max, self.wm_prob)
 
 
@@ -105,7 +112,10 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     precision = "float32" if precision == "auto" else precision
     policy = "float32" if precision == "float32" else f"mixed_{precision}"
 
-    model = with_precision(build(recipe), policy)
+    model = build(recipe)
+    if recipe.init:
+        model.set_weights(load_artifact(recipe.init).model.get_weights())
+    model = with_precision(model, policy)
     started = time.time()
     history = fit(model, train_images, recipe)
     seconds = time.time() - started
@@ -115,7 +125,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     card = {
         "format": "denoise-card/1",
         "name": Path(recipe.out).stem,
-        "task": "denoise",
+        "task": recipe.task,
         "channels": recipe.channels,
         "size_multiple": align,
         "receptive_radius": measure_receptive_radius(model, align),
