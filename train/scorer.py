@@ -76,9 +76,20 @@ def fit_scorer(images: np.ndarray, recipe: ScorerRecipe) -> Fitted:
     seconds = time.time() - started
 
     remembered = fitting[np.random.default_rng(recipe.seed).permutation(len(fitting))[:recipe.bank]]
-    views = [Scorer(model, {}, {}).views(remembered[i:i + 512]) for i in range(0, len(remembered), 512)]
-    banks = {name: np.concatenate([v[name] for v in views]).reshape(len(remembered), -1).astype(np.float16)
-             for name in views[0] if name != "reconstruction"}  # as stored, so calibration sees what ships
+    scorer = calibrated(model, bank_views(model, remembered), held_out, recipe)
+    return Fitted(scorer, history.history, held_out, seconds)
+
+
+def bank_views(model, images: np.ndarray, batch: int = 512) -> dict:
+    """The model's views (all outputs but the reconstruction) of normal images, rounded to float16 as
+    they are stored, so that calibration sees exactly what ships."""
+    views = [Scorer(model, {}, {}).views(images[i:i + batch]) for i in range(0, len(images), batch)]
+    return {name: np.concatenate([v[name] for v in views]).reshape(len(images), -1).astype(np.float16)
+            for name in views[0] if name != "reconstruction"}
+
+
+def calibrated(model, banks: dict, held_out: np.ndarray, recipe: ScorerRecipe) -> Scorer:
+    """The scorer with its standardiser, threshold and pixel threshold fitted to held-out normal images."""
     card = {"neighbours": recipe.neighbours}
     components, errors = measure_all(Scorer(model, banks, card), held_out)
     standardiser = Standardiser.fit(components, parse_weights(recipe.weights))
@@ -88,8 +99,7 @@ def fit_scorer(images: np.ndarray, recipe: ScorerRecipe) -> Fitted:
         "calibration": calibration._asdict() | {"images": len(held_out)},
         "pixel_threshold": float(np.quantile(errors, 1.0 - recipe.fpr)),
     }
-    scorer = Scorer(model, banks, card)
-    return Fitted(scorer, history.history, held_out, seconds)
+    return Scorer(model, banks, card)
 
 
 def measure_all(scorer: Scorer, images: np.ndarray, batch: int = 512) -> tuple[dict, np.ndarray]:
