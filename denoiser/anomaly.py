@@ -91,15 +91,15 @@ class Scorer:
         """Raw scores from components: their standardised weighted sum (reconstruction error if uncalibrated)."""
         return self.standardiser.combine(components) if self.standardiser else components["recon"]
 
-    def score(self, pixels: np.ndarray) -> tuple[Score, np.ndarray]:
-        """One image's score and its anomaly map (H x W in [0, 1], 0.5 at the pixel threshold)."""
+    def score(self, pixels: np.ndarray, heatmap: bool = False) -> tuple[Score, np.ndarray | None]:
+        """One image's score and, if asked, its anomaly map (H x W in [0, 1], 0.5 at the pixel threshold)."""
         components, errors = self.measure(self.prepare(pixels)[None])
         raw = float(self.raw(components)[0])
         if self.calibration is None:
             result = Score(raw, float("nan"), False)
         else:
             result = Score(raw, normalise(raw, self.calibration), raw >= self.calibration.threshold)
-        return result, self.anomaly_map(errors[0], pixels.shape[:2])
+        return result, self.anomaly_map(errors[0], pixels.shape[:2]) if heatmap else None
 
     def anomaly_map(self, errors: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """Per-pixel errors scaled so that the calibrated pixel threshold is 0.5, resized to `shape`."""
@@ -109,15 +109,18 @@ class Scorer:
 
 
 def prepare(pixels: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """An image (H x W x C floats in [0, 1]; C = 1, 3 or 4 for CMYK) as `channels` at size x size."""
+    """An image (H x W x C floats in [0, 1]; C = 1, 3 or 4 for CMYK) as `channels` at size x size.
+
+    It is shrunk first, so that no full-size copy is made; CMYK is then converted per small pixel.
+    """
     pixels = np.asarray(pixels, np.float32)
+    small = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, pixels.shape[-1])
     if pixels.shape[-1] == 4:
-        pixels = (1.0 - pixels[..., :3]) * (1.0 - pixels[..., 3:])
-    if pixels.shape[-1] != channels:
-        pixels = (np.repeat(pixels, 3, axis=-1) if channels == 3
-                  else pixels @ np.array([[0.299], [0.587], [0.114]], np.float32))
-    small = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
-    return small.reshape(size, size, channels)
+        small = (1.0 - small[..., :3]) * (1.0 - small[..., 3:])
+    if small.shape[-1] != channels:
+        small = (np.repeat(small, 3, axis=-1) if channels == 3
+                 else small @ np.array([[0.299], [0.587], [0.114]], np.float32))
+    return small
 
 
 def nearest_distance(queries: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:

@@ -186,8 +186,7 @@ def score_only(jobs: Iterable[Job], scorer: Scorer, options: Options = Options()
             if item.picture is None:
                 yield record(item.job, item.started, error=item.error)
                 continue
-            result, heat = scorer.score(item.picture.pixels)
-            heat = heat if options.heatmaps else None
+            result, heat = scorer.score(item.picture.pixels, options.heatmaps)
             write = partial(write_outputs, item.job.target, None, item.picture, heat)
             yield _written(item, result, write, None, scorer.name, False, options.heatmaps)
     finally:
@@ -213,8 +212,8 @@ def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], he
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-write") as writer:
         for restored in engine.denoise_many(pixels()):
             item = in_flight.popleft()
-            result, heat = scorer.score(restored)
-            write = writer.submit(write_outputs, item.job.target, restored, item.picture, heat if heatmaps else None)
+            result, heat = scorer.score(restored, heatmaps)
+            write = writer.submit(write_outputs, item.job.target, restored, item.picture, heat)
             writing.append((item, result, write))
             while writing and (len(writing) > writes_ahead or writing[0][2].done()):
                 done, result, write = writing.popleft()

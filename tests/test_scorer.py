@@ -55,7 +55,7 @@ def test_every_preset_trains_exports_and_scores(tmp_path, rng, preset):
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["architecture"]["preset"] == preset and card["command"].endswith(preset)
     assert path.with_suffix(".report.png").stat().st_size > 0
-    result, heat = scorer.score(rng.random((40, 50, 3)).astype(np.float32))
+    result, heat = scorer.score(rng.random((40, 50, 3)).astype(np.float32), heatmap=True)
     assert 0.0 <= result.score <= 1.0 and np.isfinite(result.raw)
     assert heat.shape == (40, 50) and 0.0 <= heat.min() and heat.max() <= 1.0
     images = stripes(rng, 8)

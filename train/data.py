@@ -126,7 +126,8 @@ def read_idx(path: Path) -> np.ndarray:
     """An IDX file (gzipped or not), as used by MNIST and Fashion-MNIST."""
     import gzip
 
-    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
+        data = handle.read()
     if data[:2] != b"\0\0" or data[2] != 8:
         raise ValueError(f"{path} is not an unsigned-byte IDX file")
     dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3])]
