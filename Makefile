@@ -27,7 +27,7 @@ test: $(STAMP)
 # Retrain the shipped default models (about 17 min each on 2 CPU cores); DATA holds train400/ and cbsd432/.
 DATA ?= ../shared/data
 TRAIN := $(BIN)/python -m train --preset unet --width 32 --levels 4 --epochs 25 --steps 250 --batch-size 32 --patch 64 --lr 1e-3
-SCORER := $(BIN)/python -m train scorer --size 64 --channels 3 --crops 16 --epochs 12 --batch-size 64 --bank 3000
+SCORER := $(BIN)/python -m train scorer --size 64 --channels 3 --crops 16 --epochs 3 --batch-size 64 --bank 3000
 models: $(STAMP)
 	$(TRAIN) --data $(DATA)/train400 --out models/gray.keras --channels 1 --checkpoint-dir runs/gray
 	$(TRAIN) --data $(DATA)/cbsd432 --out models/color.keras --channels 3 --checkpoint-dir runs/color

@@ -20,8 +20,8 @@ import numpy as np
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
 @click.option("-p", "--preset", default="conv-ae", help="Autoencoder preset (python -m train scorer --help).")
-@click.option("-e", "--epochs", type=int, default=15)
-@click.option("-w", "--weights", default="pixels:1,edges:1", help="Component weights of the raw score.")
+@click.option("-e", "--epochs", type=int, default=4, help="Epochs over the four turns of every image.")
+@click.option("-w", "--weights", default=None, help="Component weights of the raw score. Default: the recipe's.")
 @click.option("--fpr", type=float, default=0.01, help="Configured false-positive rate.")
 @click.option("-c", "--classes", default="0,1,2,3,4,5,6,7,8,9")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None, help="Write the results here as JSON.")
@@ -52,7 +52,7 @@ def main(data: str, preset: str, epochs: int, weights: str, fpr: float, classes:
                    + "  ".join(f"{k} {v:.4f}" for k, v in row["components"].items()) + f"  ({row['seconds']} s)")
     summary = {
         "command": "python " + shlex.join(sys.argv),
-        "preset": preset, "epochs": epochs, "weights": weights, "fpr": fpr,
+        "preset": preset, "epochs": epochs, "weights": recipe.component_weights, "fpr": fpr,
         "mean_auroc": float(np.mean([r["auroc"] for r in rows])),
         "mean_component_auroc": {k: float(np.mean([r["components"][k] for r in rows])) for k in rows[0]["components"]},
         "flagged_normal": float(np.mean([r["flagged_normal"] for r in rows])),

@@ -1,7 +1,8 @@
 """Anomaly scorer: an undercomplete autoencoder plus banks of normal views, calibrated inside its artifact.
 
 An image is resized to the scorer's input size. Its components are the autoencoder's reconstruction
-error (`recon`) and, for each view the model outputs besides the reconstruction (`latent`, the code;
+error (`recon`), how badly its rotation head tells the image's four quarter turns apart (`rotation`,
+when the model has that head), and, for each view the model outputs besides the reconstruction (`latent`, the code;
 `pixels`, the image shrunk to about 9 x 9; `edges`, oriented-gradient histograms), the mean distance to the
 nearest views of normal training images. Each component is standardised with its mean and spread on
 held-out normal images, the weighted sum is the raw score, and the calibration maps the raw score so
@@ -85,6 +86,9 @@ class Scorer:
         components = {"recon": errors.mean(axis=(1, 2, 3))}
         for name, bank in self.banks.items():
             components[name] = nearest_distance(views[name].reshape(len(batch), -1), bank, self.neighbours)
+        if "rotation" in views:
+            turned = np.concatenate([np.rot90(batch, turns, axes=(1, 2)) for turns in range(1, 4)])
+            components["rotation"] = turn_surprise(np.concatenate([views["rotation"], self.views(turned)["rotation"]]))
         return components, errors.mean(axis=-1)
 
     def raw(self, components: dict) -> np.ndarray:
@@ -128,6 +132,15 @@ def nearest_distance(queries: np.ndarray, bank: np.ndarray, k: int) -> np.ndarra
     squared = (queries ** 2).sum(axis=1, keepdims=True) - 2.0 * queries @ bank.T + (bank ** 2).sum(axis=1)
     k = min(k, len(bank))
     return np.sqrt(np.maximum(np.partition(squared, k - 1, axis=1)[:, :k], 0.0)).mean(axis=1)
+
+
+def turn_surprise(logits: np.ndarray) -> np.ndarray:
+    """Mean negative log-likelihood of the true quarter turn, from logits of the 4 turns stacked (4N x 4)."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    truth = np.repeat(np.arange(4), len(logits) // 4)
+    return -log_p[np.arange(len(logits)), truth].reshape(4, -1).mean(axis=0)
 
 
 def read_banks(path: str | Path) -> dict:

@@ -146,11 +146,14 @@ def cell_size(size: int) -> int:
     return max(2, round(size / 9))
 
 
-def build_autoencoder(preset: str, size: int, channels: int, code: int | None = None) -> tuple[keras.Model, keras.Model]:
+def build_autoencoder(preset: str, size: int, channels: int, code: int | None = None,
+                      rotation: bool = False) -> tuple[keras.Model, keras.Model]:
     """The preset for training (image -> reconstruction) and for scoring (image -> a dict of views).
 
     The scorer's outputs are `reconstruction`, `latent` (the code), `pixels` (the image shrunk to about
-    9 x 9) and `edges` (oriented-gradient histograms); both models share their layers.
+    9 x 9) and `edges` (oriented-gradient histograms); both models share their layers. With `rotation`,
+    a small head on the code also predicts which of four quarter turns the input was given (a
+    self-supervised task trained beside the reconstruction), and both models output its logits.
     """
     spec = AUTOENCODERS[preset]
     image = keras.Input((size, size, channels), name="image")
@@ -161,4 +164,9 @@ def build_autoencoder(preset: str, size: int, channels: int, code: int | None = 
         "pixels": layers.Flatten(name="pixels")(layers.AveragePooling2D(cell_size(size), padding="same")(image)),
         "edges": oriented_gradients(image),
     }
-    return keras.Model(image, reconstruction, name=preset), keras.Model(image, views, name=f"{preset}_scorer")
+    targets = {"reconstruction": reconstruction}
+    if rotation:
+        hidden = layers.Dense(64, activation="relu", name="rotation_hidden")(z)
+        targets["rotation"] = views["rotation"] = layers.Dense(4, name="rotation")(hidden)
+    trainer = keras.Model(image, targets if rotation else reconstruction, name=preset)
+    return trainer, keras.Model(image, views, name=f"{preset}_scorer")

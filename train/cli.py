@@ -97,15 +97,19 @@ def denoiser(**options) -> None:
 @click.option("-c", "--channels", type=click.Choice(["1", "3"]), default="1", help="1 = gray, 3 = colour.")
 @click.option("--code", type=int, default=None, help="Code size. Default: the preset's (conv-30-15: fixed).")
 @click.option("--crops", type=int, default=0, help="Image folders: random crops per image besides the whole.")
-@click.option("-e", "--epochs", type=int, default=20)
+@click.option("-e", "--epochs", type=int, default=5, help="Passes over the images (each in its four turns with the rotation head).")
 @click.option("-b", "--batch-size", type=int, default=128)
 @click.option("--lr", type=float, default=1e-3)
 @click.option("--holdout", type=float, default=0.2, help="Share of normal images held out for calibration.")
 @click.option("--fpr", type=float, default=0.01, help="False-positive rate at the threshold.")
 @click.option("-k", "--neighbours", type=int, default=10, help="Nearest normal views averaged per component.")
 @click.option("--bank", type=int, default=10000, help="Normal training images remembered for the distances.")
-@click.option("-w", "--weights", default="pixels:1,edges:1",
-              help="Weights of the standardised components recon, latent, pixels, edges.")
+@click.option("-w", "--weights", default=None, show_default=False,
+              help="Weights of the standardised components recon, latent, pixels, edges, rotation. "
+                   "Default: pixels:1,edges:1, plus rotation:0.5 with the rotation head.")
+@click.option("--rotation/--no-rotation", default=None, show_default=False,
+              help="Train a head on the code to tell the four quarter turns of each image apart, and use it "
+                   "as a component. Default: on for conv-ae, off for the seed presets.")
 @click.option("--report/--no-report", default=True, help="Save loss curves, a before/after grid and the codes.")
 @click.option("--seed", type=int, default=0)
 def scorer(**options) -> None:
@@ -115,5 +119,8 @@ def scorer(**options) -> None:
     if options["size"] % 4:
         raise click.BadParameter("must be a multiple of 4", param_hint="--size")
     options |= {"data": os.pathsep.join(options["data"]), "channels": int(options["channels"])}
-    path = train_scorer(ScorerRecipe(**options), command_line())
+    try:
+        path = train_scorer(ScorerRecipe(**options), command_line())
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--weights") from error
     click.echo(f"exported {path} and {path.with_suffix('.json')}")

@@ -30,16 +30,28 @@ class ScorerRecipe(NamedTuple):
     code: int | None = None
     label: int | None = None
     crops: int = 0
-    epochs: int = 20
+    epochs: int = 5
     batch_size: int = 128
     lr: float = 1e-3
     holdout: float = 0.2
     fpr: float = 0.01
     neighbours: int = 10
     bank: int = 10000
-    weights: str = "pixels:1,edges:1"
+    weights: str | None = None  # default: pixels:1,edges:1 (plus rotation:0.5 with the rotation head)
+    rotation: bool | None = None  # default: on for conv-ae, off for the seed presets (the linear one stays PCA)
     report: bool = True
     seed: int = 0
+
+    @property
+    def turns(self) -> bool:
+        """Whether to train the rotation head."""
+        return self.preset == "conv-ae" if self.rotation is None else self.rotation
+
+    @property
+    def component_weights(self) -> dict:
+        """The weights of the standardised components in the raw score."""
+        default = "pixels:1,edges:1" + (",rotation:0.5" if self.turns else "")
+        return parse_weights(self.weights or default)
 
 
 class Fitted(NamedTuple):
@@ -68,11 +80,9 @@ def fit_scorer(images: np.ndarray, recipe: ScorerRecipe) -> Fitted:
     cut = max(1, int(round(len(images) * recipe.holdout)))
     held_out, fitting = images[order[:cut]], images[order[cut:]]
 
-    trainer, model = build_autoencoder(recipe.preset, recipe.size, recipe.channels, recipe.code)
-    trainer.compile(optimizer=keras.optimizers.Adam(recipe.lr), loss=AUTOENCODERS[recipe.preset].loss)
+    trainer, model = build_autoencoder(recipe.preset, recipe.size, recipe.channels, recipe.code, recipe.turns)
     started = time.time()
-    history = trainer.fit(fitting, fitting, batch_size=recipe.batch_size, epochs=recipe.epochs,
-                          validation_data=(held_out, held_out), verbose=2)
+    history = train(trainer, fitting, held_out, recipe)
     seconds = time.time() - started
 
     remembered = fitting[np.random.default_rng(recipe.seed).permutation(len(fitting))[:recipe.bank]]
@@ -80,19 +90,44 @@ def fit_scorer(images: np.ndarray, recipe: ScorerRecipe) -> Fitted:
     return Fitted(scorer, history.history, held_out, seconds)
 
 
+def train(trainer, fitting: np.ndarray, held_out: np.ndarray, recipe: ScorerRecipe) -> keras.callbacks.History:
+    """Fit the reconstruction (and, with a rotation head, the quarter turn of every image in its four turns)."""
+    optimizer, loss = keras.optimizers.Adam(recipe.lr), AUTOENCODERS[recipe.preset].loss
+    if recipe.turns:
+        turn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        trainer.compile(optimizer, loss={"reconstruction": loss, "rotation": turn},
+                        loss_weights={"reconstruction": 1.0, "rotation": 0.1})
+        (inputs, targets), validation = turned(fitting), turned(held_out)
+    else:
+        trainer.compile(optimizer, loss=loss)
+        (inputs, targets), validation = (fitting, fitting), (held_out, held_out)
+    return trainer.fit(inputs, targets, batch_size=recipe.batch_size, epochs=recipe.epochs,
+                       validation_data=validation, verbose=2)
+
+
+def turned(images: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Inputs and targets for the rotation task: each image in its four quarter turns, and which turn."""
+    inputs = np.concatenate([np.rot90(images, turns, axes=(1, 2)) for turns in range(4)])
+    return inputs, {"reconstruction": inputs, "rotation": np.repeat(np.arange(4), len(images))}
+
+
 def bank_views(model, images: np.ndarray, batch: int = 512) -> dict:
-    """The model's views (all outputs but the reconstruction) of normal images, rounded to float16 as
+    """The model's views (its outputs but the reconstruction and rotation) of normal images, rounded to float16 as
     they are stored, so that calibration sees exactly what ships."""
     views = [Scorer(model, {}, {}).views(images[i:i + batch]) for i in range(0, len(images), batch)]
     return {name: np.concatenate([v[name] for v in views]).reshape(len(images), -1).astype(np.float16)
-            for name in views[0] if name != "reconstruction"}
+            for name in views[0] if name not in ("reconstruction", "rotation")}
 
 
 def calibrated(model, banks: dict, held_out: np.ndarray, recipe: ScorerRecipe) -> Scorer:
     """The scorer with its standardiser, threshold and pixel threshold fitted to held-out normal images."""
     card = {"neighbours": recipe.neighbours}
     components, errors = measure_all(Scorer(model, banks, card), held_out)
-    standardiser = Standardiser.fit(components, parse_weights(recipe.weights))
+    weights = recipe.component_weights
+    if set(weights) - set(components):
+        raise ValueError(f"weights name components this scorer lacks: {', '.join(sorted(set(weights) - set(components)))}"
+                         f" (it has {', '.join(components)})")
+    standardiser = Standardiser.fit(components, weights)
     calibration = calibrate(standardiser.combine(components), recipe.fpr)
     card |= {
         "standardiser": standardiser._asdict(),
