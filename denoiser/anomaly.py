@@ -50,6 +50,7 @@ class Scorer:
         self.model, self.card = model, card
         self.banks = {name: np.asarray(bank, np.float32) for name, bank in banks.items()}
         self.size, self.channels = int(model.input_shape[1]), int(model.input_shape[-1])
+        self.turns = isinstance(model.output, dict) and "rotation" in model.output
         self.neighbours = int(card.get("neighbours", 10))
         spec = card.get("standardiser")
         self.standardiser = Standardiser(**spec) if spec else None
@@ -81,14 +82,18 @@ class Scorer:
 
     def measure(self, batch: np.ndarray) -> tuple[dict, np.ndarray]:
         """Components per image and per-pixel squared errors for a prepared batch."""
+        count = len(batch)
+        if self.turns:  # one call for the batch and its three other quarter turns
+            batch = np.concatenate([np.rot90(batch, turns, axes=(1, 2)) for turns in range(4)])
         views = self.views(batch)
+        batch, rotation = batch[:count], views.pop("rotation", None)
+        views = {name: view[:count] for name, view in views.items()}
         errors = (views.pop("reconstruction").reshape(batch.shape) - batch) ** 2
         components = {"recon": errors.mean(axis=(1, 2, 3))}
         for name, bank in self.banks.items():
-            components[name] = nearest_distance(views[name].reshape(len(batch), -1), bank, self.neighbours)
-        if "rotation" in views:
-            turned = np.concatenate([np.rot90(batch, turns, axes=(1, 2)) for turns in range(1, 4)])
-            components["rotation"] = turn_surprise(np.concatenate([views["rotation"], self.views(turned)["rotation"]]))
+            components[name] = nearest_distance(views[name].reshape(count, -1), bank, self.neighbours)
+        if rotation is not None:
+            components["rotation"] = turn_surprise(rotation)
         return components, errors.mean(axis=-1)
 
     def raw(self, components: dict) -> np.ndarray:
