@@ -117,3 +117,25 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
     assert set(card["metrics"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10", "wm:40"}
     assert artifact.model.input_shape == (None, None, None, channels)
     assert all(layer.dtype_policy.name == "float32" for layer in artifact.model.layers)
+
+
+def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_path, rng):
+    from train.run import Recipe, train_and_export
+
+    data = tmp_path / "clean"
+    for i in range(21):
+        write_image(data / f"{i:02d}.png", np.round(np.kron(rng.random((6, 6)), np.ones((8, 8))) * 255).astype(np.uint8))
+    base = Recipe(str(data), str(tmp_path / "base.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
+                  batch_size=4, patch=32, precision="float32")
+    train_and_export(base, "python -m train --base")
+    tuned = base._replace(out=str(tmp_path / "tuned.keras"), init=base.out, lr=1e-9, task="static")
+    train_and_export(tuned, "python -m train --tuned")
+    tuned = train_and_export(tuned._replace(out=str(tmp_path / "again.keras"), init=tuned.out), "python -m train --again")
+
+    parent, child = load_artifact(tmp_path / "base.keras"), load_artifact(tuned)
+    for a, b in zip(parent.model.get_weights(), child.model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    lineage = child.card["training"]["init_card"]
+    assert lineage["command"] == "python -m train --tuned" and lineage["training"]["recipe"]["task"] == "static"
+    assert lineage["training"]["init_card"]["command"] == "python -m train --base"
+    assert "files" not in lineage["training"] and parent.card["training"]["init_card"] is None

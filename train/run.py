@@ -100,6 +100,12 @@ def describe(model: keras.Model, recipe: Recipe) -> dict:
     }
 
 
+def lineage(card: dict) -> dict:
+    """What made a model that another run starts from: its command and training record, file lists left out."""
+    training = {k: v for k, v in card.get("training", {}).items() if k not in ("files", "validation_files")}
+    return {"name": card.get("name"), "command": card.get("command"), "training": training}
+
+
 def train_and_export(recipe: Recipe, command: str) -> Path:
     """Run the whole recipe and write the `.keras` model and its card."""
     keras.utils.set_random_seed(recipe.seed)
@@ -113,8 +119,9 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     policy = "float32" if precision == "float32" else f"mixed_{precision}"
 
     model = build(recipe)
-    if recipe.init:
-        model.set_weights(load_artifact(recipe.init).model.get_weights())
+    parent = load_artifact(recipe.init) if recipe.init else None
+    if parent:
+        model.set_weights(parent.model.get_weights())
     model = with_precision(model, policy)
     started = time.time()
     history = fit(model, train_images, recipe)
@@ -143,6 +150,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
             "precision": precision,
             "seconds": round(seconds, 1),
             "final_loss": float(history.history["loss"][-1]),
+            "init_card": lineage(parent.card) if parent else None,
         },
         "command": command,
         "metrics": {"validation": validate(engine, val_images, VALIDATION_NOISE, recipe.seed)},
