@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -77,3 +78,19 @@ def test_eval_refuses_an_unknown_baseline_or_noise(tmp_path, rng):
     assert result.exit_code == 2 and "bad noise spec" in result.output
     result = CliRunner().invoke(main, ["eval", str(tmp_path), "--baseline", "wiener"])
     assert result.exit_code == 2 and "wiener" in result.output
+
+
+def test_eval_keeps_apart_two_models_with_one_card_name(tmp_path, rng, tiny_models):
+    clean_dir = tmp_path / "clean"
+    write_image(clean_dir / "im.png", np.round(smooth_image(rng, 64)[..., 0] * 255).astype(np.uint8))
+    copy = tmp_path / "retrained.keras"
+    shutil.copy(tiny_models["gray"], copy)
+    args = ["eval", str(clean_dir), "-o", str(tmp_path / "report"), "--noise", "gauss:25", "--baseline", "none",
+            "-t", "32", "--precision", "float32", "-m", str(tiny_models["gray"]), "-m", str(copy)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    methods = [r["method"] for r in json.loads((tmp_path / "report" / "eval.json").read_text())["rows"]]
+    assert methods == ["noisy input", "gray@float32", "retrained@float32"]
+    result = CliRunner().invoke(main, args + ["-m", str(copy)])
+    assert result.exit_code != 0 and "given twice" in result.output
+    assert "tiny-gray@float32" in CliRunner().invoke(main, args[:-2]).output

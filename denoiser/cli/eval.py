@@ -65,11 +65,12 @@ def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tupl
 
 
 def model_methods(specs: tuple[str, ...], settings) -> dict:
-    """Warm engines for `MODEL[@PRECISION]` specs, keyed by card name and precision."""
+    """Warm engines for `MODEL[@PRECISION]` specs, keyed by card name and precision, or by file name where two
+    models share a card name (a model and its retrained copy)."""
     from denoiser.artifact import resolve_model
     from denoiser.engine import PRECISIONS, Engine
 
-    methods = {}
+    engines = []
     for spec in specs:
         model, _, precision = spec.partition("@")
         if precision and precision not in PRECISIONS:
@@ -79,6 +80,10 @@ def model_methods(specs: tuple[str, ...], settings) -> dict:
         except FileNotFoundError as error:
             raise click.BadParameter(str(error), param_hint="--model") from error
         engine.warm()  # trace before timing
-        label = f"{engine.artifact.card.get('name', Path(model).stem)}@{engine.precision}"
-        methods[label] = engine.denoise_many
-    return methods
+        engines.append((Path(model).stem, engine))
+    names = [f"{engine.artifact.card.get('name', stem)}@{engine.precision}" for stem, engine in engines]
+    labels = [name if names.count(name) == 1 else f"{stem}@{engine.precision}"
+              for name, (stem, engine) in zip(names, engines)]
+    if len(set(labels)) < len(labels):
+        raise click.BadParameter("a model is given twice at one precision", param_hint="--model")
+    return {label: engine.denoise_many for label, (_, engine) in zip(labels, engines)}
