@@ -139,3 +139,24 @@ def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_pa
     assert lineage["command"] == "python -m train --tuned" and lineage["training"]["recipe"]["task"] == "static"
     assert lineage["training"]["init_card"]["command"] == "python -m train --base"
     assert "files" not in lineage["training"] and parent.card["training"]["init_card"] is None
+
+
+def test_training_on_several_folders_uses_and_records_them_all(tmp_path, rng):
+    from click.testing import CliRunner
+
+    from train.cli import main
+
+    for folder, count in (("gray", 12), ("colour", 9)):
+        for i in range(count):
+            pixels = np.kron(rng.random((6, 6, 3)), np.ones((8, 8, 1)))
+            write_image(tmp_path / folder / f"{folder}{i:02d}.png", np.round(pixels * 255).astype(np.uint8))
+    out = tmp_path / "m.keras"
+    result = CliRunner().invoke(main, ["-d", str(tmp_path / "gray"), "-d", str(tmp_path / "colour"), "-o", str(out),
+                                       "--width", "8", "--levels", "2", "-e", "1", "-s", "2", "-b", "4",
+                                       "--patch", "32", "--precision", "float32"])
+
+    assert result.exit_code == 0, result.output
+    training = load_artifact(out).card["training"]
+    assert training["data"] == [str(tmp_path / "gray"), str(tmp_path / "colour")]
+    names = training["files"] + training["validation_files"]
+    assert len(names) == 21 and {name[:4] for name in names} == {"gray", "colo"}

@@ -47,8 +47,8 @@ def command_line() -> str:
 
 
 @main.command(context_settings=SETTINGS)
-@click.option("-d", "--data", "data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of clean training images.")
+@click.option("-d", "--data", "data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of clean training images; repeat to train on several.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the .keras model (the card goes beside it as .json).")
 @click.option("-p", "--preset", type=click.Choice(sorted(PRESETS)), default="unet")
@@ -81,8 +81,8 @@ def denoiser(**options) -> None:
     """Train a fully convolutional denoising autoencoder on clean images and export it."""
     from train.run import Recipe, train_and_export
 
-    recipe = Recipe(**{k: (int(v) if k == "channels" else v) for k, v in options.items()})
-    path = train_and_export(recipe, command_line())
+    options |= {"data": os.pathsep.join(options["data"]), "channels": int(options["channels"])}
+    path = train_and_export(Recipe(**options), command_line())
     click.echo(f"exported {path} and {path.with_suffix('.json')}")
 
 

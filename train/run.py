@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -109,7 +110,7 @@ def lineage(card: dict) -> dict:
 def train_and_export(recipe: Recipe, command: str) -> Path:
     """Run the whole recipe and write the `.keras` model and its card."""
     keras.utils.set_random_seed(recipe.seed)
-    files = list_images(recipe.data)
+    files = [path for folder in recipe.data.split(os.pathsep) for path in list_images(folder)]
     train_files, val_files = split(files)
     train_images = [load_image(f, recipe.channels) for f in train_files]
     train_images = [im for im in train_images if min(im.shape[:2]) >= recipe.patch]
@@ -142,7 +143,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     card |= {
         "noise": recipe.noise._asdict() | {"quantized": "8-bit, rounded and clipped"},
         "training": {
-            "data": str(recipe.data),
+            "data": recipe.data.split(os.pathsep),
             "files": [f.name for f in train_files],
             "validation_files": [f.name for f in val_files],
             "fingerprint_sha256": fingerprint(files),
