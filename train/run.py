@@ -47,6 +47,11 @@ class Recipe(NamedTuple):
     workers: int = 1
 
     @property
+    def folders(self) -> list[str]:
+        """The training folders (`data` holds them joined with os.pathsep)."""
+        return self.data.split(os.pathsep)
+
+    @property
     def noise(self) -> NoiseSettings:
         """The degradations to train on: the mixture for `denoise`, one kind only for `static` or `watermark`."""
         if self.task == "static":
@@ -110,7 +115,7 @@ def lineage(card: dict) -> dict:
 def train_and_export(recipe: Recipe, command: str) -> Path:
     """Run the whole recipe and write the `.keras` model and its card."""
     keras.utils.set_random_seed(recipe.seed)
-    files = [path for folder in recipe.data.split(os.pathsep) for path in list_images(folder)]
+    files = [path for folder in recipe.folders for path in list_images(folder)]
     train_files, val_files = split(files)
     train_images = [load_image(f, recipe.channels) for f in train_files]
     train_images = [im for im in train_images if min(im.shape[:2]) >= recipe.patch]
@@ -143,7 +148,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     card |= {
         "noise": recipe.noise._asdict() | {"quantized": "8-bit, rounded and clipped"},
         "training": {
-            "data": recipe.data.split(os.pathsep),
+            "data": recipe.folders,
             "files": [f.name for f in train_files],
             "validation_files": [f.name for f in val_files],
             "fingerprint_sha256": fingerprint(files),
