@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 
 from denoiser.artifact import Artifact, load_artifact
-from denoiser.tiling import Blend, TilePlan, pad_to_canvas, plan_tiles, round_up, tile_at
+from denoiser.tiling import Blend, TilePlan, plan_tiles, round_up, tile_at
 
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -108,7 +108,7 @@ class Engine:
             job = _Job(self, image)
             pending.append(job)
             batch = batches[job.plan.tile]
-            for unit in range(len(job.canvases)):
+            for unit in range(len(job.units)):
                 for index in range(job.plan.count):
                     batch.append((job, unit, index))
                     if len(batch) == self.settings.batch_size:
@@ -141,7 +141,7 @@ class Engine:
         tile = batch[0][0].plan.tile
         stack = np.zeros((slots, tile, tile, self.channels), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
-            stack[slot] = tile_at(job.canvases[unit], job.plan, index)
+            stack[slot] = tile_at(job.units[unit], job.plan, index)
         with keras.device(f"{self.device}:0"):
             predicted = np.asarray(self.artifact.model.predict_on_batch(stack), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
@@ -165,15 +165,16 @@ def merge_units(units: list[np.ndarray], channels: int, image_channels: int) -> 
 
 
 class _Job:
-    """One image in flight: tiles are cut from its padded planes on demand and blended back as they return."""
+    """One image in flight: tiles are cut from its planes on demand and blended back as they return."""
 
     def __init__(self, engine: Engine, image: np.ndarray):
         self.channels, self.image_channels = engine.channels, image.shape[-1]
         self.plan = engine.plan(image.shape[0], image.shape[1])
-        self.canvases = [pad_to_canvas(u, self.plan) for u in split_units(image, engine.channels)]
-        self.blends = [Blend(self.plan, engine.channels) for _ in self.canvases]
-        self.remaining = self.plan.count * len(self.canvases)
+        self.units = split_units(image, engine.channels)
+        self.blends = [Blend(self.plan, engine.channels) for _ in self.units]
+        self.remaining = self.plan.count * len(self.units)
 
     def result(self) -> np.ndarray:
+        self.units.clear()
         merged = merge_units([blend.result() for blend in self.blends], self.channels, self.image_channels)
         return np.clip(merged, 0.0, 1.0, out=merged)

@@ -70,16 +70,18 @@ def tile_origin(plan: TilePlan, index: int) -> tuple[int, int]:
     return plan.ys[index // len(plan.xs)], plan.xs[index % len(plan.xs)]
 
 
-def tile_at(canvas: np.ndarray, plan: TilePlan, index: int) -> np.ndarray:
-    """Tile `index` of a padded canvas, as a view."""
+def tile_at(image: np.ndarray, plan: TilePlan, index: int) -> np.ndarray:
+    """Tile `index` of the image's canvas without building the canvas: a view, mirror-padded where it passes
+    the bottom or right edge (the padding is under `align` pixels, or the tile holds the whole image)."""
     y, x = tile_origin(plan, index)
-    return canvas[y:y + plan.tile, x:x + plan.tile]
+    tile = image[y:y + plan.tile, x:x + plan.tile]
+    pad_y, pad_x = plan.tile - tile.shape[0], plan.tile - tile.shape[1]
+    return np.pad(tile, ((0, pad_y), (0, pad_x), (0, 0)), mode="symmetric") if pad_y or pad_x else tile
 
 
 def extract_tiles(image: np.ndarray, plan: TilePlan) -> np.ndarray:
-    """Cut the padded image into an N x tile x tile x C stack, row by row."""
-    canvas = pad_to_canvas(image, plan)
-    return np.stack([tile_at(canvas, plan, index) for index in range(plan.count)])
+    """Cut the image into an N x tile x tile x C stack, row by row."""
+    return np.stack([tile_at(image, plan, index) for index in range(plan.count)])
 
 
 def _ramp(length: int, overlap: int, margin: int) -> np.ndarray:
@@ -120,7 +122,7 @@ class Blend:
 
     def __init__(self, plan: TilePlan, channels: int):
         self.plan = plan
-        self.total = np.zeros(plan.canvas + (channels,), np.float64)
+        self.total = np.zeros(plan.canvas + (channels,), np.float32)
 
     def add(self, index: int, tile: np.ndarray) -> None:
         """Blend in the output for tile `index`."""
@@ -130,12 +132,12 @@ class Blend:
         self.total[y:y + t, x:x + t] += w[..., None] * tile
 
     def result(self) -> np.ndarray:
-        """The blended H x W x C image (float32); divides the accumulator in place, so call it once."""
+        """The blended H x W x C image (float32): a view of the accumulator, divided in place, so call it once."""
         plan = self.plan
         image = self.total[:plan.height, :plan.width]
         image /= _weight_sums(plan.ys, plan.canvas[0], plan)[:plan.height, None, None]
         image /= _weight_sums(plan.xs, plan.canvas[1], plan)[None, :plan.width, None]
-        return image.astype(np.float32)
+        return image
 
 
 def stitch_tiles(tiles: np.ndarray, plan: TilePlan) -> np.ndarray:
