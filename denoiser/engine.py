@@ -92,12 +92,14 @@ class Engine:
             for _ in self.denoise_many([blank] * (self.settings.batch_size + 1)):
                 pass
 
-    def denoise(self, image: np.ndarray) -> np.ndarray:
+    def denoise(self, image: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Denoise one H x W x C image."""
-        return next(self.denoise_many([image]))
+        return next(self.denoise_many([image], in_place))
 
-    def denoise_many(self, images: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    def denoise_many(self, images: Iterable[np.ndarray], in_place: bool = False) -> Iterator[np.ndarray]:
         """Denoise images lazily, in order; tiles of the same size from consecutive images share batches.
+
+        With `in_place`, each float32 image is overwritten by its result, so no second image-sized array is made.
 
         When more than 2 * batch_size images wait behind an unfinished one, its partial batch is run,
         so a large image among many small ones cannot hold their results back without bound.
@@ -105,7 +107,7 @@ class Engine:
         pending: deque[_Job] = deque()
         batches: dict[int, list[tuple[_Job, int, int]]] = {self.small_tile: [], self.tile: []}
         for image in images:
-            job = _Job(self, image)
+            job = _Job(self, image, in_place)
             pending.append(job)
             batch = batches[job.plan.tile]
             for unit in range(len(job.units)):
@@ -149,32 +151,25 @@ class Engine:
             job.remaining -= 1
 
 
-def split_units(image: np.ndarray, channels: int) -> list[np.ndarray]:
-    """Cut an image into sub-images the model accepts: itself, its planes, or its planes replicated."""
-    if image.shape[-1] == channels:
-        return [image]
-    planes = [image[..., c:c + 1] for c in range(image.shape[-1])]
-    return planes if channels == 1 else [np.repeat(p, channels, axis=-1) for p in planes]
-
-
-def merge_units(units: list[np.ndarray], channels: int, image_channels: int) -> np.ndarray:
-    """Inverse of `split_units`; replicated planes are averaged back."""
-    if image_channels == channels:
-        return units[0]
-    return np.concatenate([u.mean(axis=-1, keepdims=True) for u in units], axis=-1)
+def planes(image: np.ndarray, channels: int) -> list[np.ndarray]:
+    """The parts of an image the model runs on: the image itself when it has the model's channels, else
+    views of its single planes (a colour model sees each plane replicated into its channels)."""
+    return [image] if image.shape[-1] == channels else [image[..., c:c + 1] for c in range(image.shape[-1])]
 
 
 class _Job:
-    """One image in flight: tiles are cut from its planes on demand and blended back as they return."""
+    """One image in flight: tiles are cut from its planes on demand and blended into its output as they return."""
 
-    def __init__(self, engine: Engine, image: np.ndarray):
-        self.channels, self.image_channels = engine.channels, image.shape[-1]
+    def __init__(self, engine: Engine, image: np.ndarray, in_place: bool):
+        if in_place and image.dtype != np.float32:
+            raise ValueError(f"in-place denoising needs a float32 image, got {image.dtype}")
         self.plan = engine.plan(image.shape[0], image.shape[1])
-        self.units = split_units(image, engine.channels)
-        self.blends = [Blend(self.plan, engine.channels) for _ in self.units]
+        self.out = image if in_place else np.empty(image.shape, np.float32)
+        self.units = planes(image, engine.channels)
+        self.blends = [Blend(self.plan, out, engine.channels) for out in planes(self.out, engine.channels)]
         self.remaining = self.plan.count * len(self.units)
 
     def result(self) -> np.ndarray:
-        self.units.clear()
-        merged = merge_units([blend.result() for blend in self.blends], self.channels, self.image_channels)
-        return np.clip(merged, 0.0, 1.0, out=merged)
+        for blend in self.blends:
+            blend.finish()
+        return np.clip(self.out, 0.0, 1.0, out=self.out)

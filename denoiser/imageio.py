@@ -268,7 +268,7 @@ def _pillow_samples(im: Image.Image, fmt: str, name: str, bit_depth: int) -> tup
         return np.asarray(im).astype(np.uint16), "L;16", None
     if im.mode not in ("1", "L", "LA", "RGB", "RGBA", "CMYK"):
         raise _unsupported(name, im.mode)
-    return np.asarray(im).astype(np.uint8), im.mode, None
+    return np.asarray(im).astype(np.uint8, copy=False), im.mode, None
 
 
 def _palette_samples(im: Image.Image) -> tuple[np.ndarray, str]:
@@ -519,14 +519,17 @@ def _picture(samples: np.ndarray, meta: ImageMeta) -> Picture:
     """Split decoded samples into float colour pixels and the untouched alpha plane."""
     samples = samples if samples.ndim == 3 else samples[..., None]
     colours = meta.channels
-    scale = np.float32((1 << meta.bits) - 1)
-    pixels = samples[..., :colours].astype(np.float32) / scale
+    pixels = samples[..., :colours].astype(np.float32)
+    pixels /= np.float32((1 << meta.bits) - 1)
     alpha = samples[..., colours].copy() if samples.shape[2] > colours else None
     return Picture(pixels, alpha, meta)
 
 
-def _samples(pixels: np.ndarray, like: Picture) -> np.ndarray:
-    """Float pixels back to the source dtype (clipped, rounded), with the source alpha appended."""
+def _samples(pixels: np.ndarray, like: Picture, band: int = 256) -> np.ndarray:
+    """Float pixels back to the source dtype (clipped, rounded), with the source alpha appended.
+
+    Rows are converted `band` at a time, so no float temporary the size of the image is made.
+    """
     meta = like.meta
     pixels = np.asarray(pixels)
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
@@ -534,10 +537,12 @@ def _samples(pixels: np.ndarray, like: Picture) -> np.ndarray:
         raise ImageError(f"pixels have shape {pixels.shape}, expected "
                          f"{(meta.height, meta.width, meta.channels)} to write a {meta.mode} image")
     dtype = np.uint16 if meta.bits == 16 else np.uint8
-    scaled = np.nan_to_num(np.clip(pixels, 0.0, 1.0), nan=0.0) * ((1 << meta.bits) - 1)
-    samples = np.rint(scaled).astype(dtype)
+    samples = np.empty(pixels.shape[:2] + (meta.channels + (like.alpha is not None),), dtype)
+    for top in range(0, meta.height, band):
+        rows = np.nan_to_num(np.clip(pixels[top:top + band], 0.0, 1.0), nan=0.0)
+        samples[top:top + band, :, :meta.channels] = np.rint(rows * ((1 << meta.bits) - 1))
     if like.alpha is not None:
-        samples = np.concatenate([samples, like.alpha.astype(dtype)[..., None]], axis=2)
+        samples[..., meta.channels] = like.alpha
     return samples
 
 
@@ -621,7 +626,7 @@ def _pillow_image(samples: np.ndarray, meta: ImageMeta) -> Image.Image:
         im = Image.frombytes("P", size, _palette_indices(samples, meta).tobytes())
         im.putpalette(meta.palette, "RGB")
         return im
-    return Image.frombytes(meta.mode, size, np.ascontiguousarray(samples).tobytes())
+    return Image.frombuffer(meta.mode, size, np.ascontiguousarray(samples), "raw", meta.mode, 0, 1)
 
 
 def _encode_pillow(samples: np.ndarray, meta: ImageMeta) -> bytes:

@@ -197,6 +197,8 @@ def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], he
                    writes_ahead: int = 2) -> Iterator[dict]:
     """Run consecutive images that share an engine through it as one stream; score the cleaned images.
 
+    Each decoded image is denoised in place: its pixels are not needed again, as the preview rereads inputs.
+
     Outputs are encoded and written in a background thread while the next images run, at most
     `writes_ahead` behind; each record is yielded only once its output is in place.
     """
@@ -210,7 +212,7 @@ def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], he
     name = engine.artifact.card.get("name")
     writing: deque[tuple[_Decoded, Score, Future]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-write") as writer:
-        for restored in engine.denoise_many(pixels()):
+        for restored in engine.denoise_many(pixels(), in_place=True):
             item = in_flight.popleft()
             result, heat = scorer.score(restored, heatmaps)
             write = writer.submit(write_outputs, item.job.target, restored, item.picture, heat)

@@ -114,35 +114,54 @@ def _weight_sums(starts: tuple[int, ...], size: int, plan: TilePlan) -> np.ndarr
 
 
 class Blend:
-    """Accumulates weighted tile outputs for one image; tiles may arrive in any order.
+    """Blends tile outputs, arriving row by row, into `out` through a band one tile high.
 
-    The tiles form a full grid and each window is an outer product, so the weight map is the
-    outer product of two 1-D sums and is never stored.
+    Once a tile row starts, the rows above it are final: they are normalised and written to `out`, so
+    memory beyond `out` is one band. No tile reads rows above its own, so `out` may be the input itself.
+    The weight map is the outer product of two 1-D sums and is never stored.
+
+    Args:
+        out: H x W x C array to write; where C differs from the tiles' channels, their mean is written.
     """
 
-    def __init__(self, plan: TilePlan, channels: int):
-        self.plan = plan
-        self.total = np.zeros(plan.canvas + (channels,), np.float32)
+    def __init__(self, plan: TilePlan, out: np.ndarray, channels: int):
+        self.plan, self.out, self.top = plan, out, 0
+        self.band = np.zeros((plan.tile, plan.canvas[1], channels), np.float32)
+        self.row_sums = _weight_sums(plan.ys, plan.canvas[0], plan)[:, None, None]
+        self.col_sums = _weight_sums(plan.xs, plan.canvas[1], plan)[:plan.width, None]
 
     def add(self, index: int, tile: np.ndarray) -> None:
-        """Blend in the output for tile `index`."""
+        """Blend in the output for tile `index`; tiles must come in index order."""
         y, x = tile_origin(self.plan, index)
-        t = self.plan.tile
-        w = np.outer(_axis_window(y, self.plan.canvas[0], self.plan), _axis_window(x, self.plan.canvas[1], self.plan))
-        self.total[y:y + t, x:x + t] += w[..., None] * tile
+        if y < self.top:
+            raise ValueError(f"tile {index} arrived after its rows were written out")
+        self._write_rows(y)
+        window = np.outer(_axis_window(y, self.plan.canvas[0], self.plan),
+                          _axis_window(x, self.plan.canvas[1], self.plan)).astype(np.float32)
+        self.band[:, x:x + self.plan.tile] += window[..., None] * tile
 
-    def result(self) -> np.ndarray:
-        """The blended H x W x C image (float32): a view of the accumulator, divided in place, so call it once."""
-        plan = self.plan
-        image = self.total[:plan.height, :plan.width]
-        image /= _weight_sums(plan.ys, plan.canvas[0], plan)[:plan.height, None, None]
-        image /= _weight_sums(plan.xs, plan.canvas[1], plan)[None, :plan.width, None]
-        return image
+    def finish(self) -> np.ndarray:
+        """Write the last rows and return `out`."""
+        self._write_rows(self.top + self.plan.tile)
+        return self.out
+
+    def _write_rows(self, until: int) -> None:
+        """Normalise the band's rows above canvas row `until` into `out`, then move the band down to it."""
+        count = until - self.top
+        if count <= 0:
+            return
+        end = min(until, self.plan.height)
+        if end > self.top:
+            rows = self.band[:end - self.top, :self.plan.width] / self.row_sums[self.top:end] / self.col_sums
+            self.out[self.top:end] = rows if rows.shape[-1] == self.out.shape[-1] else rows.mean(-1, keepdims=True)
+        self.band[:-count] = self.band[count:]
+        self.band[-count:] = 0.0
+        self.top = until
 
 
 def stitch_tiles(tiles: np.ndarray, plan: TilePlan) -> np.ndarray:
     """Blend an N x tile x tile x C stack back into the H x W x C image (float32)."""
-    blend = Blend(plan, tiles.shape[-1])
+    blend = Blend(plan, np.empty((plan.height, plan.width, tiles.shape[-1]), np.float32), tiles.shape[-1])
     for index, tile in enumerate(tiles):
         blend.add(index, tile)
-    return blend.result()
+    return blend.finish()

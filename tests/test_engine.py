@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from denoiser.artifact import load_artifact
-from denoiser.engine import Engine, Settings, merge_units, split_units
+from denoiser.engine import Engine, Settings
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +77,31 @@ def test_engine_output_matches_whole_image_model(gray_engine, rng):
     np.testing.assert_allclose(gray_engine.denoise(image)[inner], whole[inner], atol=1e-4)
 
 
-@pytest.mark.parametrize("image_channels, model_channels", [(4, 1), (1, 3), (4, 3), (3, 3)])
-def test_split_and_merge_units_round_trip(image_channels, model_channels, rng):
-    image = rng.random((6, 5, image_channels), dtype=np.float32)
-    units = split_units(image, model_channels)
-    assert all(u.shape[-1] == model_channels for u in units)
-    np.testing.assert_allclose(merge_units(units, model_channels, image_channels), image, atol=1e-6)
+@pytest.mark.parametrize("image_channels", [1, 4])
+def test_a_colour_model_sees_each_plane_replicated_and_its_mean_is_kept(tiny_models, image_channels, rng):
+    engine = Engine(load_artifact(tiny_models["color"]), Settings(tile=32))
+    image = rng.random((50, 37, image_channels), dtype=np.float32)
+    out = engine.denoise(image)
+    assert out.shape == image.shape
+    inner = (slice(8, -8), slice(8, -8))  # the engine mirror-pads the canvas; the model alone zero-pads
+    for c in range(image_channels):
+        replicated = np.repeat(image[None, ..., c:c + 1], 3, axis=-1)
+        whole = np.asarray(engine.artifact.model.predict_on_batch(replicated))[0]
+        expected = np.clip(whole.mean(axis=-1, keepdims=True), 0, 1)
+        np.testing.assert_allclose(out[..., c:c + 1][inner], expected[inner], atol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_in_place_gives_the_same_result_in_the_input_and_otherwise_leaves_it_alone(gray_engine, channels, rng):
+    image = rng.random((90, 70, channels), dtype=np.float32)
+    original = image.copy()
+    copied = gray_engine.denoise(image)
+    np.testing.assert_array_equal(image, original)
+    in_place = gray_engine.denoise(image, in_place=True)
+    assert in_place is image
+    np.testing.assert_allclose(in_place, copied, atol=1e-6)
+    with pytest.raises(ValueError, match="float32"):
+        gray_engine.denoise(image.astype(np.float64), in_place=True)
 
 
 def test_cmyk_goes_through_a_gray_model_plane_by_plane(gray_engine, rng):

@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from denoiser.imageio import ImageError, ImageMeta, Picture, read_image, write_image
+from denoiser.imageio import ImageError, ImageMeta, Picture, _samples, read_image, write_image
 
 H, W = 20, 28
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -322,6 +322,19 @@ def test_write_clips_and_rounds(tmp_path, rng):
     write_image(tmp_path / "out.png", pixels, picture)
     result = np.asarray(Image.open(tmp_path / "out.png"))
     assert result[0, 0] == 0 and result[0, 1] == 128 and result[5, 5] == 255
+
+
+@pytest.mark.parametrize("mode", ["RGBA;16", "LA;16"])
+def test_samples_converted_band_by_band_equal_one_pass(tmp_path, rng, mode):
+    data, _, _ = build_16bit(rng, mode, "PNG")
+    (tmp_path / "in.png").write_bytes(data)
+    picture = read_image(tmp_path / "in.png")
+    pixels = picture.pixels + rng.normal(0, 0.2, picture.pixels.shape).astype(np.float32)
+    pixels[0, 0] = np.nan
+    whole = _samples(pixels, picture, band=H)
+    np.testing.assert_array_equal(_samples(pixels, picture, band=3), whole)
+    assert whole[0, 0, 0] == 0 and whole.max() == 65535
+    np.testing.assert_array_equal(whole[..., -1], picture.alpha)
 
 
 # ---------------------------------------------------------------- metadata
