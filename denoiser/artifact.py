@@ -65,10 +65,10 @@ def default_model_path(channels: int) -> Path:
 
 
 def resolve_model(spec: str | Path) -> Path:
-    """A model path from a file path or a shipped model's name (`gray`, `color`, `scorer`)."""
-    if str(spec) in (*DEFAULT_MODELS.values(), DEFAULT_SCORER):
-        return shipped_path(str(spec))
+    """A model path from a file path or a shipped model's name (`gray`, `color`, `watermark-gray`, `scorer`)."""
     path = Path(spec)
+    if path.suffix == "" and path.name == str(spec) and shipped_path(str(spec)).is_file():
+        return shipped_path(str(spec))
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {spec}")
     return path

@@ -92,9 +92,15 @@ def watermark_mask(height: int, width: int, rng: np.random.Generator, style: Wat
 def watermark(image: np.ndarray, opacity: float, rng: np.random.Generator,
               style: WatermarkStyle = HELD_OUT) -> np.ndarray:
     """Blend a white, black or gray text overlay at `opacity` percent, then quantize to 8 bits."""
+    return watermark_with_matte(image, opacity, rng, style)[0]
+
+
+def watermark_with_matte(image: np.ndarray, opacity: float, rng: np.random.Generator,
+                         style: WatermarkStyle = HELD_OUT) -> tuple[np.ndarray, np.ndarray]:
+    """`watermark`, and the overlay's opacity per pixel (its matte, H x W x 1)."""
     alpha = watermark_mask(image.shape[0], image.shape[1], rng, style)[..., None] * (opacity / 100.0)
     colour = rng.choice([0.0, 1.0, float(rng.uniform(0.3, 0.7))])
-    return quantize8(image * (1.0 - alpha) + colour * alpha)
+    return quantize8(image * (1.0 - alpha) + colour * alpha), alpha
 
 
 def degrade(image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from denoiser.artifact import default_model_path, load_artifact
+from denoiser.artifact import default_model_path, load_artifact, resolve_model
 from denoiser.engine import Engine, Settings
 from denoiser.noise import NoiseSpec, degrade, psnr
 
@@ -39,6 +39,20 @@ def test_default_model_is_trained_and_denoises(channels, name, photo):
     noisy = degrade(clean, NoiseSpec("gauss", 25), np.random.default_rng(0))
     restored = Engine(artifact, Settings(tile=128, batch_size=4)).denoise(noisy)
     assert psnr(clean, restored) > psnr(clean, noisy) + 4.0
+
+
+def test_watermark_model_removes_text_in_a_font_and_words_it_never_saw():
+    artifact = load_artifact(resolve_model("watermark-gray"))
+    card = artifact.card
+    assert card["task"] == "watermark" and card["architecture"]["preset"] == "matte"
+    assert card["command"].startswith("python -m train ") and card["training"]["init_card"]["command"]
+    clean = example("camera.png", 1)
+    engine, default = (Engine(a, Settings(tile=128, batch_size=4))
+                       for a in (artifact, load_artifact(default_model_path(1))))
+    for seed in (0, 1):
+        marked = degrade(clean, NoiseSpec("wm", 40), np.random.default_rng(seed))  # evaluation's held-out style
+        assert psnr(clean, engine.denoise(marked)) > psnr(clean, marked) + 5.0
+        assert psnr(clean, default.denoise(marked)) < psnr(clean, marked) + 0.5
 
 
 def silhouette() -> np.ndarray:

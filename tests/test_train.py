@@ -93,7 +93,7 @@ def test_seed_preset_is_the_seed_architecture():
     assert model.layers[-1].activation.__name__ == "sigmoid"
 
 
-@pytest.mark.parametrize("preset, channels", [("residual", 1), ("seed", 3), ("unet", 1)])
+@pytest.mark.parametrize("preset, channels", [("residual", 1), ("seed", 3), ("unet", 1), ("matte", 3)])
 def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channels):
     from train.run import Recipe, train_and_export
 
@@ -111,11 +111,11 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
     assert card == json.loads(zipfile.ZipFile(out).read(CARD_ENTRY)) == artifact.card
     assert card["command"] == "python -m train --test"
     assert card["architecture"]["preset"] == preset
-    assert card["size_multiple"] == {"seed": 4, "residual": 1, "unet": 8}[preset]
+    assert card["size_multiple"] == {"seed": 4, "residual": 1, "unet": 8, "matte": 8}[preset]
     assert len(card["training"]["files"]) == 19 and len(card["training"]["validation_files"]) == 2
     assert len(card["training"]["fingerprint_sha256"]) == 64
     assert set(card["metrics"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10", "wm:40"}
-    assert artifact.model.input_shape == (None, None, None, channels)
+    assert artifact.model.input_shape == artifact.model.output_shape == (None, None, None, channels)
     assert all(layer.dtype_policy.name == "float32" for layer in artifact.model.layers)
 
 
@@ -135,10 +135,57 @@ def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_pa
     parent, child = load_artifact(tmp_path / "base.keras"), load_artifact(tuned)
     for a, b in zip(parent.model.get_weights(), child.model.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
+    weighted = sum(bool(layer.weights) for layer in child.model.layers)
+    assert child.card["training"]["init_layers"] == f"{weighted} of {weighted}"
     lineage = child.card["training"]["init_card"]
     assert lineage["command"] == "python -m train --tuned" and lineage["training"]["recipe"]["task"] == "static"
     assert lineage["training"]["init_card"]["command"] == "python -m train --base"
     assert "files" not in lineage["training"] and parent.card["training"]["init_card"] is None
+
+
+def test_a_matte_model_inverts_the_blend_it_estimates(rng):
+    from train.presets import matte
+
+    model = matte(3, width=8, levels=2)
+    opacity, colour = 0.4, np.array([0.9, 0.2, 0.5], np.float32)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    for name, bias in (("matte_logit", [logit(opacity)]), ("overlay_colour", logit(colour))):
+        kernel, _ = model.get_layer(name).get_weights()
+        model.get_layer(name).set_weights([np.zeros_like(kernel), np.asarray(bias, np.float32)])
+    clean = rng.random((1, 16, 24, 3), dtype=np.float32)
+    noisy = (1 - opacity) * clean + opacity * colour
+    np.testing.assert_allclose(model.predict_on_batch(noisy), clean, atol=1e-5)
+
+
+def test_patches_give_the_watermark_matte_as_a_second_target(rng):
+    from train.data import NoiseSettings, Patches
+
+    try:
+        patches = Patches([rng.random((96, 128, 1), dtype=np.float32)], NoiseSettings(sp_prob=0.3, wm_prob=0.5),
+                          patch=64, batch_size=24, steps=1, mattes=True)
+    except FileNotFoundError:
+        pytest.skip("no DejaVu fonts on this machine")
+    noisy, target = patches[0]
+    clean, matte = target["clean"], target["matte"]
+    assert matte.shape == clean.shape[:3] + (1,) and noisy.shape == clean.shape
+    marked = matte.max(axis=(1, 2, 3)) > 0
+    assert 0 < marked.sum() < len(marked)
+    for n, c, m in zip(noisy[marked], clean[marked], matte[marked]):
+        assert np.all(np.abs(n - c)[m[..., 0] == 0] <= 0.5 / 255 + 1e-6)  # untouched but for 8-bit rounding
+        assert 0 < m.max() <= 0.6
+
+
+def test_init_copies_the_layers_two_presets_share(rng):
+    from train.presets import matte, unet
+    from train.run import transfer_weights
+
+    source, target = unet(1, width=8, levels=2), matte(1, width=8, levels=2)
+    shared = [layer.name for layer in source.layers if layer.weights and layer.name not in ("noise",)]
+    assert transfer_weights(source, target) == len(shared)
+    for name in shared:
+        for a, b in zip(source.get_layer(name).get_weights(), target.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert transfer_weights(unet(1, width=16, levels=2), target) == 0
 
 
 def test_training_on_several_folders_uses_and_records_them_all(tmp_path, rng):

@@ -51,12 +51,13 @@ def command_line() -> str:
               help="Folder of clean training images; repeat to train on several.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the .keras model (the card goes beside it as .json).")
-@click.option("-p", "--preset", type=click.Choice(sorted(PRESETS)), default="unet")
+@click.option("-p", "--preset", type=click.Choice(sorted(PRESETS)), default="unet", show_default=True,
+              help="unet = residual U-Net denoiser; matte = U-Net that finds a watermark and inverts its blend.")
 @click.option("-c", "--channels", type=click.Choice(["1", "3"]), default="1", help="1 = gray, 3 = colour.")
 @click.option("--depth", type=int, default=10, help="Conv layers (residual preset).")
 @click.option("--width", type=int, default=32,
-              help="Channels per conv layer (residual preset) or at full resolution (unet preset).")
-@click.option("--levels", type=int, default=4, help="Scales, each half the size of the last (unet preset).")
+              help="Channels per conv layer (residual preset) or at full resolution (unet, matte).")
+@click.option("--levels", type=int, default=4, help="Scales, each half the size of the last (unet, matte).")
 @click.option("-e", "--epochs", type=int, default=10)
 @click.option("-s", "--steps", type=int, default=200, help="Batches per epoch.")
 @click.option("-b", "--batch-size", type=int, default=32)
@@ -70,7 +71,7 @@ def command_line() -> str:
 @click.option("-t", "--task", type=click.Choice(["denoise", "static", "watermark"]), default="denoise",
               help="denoise = the mixture above; static or watermark = only that degradation.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start from this model's weights (same preset and settings), e.g. to fine-tune a shipped model.")
+              help="Start from this model's weights: every layer it shares by name and shape, e.g. a shipped model's.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
               help="auto = bfloat16 where the CPU has AVX512_BF16.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,

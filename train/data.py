@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from denoiser.noise import NoiseSpec, WatermarkStyle, degrade
+from denoiser.noise import NoiseSpec, WatermarkStyle, degrade, watermark_with_matte
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
@@ -86,13 +86,17 @@ def augment(patch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
 
 
 class Patches(keras.utils.PyDataset):
-    """Endless (noisy, clean) patch batches with fresh noise every time."""
+    """Endless (noisy, clean) patch batches with fresh noise every time.
+
+    With `mattes`, the target is {"clean": clean, "matte": the watermark's opacity per pixel (zero without one)},
+    for models that also learn where the overlay is.
+    """
 
     def __init__(self, images, noise: NoiseSettings, patch: int, batch_size: int, steps: int, seed: int = 0,
-                 workers: int = 1):
+                 workers: int = 1, mattes: bool = False):
         super().__init__(workers=workers)
         self.images, self.noise, self.patch = images, noise, patch
-        self.batch_size, self.steps, self.seed = batch_size, steps, seed
+        self.batch_size, self.steps, self.seed, self.mattes = batch_size, steps, seed, mattes
         self.style = noise.style()
         self.epoch = 0
 
@@ -104,22 +108,24 @@ class Patches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        pairs = [self._pair(rng) for _ in range(self.batch_size)]
-        return np.stack([noisy for noisy, _ in pairs]), np.stack([clean for _, clean in pairs])
+        noisy, clean, matte = (np.stack(parts) for parts in zip(*(self._triple(rng) for _ in range(self.batch_size))))
+        return noisy, ({"clean": clean, "matte": matte} if self.mattes else clean)
 
-    def _pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A (noisy, clean) patch; watermarks are drawn on the whole image first, so text keeps the scale
+    def _triple(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A (noisy, clean, matte) patch; watermarks are drawn on the whole image first, so text keeps the scale
         it has on whole images rather than shrinking to the patch."""
         image = self.images[int(rng.integers(len(self.images)))]
         spec = self.noise.sample(rng)
-        noisy = degrade(image, spec, rng, self.style) if spec.kind == "wm" else None
+        whole = watermark_with_matte(image, spec.level, rng, self.style) if spec.kind == "wm" else None
         y = int(rng.integers(image.shape[0] - self.patch + 1))
         x = int(rng.integers(image.shape[1] - self.patch + 1))
         window = (slice(y, y + self.patch), slice(x, x + self.patch))
         turns, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
         clean = augment(image[window], turns, flip)
-        noisy = degrade(clean, spec, rng, self.style) if noisy is None else augment(noisy[window], turns, flip)
-        return noisy, clean
+        if whole is None:
+            return degrade(clean, spec, rng, self.style), clean, np.zeros(clean.shape[:2] + (1,), np.float32)
+        noisy, matte = (augment(part[window], turns, flip) for part in whole)
+        return noisy, clean, matte
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -48,14 +48,13 @@ def res_block(x, width: int, name: str):
     return layers.Add(name=f"{name}_add")([x, y])
 
 
-def unet(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
-    """Residual U-Net: cheap full-resolution layers, widths doubling at each of `levels` scales.
+def unet_features(noisy, width: int, levels: int):
+    """The U-Net body: cheap full-resolution layers, widths doubling at each of `levels` scales.
 
     noisy -> head -> [res block -> stride-2 conv] x (levels-1) -> res blocks at 1/2^(levels-1)
-          -> [transposed conv + skip -> res block] x (levels-1) -> noise;  clean = noisy - noise
+          -> [transposed conv + skip -> res block] x (levels-1) -> full-resolution features
     """
     widths = [width * 2**level for level in range(levels)]
-    noisy = keras.Input((None, None, channels), name="noisy")
     x = layers.Conv2D(widths[0], 3, padding="same", name="head")(noisy)
     skips = []
     for level, w in enumerate(widths[:-1]):
@@ -68,13 +67,42 @@ def unet(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
         x = layers.Conv2DTranspose(widths[level], 2, strides=2, name=f"up{level}")(x)
         x = layers.Add(name=f"skip{level}")([x, skips[level]])
         x = res_block(x, widths[level], f"dec{level}")
-    noise = layers.Conv2D(channels, 3, padding="same", name="noise")(x)
+    return x
+
+
+def unet(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
+    """Residual U-Net: the U-Net body predicts the noise;  clean = noisy - noise."""
+    noisy = keras.Input((None, None, channels), name="noisy")
+    noise = layers.Conv2D(channels, 3, padding="same", name="noise")(unet_features(noisy, width, levels))
     clean = layers.Subtract(name="clean")([noisy, noise])
     return keras.Model(noisy, clean, name="unet")
 
 
-PRESETS = {"seed": seed, "residual": residual, "unet": unet}
+def matte(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
+    """Watermark remover: the U-Net body estimates the overlay, and the blend is inverted.
+
+    A watermark blends colour c at opacity a:  noisy = (1 - a) clean + a c.  The body predicts the opacity's
+    logit and the colour, so  clean = noisy + odds (noisy - c)  with  odds = a / (1 - a) = exp(logit).
+    The logit layer `matte_logit` starts near a = 0 (the identity); `matte_output` exposes a for training.
+    """
+    noisy = keras.Input((None, None, channels), name="noisy")
+    x = unet_features(noisy, width, levels)
+    logit = layers.Conv2D(1, 3, padding="same", bias_initializer=keras.initializers.Constant(-4.0),
+                          name="matte_logit")(x)
+    colour = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="overlay_colour")(x)
+    odds = layers.Activation("exponential", name="odds")(logit)
+    lift = layers.Multiply(name="lift")([odds, layers.Subtract(name="off_colour")([noisy, colour])])
+    clean = layers.Add(name="clean")([noisy, lift])
+    return keras.Model(noisy, clean, name="matte")
+
+
+def matte_output(model: keras.Model):
+    """The opacity a = sigmoid(logit) of a `matte` model's overlay, as a tensor of its graph."""
+    return layers.Activation("sigmoid", name="matte")(model.get_layer("matte_logit").output)
+
+
+PRESETS = {"seed": seed, "residual": residual, "unet": unet, "matte": matte}
 
 def size_multiple(preset: str, levels: int = 4) -> int:
     """Tile origins must be multiples of this for the net to act the same on a tile as on the whole image."""
-    return {"seed": 4, "residual": 1, "unet": 2 ** (levels - 1)}[preset]
+    return {"seed": 4, "residual": 1, "unet": 2 ** (levels - 1), "matte": 2 ** (levels - 1)}[preset]

@@ -15,7 +15,7 @@ from denoiser.artifact import Artifact, load_artifact, measure_receptive_radius,
 from denoiser.engine import Engine, Settings, cpu_has_bf16
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
-from train.presets import PRESETS, size_multiple
+from train.presets import PRESETS, matte_output, size_multiple
 
 VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10,wm:40"
 
@@ -72,14 +72,41 @@ def build(recipe: Recipe) -> keras.Model:
     return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe))
 
 
+MATTE_LOSS_WEIGHT = 0.1  # binary cross-entropy on a `matte` model's overlay opacity, beside the MSE on pixels
+
+
 def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.callbacks.History:
-    """Train noisy-to-clean with MSE, Adam (global gradient norm clipped to 1) and cosine decay."""
+    """Train noisy-to-clean with MSE, Adam (global gradient norm clipped to 1) and cosine decay.
+
+    A `matte` model also learns where the watermark is: its opacity map is a second, supervised output.
+    """
     schedule = keras.optimizers.schedules.CosineDecay(recipe.lr, recipe.epochs * recipe.steps, alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=1.0), loss="mse")
+    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0)
+    mattes = recipe.preset == "matte"
+    if mattes:
+        model = keras.Model(model.inputs, {"clean": model.outputs[0], "matte": matte_output(model)})
+        model.compile(optimizer=optimizer, loss={"clean": "mse", "matte": "binary_crossentropy"},
+                      loss_weights={"clean": 1.0, "matte": MATTE_LOSS_WEIGHT})
+    else:
+        model.compile(optimizer=optimizer, loss="mse")
     data = Patches(images, recipe.noise, recipe.patch, recipe.batch_size, recipe.steps, recipe.seed,
-                   workers=recipe.workers)
+                   workers=recipe.workers, mattes=mattes)
     callbacks = [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
     return model.fit(data, epochs=recipe.epochs, callbacks=callbacks, verbose=2)
+
+
+def transfer_weights(source: keras.Model, target: keras.Model) -> int:
+    """Copy the weights of every layer that both models have by name and shape; how many layers were copied."""
+    copied = 0
+    for layer in target.layers:
+        try:
+            weights = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            continue
+        if weights and [w.shape for w in weights] == [w.shape for w in layer.get_weights()]:
+            layer.set_weights(weights)
+            copied += 1
+    return copied
 
 
 def validate(engine: Engine, images: list[np.ndarray], noise: str, seed: int) -> dict:
@@ -126,8 +153,9 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
 
     model = build(recipe)
     parent = load_artifact(recipe.init) if recipe.init else None
-    if parent:
-        model.set_weights(parent.model.get_weights())
+    copied = transfer_weights(parent.model, model) if parent else 0
+    if parent and not copied:
+        raise ValueError(f"{recipe.init} shares no layers with a {recipe.preset} model")
     model = with_precision(model, policy)
     started = time.time()
     history = fit(model, train_images, recipe)
@@ -157,6 +185,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
             "seconds": round(seconds, 1),
             "final_loss": float(history.history["loss"][-1]),
             "init_card": lineage(parent.card) if parent else None,
+            "init_layers": f"{copied} of {sum(bool(layer.weights) for layer in model.layers)}" if parent else None,
         },
         "command": command,
         "metrics": {"validation": validate(engine, val_images, VALIDATION_NOISE, recipe.seed)},

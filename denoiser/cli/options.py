@@ -30,8 +30,8 @@ def tiling_options(command):
 def engine_options(command):
     """Add the model option, the tiling options and the pixel limit."""
     return _apply(tiling_options(command), [
-        click.option("-m", "--model", default=None, metavar="PATH|gray|color",
-                     help="Model file or shipped model name. Default: the shipped gray or colour model per image."),
+        click.option("-m", "--model", default=None, metavar="PATH|NAME",
+                     help="Model file or shipped name (gray, color, watermark-gray). Default: gray or color per image."),
         click.option("--max-pixels", type=click.IntRange(1), default=100_000_000, show_default=True,
                      help="Refuse images with more pixels than this."),
     ])
