@@ -31,9 +31,9 @@ class Config(NamedTuple):
     model: str | None = None
     scorer: str | None = None
     heatmaps: bool = False
-    tile: int = 256
+    tile: int = Settings().tile
     overlap: int | None = None
-    batch_size: int = 8
+    batch_size: int = Settings().batch_size
     device: str = "auto"
     precision: str = "auto"
     max_pixels: int = 100_000_000

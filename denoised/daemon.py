@@ -327,8 +327,9 @@ def next_claim(claims: queue.Queue, intake: Intake) -> Claim:
             continue
 
 
-def footprint(path: Path, models: Models) -> tuple[int, int]:
-    """(channels, tiles) an image will take, from its header; (0, 1) when that cannot be read."""
+def footprint(path: Path, models: Models) -> tuple[int, float]:
+    """(channels, tiles) an image will take, from its header, counted in tiles of the largest size as batches
+    are; (0, 1) when that cannot be read."""
     from PIL import Image
 
     try:
@@ -338,7 +339,9 @@ def footprint(path: Path, models: Models) -> tuple[int, int]:
             (width, height), channels = image.size, len(image.getbands())
     except (OSError, ValueError, Image.DecompressionBombError):
         return 0, 1
-    return channels, models.for_channels(channels).plan(height, width).count
+    engine = models.for_channels(channels)
+    plan = engine.plan(height, width)
+    return channels, plan.count * plan.tile**2 / engine.tile**2
 
 
 def handle(batch: list[Claim], run: Run) -> None:

@@ -33,6 +33,11 @@ class Artifact(NamedTuple):
     def receptive_radius(self) -> int:
         return int(self.card.get("receptive_radius", 16))
 
+    @property
+    def seam_radius(self) -> int:
+        """The tile margin the card measured as enough for seamless tiles; the receptive radius where it has none."""
+        return int(self.card.get("seam_radius", self.receptive_radius))
+
 
 def save_artifact(model, card: dict, path: str | Path) -> Path:
     """Save the model with the card inside the archive and beside it as `<name>.json`."""

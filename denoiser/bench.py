@@ -19,6 +19,8 @@ class Result(NamedTuple):
 
     height: int
     width: int
+    tile: int
+    tiles: int
     seconds: float
     mp_per_s: float
     gflop_per_s: float  # model arithmetic actually done (tile overlap and padding included) per second
@@ -79,4 +81,5 @@ def bench_size(engine: Engine, height: int, width: int, flops_per_pixel: float, 
     plan = engine.plan(height, width)
     units = 1 if engine.channels == image.shape[-1] else image.shape[-1]
     computed = plan.count * units * plan.tile**2 * flops_per_pixel
-    return Result(height, width, seconds, height * width / seconds / 1e6, computed / seconds / 1e9, peak_rss_mb())
+    return Result(height, width, plan.tile, plan.count, seconds, height * width / seconds / 1e6,
+                  computed / seconds / 1e9, peak_rss_mb())

@@ -13,6 +13,7 @@ from denoiser.tiling import Blend, TilePlan, plan_tiles, round_up, tile_at
 
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+SEAM_TOLERANCE = 0.5 / 255
 
 
 def resolve_device(device: str) -> str:
@@ -44,11 +45,13 @@ def dtype_policy(precision: str, device: str) -> str:
 
 
 class Settings(NamedTuple):
-    """How to cut and batch images; the tile grows to at least twice the overlap."""
+    """How to cut and batch images: tiles come in three sizes, a third, two thirds and all of `tile`, each
+    at least twice the overlap, and each image is cut into the size that computes the fewest pixels. A batch
+    holds `batch_size` tiles of the largest size, or as many smaller ones as fit in the same area."""
 
-    tile: int = 512
+    tile: int = 768
     overlap: int | None = None
-    batch_size: int = 4
+    batch_size: int = 1
     device: str = "auto"
     precision: str = "auto"
 
@@ -58,11 +61,12 @@ class Engine:
 
     def __init__(self, artifact: Artifact, settings: Settings = Settings(), device: str = "cpu"):
         self.artifact, self.settings, self.device = artifact, settings, device
-        align, radius = artifact.align, artifact.receptive_radius
+        align, radius = artifact.align, artifact.seam_radius
         default_overlap = round_up(2 * radius + 2, align)
         self.overlap = default_overlap if settings.overlap is None else settings.overlap
-        self.small_tile = round_up(max(2 * self.overlap, 16), align)
-        self.tile = max(round_up(settings.tile, align), self.small_tile)
+        smallest = round_up(max(2 * self.overlap, 16), align)
+        self.tiles = tuple(sorted({max(round_up(settings.tile * k // 3, align), smallest) for k in (1, 2, 3)}))
+        self.capacity = {tile: max(1, settings.batch_size * self.tile**2 // tile**2) for tile in self.tiles}
         self.margin = min(radius, max(self.overlap - 1, 0) // 2)
 
     @classmethod
@@ -80,16 +84,22 @@ class Engine:
         """The compute dtype of the model (float32, bfloat16 or float16)."""
         return self.artifact.model.layers[-1].dtype_policy.compute_dtype
 
+    @property
+    def tile(self) -> int:
+        """The largest tile size."""
+        return self.tiles[-1]
+
     def plan(self, height: int, width: int) -> TilePlan:
-        """The tile plan for an image size: one small tile when the image fits in it, else the full tile size."""
-        tile = self.small_tile if max(height, width) <= self.small_tile else self.tile
-        return plan_tiles(height, width, tile, self.overlap, self.margin, self.artifact.align)
+        """The tile plan for an image size that computes the fewest pixels (the larger tile on a tie)."""
+        plans = [plan_tiles(height, width, tile, self.overlap, self.margin, self.artifact.align)
+                 for tile in reversed(self.tiles)]
+        return min(plans, key=lambda plan: plan.count * plan.tile ** 2)
 
     def warm(self) -> None:
-        """Trace the full and the one-tile batch for both tile sizes, so the first images run at full speed."""
-        for tile in (self.small_tile, self.tile):
+        """Trace the full and the one-tile batch for every tile size, so the first images run at full speed."""
+        for tile in self.tiles:
             blank = np.zeros((tile, tile, self.channels), np.float32)
-            for _ in self.denoise_many([blank] * (self.settings.batch_size + 1)):
+            for _ in self.denoise_many([blank] * (self.capacity[tile] + 1)):
                 pass
 
     def denoise(self, image: np.ndarray, in_place: bool = False) -> np.ndarray:
@@ -101,11 +111,11 @@ class Engine:
 
         With `in_place`, each float32 image is overwritten by its result, so no second image-sized array is made.
 
-        When more than 2 * batch_size images wait behind an unfinished one, its partial batch is run,
-        so a large image among many small ones cannot hold their results back without bound.
+        When more images wait behind an unfinished one than two of the fullest batches hold, its partial batch
+        is run, so a large image among many small ones cannot hold their results back without bound.
         """
         pending: deque[_Job] = deque()
-        batches: dict[int, list[tuple[_Job, int, int]]] = {self.small_tile: [], self.tile: []}
+        batches: dict[int, list[tuple[_Job, int, int]]] = {tile: [] for tile in self.tiles}
         for image in images:
             job = _Job(self, image, in_place)
             pending.append(job)
@@ -113,9 +123,9 @@ class Engine:
             for unit in range(len(job.units)):
                 for index in range(job.plan.count):
                     batch.append((job, unit, index))
-                    if len(batch) == self.settings.batch_size:
+                    if len(batch) == self.capacity[job.plan.tile]:
                         self._flush(batch)
-            if len(pending) > 2 * self.settings.batch_size and pending[0].remaining:
+            if len(pending) > 2 * max(self.capacity.values()) and pending[0].remaining:
                 self._flush(batches[pending[0].plan.tile])
             while pending and pending[0].remaining == 0:
                 yield pending.popleft().result()
@@ -133,14 +143,13 @@ class Engine:
     def _run(self, batch: list[tuple["_Job", int, int]]) -> None:
         """Predict one batch and hand tiles back to their jobs.
 
-        All tiles of a batch have one size (small or full). A short last batch is zero-padded to
-        the next power of two (at most batch_size), so a lone image costs one tile, and at most
-        2 * (log2(batch_size) + 1) shapes are ever traced.
+        All tiles of a batch have one size. A short last batch is zero-padded to the next power of two
+        (at most the size's capacity), so a lone image costs one tile, and few shapes are ever traced.
         """
         import keras
 
-        slots = min(self.settings.batch_size, 1 << (len(batch) - 1).bit_length())
         tile = batch[0][0].plan.tile
+        slots = min(self.capacity[tile], 1 << (len(batch) - 1).bit_length())
         stack = np.zeros((slots, tile, tile, self.channels), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
             stack[slot] = tile_at(job.units[unit], job.plan, index)
@@ -173,3 +182,31 @@ class _Job:
         for blend in self.blends:
             blend.finish()
         return np.clip(self.out, 0.0, 1.0, out=self.out)
+
+
+def measure_seam_radius(artifact: Artifact, images: list[np.ndarray], tolerance: float = SEAM_TOLERANCE) -> int:
+    """The smallest tile margin at which tiled output stays within `tolerance` of whole-image output.
+
+    Overlaps shrink from the receptive field's in steps of at least 8 pixels until one fails; tiles are
+    twice the overlap, so each image has several seams. Runs in the artifact's precision (float32 for export).
+
+    Args:
+        images: float32 images, noisy as the model will see them; each is cropped to a square, those too
+            small for two of the largest tiles are left out, and the first 8 of the rest are used. With none
+            left, nothing is measured and the receptive radius is returned.
+    """
+    full = Artifact(artifact.model, {k: v for k, v in artifact.card.items() if k != "seam_radius"})
+    align, step = full.align, full.align * max(1, 8 // full.align)
+    widest = round_up(2 * full.receptive_radius + 2, align)
+    sides = [min(image.shape[:2]) // align * align for image in images]
+    crops = [image[:side, :side] for image, side in zip(images, sides) if side >= 2 * widest][:8]
+    if not crops:
+        return full.receptive_radius
+    wholes = [np.clip(full.model.predict_on_batch(crop[None])[0], 0.0, 1.0) for crop in crops]
+    radius = full.receptive_radius
+    for overlap in range(widest - step, step - 1, -step):
+        engine = Engine(full, Settings(tile=0, overlap=overlap))
+        if any(np.abs(out - whole).max() > tolerance for out, whole in zip(engine.denoise_many(crops), wholes)):
+            break
+        radius = engine.margin
+    return radius

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from denoiser.artifact import load_artifact
-from denoiser.engine import Engine, Settings
+from denoiser.artifact import Artifact, load_artifact
+from denoiser.engine import Engine, Settings, measure_seam_radius
+from denoiser.tiling import round_up
 
 
 @pytest.fixture(scope="module")
@@ -28,26 +29,37 @@ def record_batch_shapes(engine: Engine) -> list:
     return shapes
 
 
-def test_tiles_of_many_sizes_share_batches_of_two_shapes(tiny_models, rng):
+def test_each_image_is_cut_into_the_tile_size_that_computes_fewest_pixels(gray_engine):
+    assert gray_engine.overlap == 8 and gray_engine.tiles == (16, 21, 32), "a third, two thirds and all of 32"
+    expected = {(10, 12): (16, 1), (16, 3): (16, 1), (20, 20): (21, 1), (32, 32): (32, 1),
+                (45, 45): (21, 9), (70, 33): (21, 10), (100, 90): (32, 16)}
+    plans = {size: gray_engine.plan(*size) for size in expected}
+    assert {size: (plan.tile, plan.count) for size, plan in plans.items()} == expected
+
+
+def test_tiles_of_many_sizes_share_batches_of_few_shapes(tiny_models, rng):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=5))
     shapes = record_batch_shapes(engine)
-    sizes = [(10, 12), (70, 33), (32, 32), (12, 15), (100, 90), (16, 3)]
+    sizes = [(10, 12), (70, 33), (32, 32), (12, 15), (100, 90), (16, 3), (45, 45)]
     images = [rng.random((h, w, 1), dtype=np.float32) for h, w in sizes]
     outputs = list(engine.denoise_many(images))
     assert [o.shape for o in outputs] == [i.shape for i in images]
     plans = [engine.plan(*size) for size in sizes]
-    assert [p.tile for p in plans] == [16, 32, 32, 16, 32, 16], "images that fit one small tile use it"
-    for tile in (16, 32):
+    assert [p.tile for p in plans] == [16, 21, 32, 16, 32, 16, 21]
+    for tile in engine.tiles:
         tiles = sum(p.count for p in plans if p.tile == tile)
         batch_sizes = [shape[0] for shape in shapes if shape[1:] == (tile, tile, 1)]
-        assert len(batch_sizes) == -(-tiles // 5), "tiles of one size from consecutive images share batches"
-        assert set(batch_sizes[:-1]) <= {5}
-        assert batch_sizes[-1] == {1: 1, 2: 2, 3: 4, 4: 4, 5: 5}[tiles % 5 or 5], "short batches pad to a power of two"
+        capacity = engine.capacity[tile]
+        assert len(batch_sizes) == -(-tiles // capacity), "tiles of one size from consecutive images share batches"
+        assert set(batch_sizes[:-1]) <= {capacity}
+        short = tiles % capacity or capacity
+        assert batch_sizes[-1] == min(capacity, 1 << (short - 1).bit_length()), "short batches pad to a power of two"
 
 
 def test_a_large_image_does_not_hold_back_many_small_ones(tiny_models, rng):
-    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=8))
-    assert engine.plan(40, 40).count == 4, "the large image leaves a partial batch"
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=2))
+    assert engine.capacity == {16: 8, 21: 4, 32: 2}, "smaller tiles fill a batch of the same area"
+    assert engine.plan(40, 40).count % 4, "the large image leaves a partial batch"
     pulled = []
 
     def images():
@@ -117,3 +129,26 @@ def test_mixed_precision_engine_stays_close(tiny_models, rng):
     half = Engine(load_artifact(tiny_models["color"], "mixed_bfloat16"), Settings(tile=32)).denoise(image)
     assert half.dtype == np.float32
     assert np.abs(full - half).max() < 0.05
+
+
+def test_seam_radius_shrinks_with_tolerance_and_keeps_tiles_within_it(rng):
+    import keras
+
+    from tests.conftest import tiny_card
+    from train.presets import residual
+
+    keras.utils.set_random_seed(4)
+    model = residual(1, depth=12, width=8)
+    artifact = Artifact(model, tiny_card(model, "deep"))
+    images = [rng.random((72, 80, 1), dtype=np.float32) for _ in range(3)]
+    whole = [np.clip(model.predict_on_batch(image[None, :72, :72])[0], 0, 1) for image in images]
+    tolerances = [0.0, 1e-3, 3e-2, 1.0]
+    radii = [measure_seam_radius(artifact, images, tolerance) for tolerance in tolerances]
+    assert radii[0] == artifact.receptive_radius == 12, "no smaller margin reproduces the whole image exactly"
+    assert radii == sorted(radii, reverse=True) and radii[-1] < radii[0]
+    for tolerance, radius in zip(tolerances, radii):
+        engine = Engine(Artifact(model, artifact.card | {"seam_radius": radius}), Settings(tile=0))
+        assert engine.overlap == round_up(2 * radius + 2, 1) and engine.margin == radius
+        for image, expected in zip(images, whole):
+            assert np.abs(engine.denoise(image[:72, :72]) - expected).max() <= max(tolerance, 1e-5)
+    assert measure_seam_radius(artifact, [image[:40, :40] for image in images], 1.0) == 12, "too small to measure"

@@ -41,6 +41,18 @@ def test_default_model_is_trained_and_denoises(channels, name, photo):
     assert psnr(clean, restored) > psnr(clean, noisy) + 4.0
 
 
+@pytest.mark.parametrize("name, photo", [("gray", "camera.png"), ("color", "coffee.jpg")])
+def test_tiles_at_the_cards_seam_radius_match_the_whole_image_on_a_photo_it_was_not_measured_on(name, photo):
+    artifact = load_artifact(resolve_model(name))
+    assert artifact.seam_radius < artifact.receptive_radius
+    clean = example(photo, artifact.channels)[:296, :296]
+    noisy = degrade(clean, NoiseSpec("gauss", 25), np.random.default_rng(0))
+    engine = Engine(artifact, Settings(tile=0))  # the smallest tiles the overlap allows: the most seams
+    assert engine.plan(296, 296).count >= 4
+    whole = np.clip(artifact.model.predict_on_batch(noisy[None])[0], 0, 1)
+    assert np.abs(engine.denoise(noisy) - whole).max() <= 1 / 255
+
+
 def test_watermark_model_removes_text_in_a_font_and_words_it_never_saw():
     artifact = load_artifact(resolve_model("watermark-gray"))
     card = artifact.card

@@ -207,3 +207,33 @@ def test_training_on_several_folders_uses_and_records_them_all(tmp_path, rng):
     assert training["data"] == [str(tmp_path / "gray"), str(tmp_path / "colour")]
     names = training["files"] + training["validation_files"]
     assert len(names) == 21 and {name[:4] for name in names} == {"gray", "colo"}
+
+
+def test_a_resumed_run_goes_on_with_new_noise_draws_instead_of_repeating_the_first(tmp_path, rng, monkeypatch):
+    import keras
+
+    from train.data import Patches
+    from train.run import Recipe, build, fit
+
+    recipe = Recipe("d", "o", preset="residual", depth=2, width=4, epochs=3, steps=2, batch_size=2, patch=16,
+                    checkpoint_dir=str(tmp_path / "checkpoints"))
+    images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
+    epochs_drawn = []
+    draw = Patches.__getitem__
+    monkeypatch.setattr(Patches, "__getitem__", lambda self, index: epochs_drawn.append(self.epoch) or draw(self, index))
+    save = keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def save_then_stop_after_the_second_epoch(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", save_then_stop_after_the_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            fit(build(recipe), images, recipe)
+    steps = recipe.steps  # Keras also peeks at epoch 0's first batch before training, to learn its shapes
+    assert epochs_drawn[-2 * steps:] == [0] * steps + [1] * steps
+    epochs_drawn.clear()
+    fit(build(recipe), images, recipe)
+    assert epochs_drawn[-steps:] == [2] * steps, "the resumed run draws the third epoch's noise"

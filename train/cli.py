@@ -125,3 +125,15 @@ def scorer(**options) -> None:
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--weights") from error
     click.echo(f"exported {path} and {path.with_suffix('.json')}")
+
+
+@main.command(context_settings=SETTINGS)
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+def seams(model: str) -> None:
+    """Measure MODEL's seam radius on its card's validation images and write it into the card.
+
+    Training does this at export; this updates models exported before cards had it.
+    """
+    from train.run import remeasure_seams
+
+    click.echo(f"{model}: seam radius {remeasure_seams(model)}")

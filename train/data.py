@@ -103,9 +103,6 @@ class Patches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return self.steps
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-
     def __getitem__(self, index: int):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         noisy, clean, matte = (np.stack(parts) for parts in zip(*(self._triple(rng) for _ in range(self.batch_size))))

@@ -12,12 +12,13 @@ import numpy as np
 
 from denoiser import __version__
 from denoiser.artifact import Artifact, load_artifact, measure_receptive_radius, save_artifact, with_precision
-from denoiser.engine import Engine, Settings, cpu_has_bf16
+from denoiser.engine import Engine, Settings, cpu_has_bf16, measure_seam_radius
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
 from train.presets import PRESETS, matte_output, size_multiple
 
 VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10,wm:40"
+SEAM_NOISE = {"denoise": "gauss:25", "static": "sp:10", "watermark": "wm:40"}
 
 
 class Recipe(NamedTuple):
@@ -78,6 +79,8 @@ MATTE_LOSS_WEIGHT = 0.1  # binary cross-entropy on a `matte` model's overlay opa
 def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.callbacks.History:
     """Train noisy-to-clean with MSE, Adam (global gradient norm clipped to 1) and cosine decay.
 
+    Patches draw their noise from the epoch number, so a run resumed from its checkpoint goes on with new draws.
+
     A `matte` model also learns where the watermark is: its opacity map is a second, supervised output.
     """
     schedule = keras.optimizers.schedules.CosineDecay(recipe.lr, recipe.epochs * recipe.steps, alpha=0.02)
@@ -91,7 +94,8 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
         model.compile(optimizer=optimizer, loss="mse")
     data = Patches(images, recipe.noise, recipe.patch, recipe.batch_size, recipe.steps, recipe.seed,
                    workers=recipe.workers, mattes=mattes)
-    callbacks = [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch))]
+    callbacks += [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
     return model.fit(data, epochs=recipe.epochs, callbacks=callbacks, verbose=2)
 
 
@@ -121,6 +125,25 @@ def validate(engine: Engine, images: list[np.ndarray], noise: str, seed: int) ->
             "psnr": round(float(np.mean([psnr(c, r) for c, r in zip(images, restored)])), 3),
         }
     return metrics
+
+
+def seam_radius(artifact: Artifact, images: list[np.ndarray], seed: int) -> int:
+    """The tile margin the engine needs for a model, measured on validation images with its task's noise."""
+    spec = parse_noise(SEAM_NOISE[artifact.card["task"]])[0]
+    rng = np.random.default_rng(seed)
+    return measure_seam_radius(artifact, [degrade(image, spec, rng) for image in images])
+
+
+def remeasure_seams(path: str | Path) -> int:
+    """Measure a saved model's seam radius on its card's validation images and write it into the card."""
+    artifact = load_artifact(path)
+    training = artifact.card["training"]
+    folders = training["data"] if isinstance(training["data"], list) else [training["data"]]
+    names = set(training["validation_files"])
+    files = [f for folder in folders for f in list_images(folder) if f.name in names]
+    radius = seam_radius(artifact, [load_image(f, artifact.channels) for f in files], training["recipe"]["seed"])
+    save_artifact(artifact.model, artifact.card | {"seam_radius": radius}, path)
+    return radius
 
 
 def describe(model: keras.Model, recipe: Recipe) -> dict:
@@ -170,6 +193,9 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
         "channels": recipe.channels,
         "size_multiple": align,
         "receptive_radius": measure_receptive_radius(model, align),
+    }
+    card |= {
+        "seam_radius": seam_radius(Artifact(model, card), val_images, recipe.seed),
         "architecture": describe(model, recipe),
     }
     engine = Engine(Artifact(model, card), Settings(tile=256, batch_size=4))
