@@ -36,6 +36,8 @@ from statistics import median
 import numpy as np
 from PIL import Image
 
+from denoiser.engine import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 DENOISE = Path(sys.executable).with_name("denoise")
 
@@ -45,8 +47,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("-n", "--files", type=int, default=1000, help="Files in the soak.")
     parser.add_argument("-k", "--kills", type=int, default=10, help="Random kill -9 and restarts.")
     parser.add_argument("-m", "--model", default=None, help="Model file or shipped name; default: per image.")
-    parser.add_argument("-t", "--tile", type=int, default=256)
-    parser.add_argument("-b", "--batch-size", type=int, default=8)
+    parser.add_argument("-t", "--tile", type=int, default=Settings().tile)
+    parser.add_argument("-b", "--batch-size", type=int, default=Settings().batch_size)
     parser.add_argument("-s", "--seed", type=int, default=0)
     parser.add_argument("-w", "--work", type=Path, default=None, help="Folder to work in (default: a temporary one).")
     return parser.parse_args()
@@ -225,7 +227,6 @@ def throughput(work: Path, files: dict[str, bytes], args: argparse.Namespace) ->
 
 def pipeline_rate(stage: Path, out: Path, args: argparse.Namespace) -> float:
     """MP/s of batch's own code path (`process` over every file in order) with the models already loaded."""
-    from denoiser.engine import Settings
     from denoiser.pipeline import Models, mirror_jobs, process
 
     jobs = mirror_jobs(stage, out)
@@ -238,7 +239,6 @@ def pipeline_rate(stage: Path, out: Path, args: argparse.Namespace) -> float:
 
 def latency(daemon: Daemon, work: Path, args: argparse.Namespace, repeats: int = 5) -> None:
     """Drop-to-record time of one 512x512 image, beyond the pipeline's own time for it in this process."""
-    from denoiser.engine import Settings
     from denoiser.pipeline import Job, Models, process
 
     rng = np.random.default_rng(args.seed)
