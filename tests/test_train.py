@@ -237,3 +237,25 @@ def test_a_resumed_run_goes_on_with_new_noise_draws_instead_of_repeating_the_fir
     epochs_drawn.clear()
     fit(build(recipe), images, recipe)
     assert epochs_drawn[-steps:] == [2] * steps, "the resumed run draws the third epoch's noise"
+
+
+def test_seams_command_measures_again_what_export_measured(tmp_path, rng):
+    from click.testing import CliRunner
+
+    from denoiser.artifact import save_artifact
+    from train.cli import main
+    from train.run import Recipe, train_and_export
+
+    data = tmp_path / "clean"
+    for i in range(21):
+        write_image(data / f"{i:02d}.png", np.round(np.kron(rng.random((16, 16)), np.ones((8, 8))) * 255).astype(np.uint8))
+    recipe = Recipe(str(data), str(tmp_path / "m.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
+                    batch_size=4, patch=32, precision="float32")
+    out = train_and_export(recipe, "python -m train --test")
+    artifact = load_artifact(out)
+    card = artifact.card
+    assert 0 < card["seam_radius"] <= card["receptive_radius"]
+    save_artifact(artifact.model, {k: v for k, v in card.items() if k != "seam_radius"}, out)
+    result = CliRunner().invoke(main, ["seams", str(out)])
+    assert result.exit_code == 0 and f"seam radius {card['seam_radius']}" in result.output
+    assert load_artifact(out).card == card == json.loads(out.with_suffix(".json").read_text())
