@@ -13,6 +13,14 @@ from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from tests.conftest import write_image
 
 
+def write_blocky_images(folder, rng, count: int = 21, cells: int = 6, channels: int = 1, prefix: str = ""):
+    """`count` PNGs of cells x cells blocks of 8 px at random levels: quick to train on; returns the folder."""
+    for i in range(count):
+        pixels = np.kron(rng.random((cells, cells, channels)), np.ones((8, 8, 1)))
+        write_image(folder / f"{prefix}{i:02d}.png", np.round(pixels * 255).astype(np.uint8).squeeze())
+    return folder
+
+
 def test_noise_is_quantized_to_8_bits(rng):
     clean = rng.random((32, 32, 1), dtype=np.float32)
     for spec in parse_noise("gauss:25,sp:10"):
@@ -97,10 +105,7 @@ def test_seed_preset_is_the_seed_architecture():
 def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channels):
     from train.run import Recipe, train_and_export
 
-    data = tmp_path / "clean"
-    for i in range(21):
-        smooth = np.kron(rng.random((6, 6, channels)), np.ones((8, 8, 1)))
-        write_image(data / f"{i:02d}.png", np.round(smooth * 255).astype(np.uint8).squeeze())
+    data = write_blocky_images(tmp_path / "clean", rng, channels=channels)
     out = tmp_path / "model" / "m.keras"
     recipe = Recipe(str(data), str(out), preset=preset, channels=channels, depth=3, width=8, epochs=2, steps=3,
                     batch_size=4, patch=32, precision="float32")
@@ -122,9 +127,7 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
 def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_path, rng):
     from train.run import Recipe, train_and_export
 
-    data = tmp_path / "clean"
-    for i in range(21):
-        write_image(data / f"{i:02d}.png", np.round(np.kron(rng.random((6, 6)), np.ones((8, 8))) * 255).astype(np.uint8))
+    data = write_blocky_images(tmp_path / "clean", rng)
     base = Recipe(str(data), str(tmp_path / "base.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
                   batch_size=4, patch=32, precision="float32")
     train_and_export(base, "python -m train --base")
@@ -194,9 +197,7 @@ def test_training_on_several_folders_uses_and_records_them_all(tmp_path, rng):
     from train.cli import main
 
     for folder, count in (("gray", 12), ("colour", 9)):
-        for i in range(count):
-            pixels = np.kron(rng.random((6, 6, 3)), np.ones((8, 8, 1)))
-            write_image(tmp_path / folder / f"{folder}{i:02d}.png", np.round(pixels * 255).astype(np.uint8))
+        write_blocky_images(tmp_path / folder, rng, count, channels=3, prefix=folder)
     out = tmp_path / "m.keras"
     result = CliRunner().invoke(main, ["-d", str(tmp_path / "gray"), "-d", str(tmp_path / "colour"), "-o", str(out),
                                        "--width", "8", "--levels", "2", "-e", "1", "-s", "2", "-b", "4",
@@ -246,9 +247,7 @@ def test_seams_command_measures_again_what_export_measured(tmp_path, rng):
     from train.cli import main
     from train.run import Recipe, train_and_export
 
-    data = tmp_path / "clean"
-    for i in range(21):
-        write_image(data / f"{i:02d}.png", np.round(np.kron(rng.random((16, 16)), np.ones((8, 8))) * 255).astype(np.uint8))
+    data = write_blocky_images(tmp_path / "clean", rng, cells=16)
     recipe = Recipe(str(data), str(tmp_path / "m.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
                     batch_size=4, patch=32, precision="float32")
     out = train_and_export(recipe, "python -m train --test")
