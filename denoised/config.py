@@ -8,7 +8,7 @@ import typing
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
-from denoiser.engine import DEVICES, PRECISIONS, Settings
+from denoiser.engine import DEVICES, ENSEMBLES, PRECISIONS, Settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,6 +36,7 @@ class Config(NamedTuple):
     batch_size: int = Settings().batch_size
     device: str = "auto"
     precision: str = "auto"
+    ensemble: int = Settings().ensemble
     max_pixels: int = 100_000_000
     recursive: bool = False
     polling: bool = False
@@ -46,8 +47,8 @@ class Config(NamedTuple):
     metrics_port: int = 0
 
     def settings(self) -> Settings:
-        """Engine settings (tile, overlap, batch, device, precision)."""
-        return Settings(self.tile, self.overlap, self.batch_size, self.device, self.precision)
+        """Engine settings (tile, overlap, batch, device, precision, ensemble)."""
+        return Settings(self.tile, self.overlap, self.batch_size, self.device, self.precision, self.ensemble)
 
     def check(self) -> "Config":
         """Refuse values out of range; returns self."""
@@ -55,6 +56,7 @@ class Config(NamedTuple):
             self.after not in AFTER_CHOICES and f"after must be one of {', '.join(AFTER_CHOICES)}",
             self.device not in DEVICES and f"device must be one of {', '.join(DEVICES)}",
             self.precision not in PRECISIONS and f"precision must be one of {', '.join(PRECISIONS)}",
+            self.ensemble not in ENSEMBLES and f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}",
             self.tile < 16 and "tile must be at least 16",
             self.batch_size < 1 and "batch_size must be at least 1",
             self.queue_size < 1 and "queue_size must be at least 1",

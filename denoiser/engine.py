@@ -14,6 +14,9 @@ from denoiser.tiling import Blend, TilePlan, plan_tiles, round_up, tile_at
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 SEAM_TOLERANCE = 0.5 / 255
+ENSEMBLES = (1, 2, 4, 8)
+# (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
+ORIENTATIONS = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
 
 
 def resolve_device(device: str) -> str:
@@ -44,22 +47,36 @@ def dtype_policy(precision: str, device: str) -> str:
     return precision if precision == "float32" else f"mixed_{precision}"
 
 
+def orient(array: np.ndarray, turns: int, mirror: bool, inverse: bool = False) -> np.ndarray:
+    """An H x W x C image (or N x H x W x C stack) turned `turns` quarter turns, then mirrored left to right;
+    with `inverse`, the transform that undoes that."""
+    if inverse:
+        return np.rot90(array[..., ::-1, :] if mirror else array, -turns, axes=(-3, -2))
+    array = np.rot90(array, turns, axes=(-3, -2))
+    return array[..., ::-1, :] if mirror else array
+
+
 class Settings(NamedTuple):
     """How to cut and batch images: tiles come in three sizes, a third, two thirds and all of `tile`, each
     at least twice the overlap, and each image is cut into the size that computes the fewest pixels. A batch
-    holds `batch_size` tiles of the largest size, or as many smaller ones as fit in the same area."""
+    holds `batch_size` tiles of the largest size, or as many smaller ones as fit in the same area.
+    With `ensemble` N, each tile is run in N orientations (flips and quarter turns) and the outputs,
+    turned back, are averaged: a self-ensemble, N times the work."""
 
     tile: int = 768
     overlap: int | None = None
     batch_size: int = 1
     device: str = "auto"
     precision: str = "auto"
+    ensemble: int = 1
 
 
 class Engine:
     """Runs one model over images of any size; holds the model and settings, no per-run state."""
 
     def __init__(self, artifact: Artifact, settings: Settings = Settings(), device: str = "cpu"):
+        if settings.ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {settings.ensemble}")
         self.artifact, self.settings, self.device = artifact, settings, device
         align, radius = artifact.align, artifact.seam_radius
         default_overlap = round_up(2 * radius + 2, align)
@@ -154,10 +171,19 @@ class Engine:
         for slot, (job, unit, index) in enumerate(batch):
             stack[slot] = tile_at(job.units[unit], job.plan, index)
         with keras.device(f"{self.device}:0"):
-            predicted = np.asarray(self.artifact.model.predict_on_batch(stack), np.float32)
+            predicted = self._predict(stack)
         for slot, (job, unit, index) in enumerate(batch):
             job.blends[unit].add(index, predicted[slot])
             job.remaining -= 1
+
+
+    def _predict(self, stack: np.ndarray) -> np.ndarray:
+        """The model's output for a stack of square tiles, averaged over the settings' orientations."""
+        total = np.zeros(stack.shape, np.float32)
+        for turns, mirror in ORIENTATIONS[:self.settings.ensemble]:
+            view = np.ascontiguousarray(orient(stack, turns, mirror))
+            total += orient(np.asarray(self.artifact.model.predict_on_batch(view), np.float32), turns, mirror, True)
+        return total / self.settings.ensemble
 
 
 def planes(image: np.ndarray, channels: int) -> list[np.ndarray]:

@@ -49,8 +49,9 @@ def test_config_from_toml_with_environment_overrides(tmp_path):
     path = tmp_path / "denoised.toml"
     path.write_text('inbox = "/srv/in"\noutput = "/srv/out"\nbatch-size = 4\nrecursive = true\nsettle = 0.5\n')
     config = load_config(path, {"DENOISED_BATCH_SIZE": "16", "DENOISED_POLLING": "yes", "DENOISED_OVERLAP": "none",
-                                "OTHER": "x"})
+                                "DENOISED_ENSEMBLE": "4", "OTHER": "x"})
     assert (config.inbox, config.output) == (Path("/srv/in"), Path("/srv/out"))
+    assert (config.settings().ensemble, config.settings().batch_size) == (4, 16)
     assert (config.batch_size, config.recursive, config.polling, config.settle, config.overlap) == (16, True, True,
                                                                                                     0.5, None)
 
@@ -60,6 +61,7 @@ def test_config_from_toml_with_environment_overrides(tmp_path):
     ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_BATCHSIZE": "3"}, "unknown config keys: batchsize"),
     ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_TILE": "big"}, "tile: 'big' is not a valid int"),
     ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_AFTER": "move"}, "after must be one of"),
+    ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_ENSEMBLE": "3"}, "ensemble must be one of 1, 2, 4, 8"),
     ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_RECURSIVE": "maybe"}, "recursive"),
 ])
 def test_bad_config_is_a_clear_error(environ, message):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from denoiser.artifact import Artifact, load_artifact
-from denoiser.engine import Engine, Settings, measure_seam_radius
+from denoiser.engine import ORIENTATIONS, Engine, Settings, measure_seam_radius, orient
 from denoiser.tiling import round_up
 
 
@@ -129,6 +129,35 @@ def test_mixed_precision_engine_stays_close(tiny_models, rng):
     half = Engine(load_artifact(tiny_models["color"], "mixed_bfloat16"), Settings(tile=32)).denoise(image)
     assert half.dtype == np.float32
     assert np.abs(full - half).max() < 0.05
+
+
+def test_orientations_are_the_eight_flips_and_turns_and_each_is_undone(rng):
+    image = rng.random((3, 5, 2))
+    turned = [orient(image, turns, mirror) for turns, mirror in ORIENTATIONS]
+    assert len({(t.shape, t.tobytes()) for t in turned}) == 8
+    for (turns, mirror), t in zip(ORIENTATIONS, turned):
+        np.testing.assert_array_equal(orient(t, turns, mirror, inverse=True), image)
+        np.testing.assert_array_equal(orient(image[None], turns, mirror)[0], t), "a stack turns image by image"
+    for n in (2, 4):
+        closed = {t.tobytes() for t in turned[:n]}
+        assert {orient(a, *ORIENTATIONS[j]).tobytes() for a in turned[:n] for j in range(n)} == closed, "a group"
+
+
+@pytest.mark.parametrize("ensemble", [2, 8])
+def test_an_ensemble_averages_the_model_over_orientations_turned_back(tiny_models, rng, ensemble):
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=5, ensemble=ensemble))
+    image = rng.random((80, 75, 1), dtype=np.float32)
+    model = engine.artifact.model
+    outputs = [orient(np.asarray(model.predict_on_batch(orient(image, *o)[None].copy()))[0], *o, inverse=True)
+               for o in ORIENTATIONS[:ensemble]]
+    inner = (slice(8, -8), slice(8, -8))  # the engine mirror-pads the canvas; the model alone zero-pads
+    np.testing.assert_allclose(engine.denoise(image)[inner], np.clip(np.mean(outputs, 0), 0, 1)[inner], atol=1e-4)
+    assert np.abs(outputs[0] - outputs[1])[inner].max() > 1e-3, "the orientations give different outputs"
+
+
+def test_an_ensemble_of_another_size_is_refused(tiny_models):
+    with pytest.raises(ValueError, match="ensemble must be one of 1, 2, 4, 8"):
+        Engine(load_artifact(tiny_models["gray"]), Settings(ensemble=3))
 
 
 def test_seam_radius_shrinks_with_tolerance_and_keeps_tiles_within_it(rng):

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from denoiser import baselines
 from denoiser.cli import main
+from denoiser.engine import Engine
 from denoiser.imageio import read_image
 from denoiser.noise import NoiseSpec, degrade, psnr, ssim
 from tests.conftest import write_image
@@ -94,3 +95,21 @@ def test_eval_keeps_apart_two_models_with_one_card_name(tmp_path, rng, tiny_mode
     result = CliRunner().invoke(main, args + ["-m", str(copy)])
     assert result.exit_code != 0 and "given twice" in result.output
     assert "tiny-gray@float32" in CliRunner().invoke(main, args[:-2]).output
+
+
+def test_eval_runs_a_model_alone_and_as_a_self_ensemble_side_by_side(tmp_path, rng, tiny_models):
+    clean_dir = tmp_path / "clean"
+    write_image(clean_dir / "im.png", np.round(smooth_image(rng, 64)[..., 0] * 255).astype(np.uint8))
+    model = str(tiny_models["gray"])
+    args = ["eval", str(clean_dir), "-o", str(tmp_path / "report"), "--noise", "gauss:25", "--baseline", "none",
+            "-t", "32", "-m", f"{model}@float32", "-m", f"{model}@float32x4", "-m", f"{model}@x2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "report" / "eval.json").read_text())["rows"]
+    precision = Engine.load(model).precision
+    assert [r["method"] for r in rows] == ["noisy input", "tiny-gray@float32", "tiny-gray@float32x4",
+                                           f"tiny-gray@{precision}x2"]
+    assert len({r["psnr"] for r in rows}) == 4, "each variant computes its own output"
+    for bad in ("x3", "float8"):
+        result = CliRunner().invoke(main, args[:-2] + ["-m", f"{model}@{bad}"])
+        assert result.exit_code == 2 and "must be one of" in result.output

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from PIL import Image
 
+from denoiser.engine import orient
 from denoiser.noise import NoiseSpec, WatermarkStyle, degrade, watermark_with_matte
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -79,12 +80,6 @@ def split(files: list[Path], every: int = 20) -> tuple[list[Path], list[Path]]:
     return [f for i, f in enumerate(files) if i % every], files[::every]
 
 
-def augment(patch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
-    """One of the eight flips and rotations: `turns` quarter turns, then a mirror if `flip`."""
-    patch = np.rot90(patch, turns)
-    return patch[:, ::-1] if flip else patch
-
-
 class Patches(keras.utils.PyDataset):
     """Endless (noisy, clean) patch batches with fresh noise every time.
 
@@ -118,10 +113,10 @@ class Patches(keras.utils.PyDataset):
         x = int(rng.integers(image.shape[1] - self.patch + 1))
         window = (slice(y, y + self.patch), slice(x, x + self.patch))
         turns, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
-        clean = augment(image[window], turns, flip)
+        clean = orient(image[window], turns, flip)
         if whole is None:
             return degrade(clean, spec, rng, self.style), clean, np.zeros(clean.shape[:2] + (1,), np.float32)
-        noisy, matte = (augment(part[window], turns, flip) for part in whole)
+        noisy, matte = (orient(part[window], turns, flip) for part in whole)
         return noisy, clean, matte
 
 

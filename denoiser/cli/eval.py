@@ -20,9 +20,10 @@ from denoiser.cli.options import settings_from, tiling_options
               help="Degradations, KIND:LEVEL separated by commas: gauss = sigma in 8-bit levels, "
                    "sp = percent of pixels, wm = watermark opacity percent.")
 @click.option("-s", "--seed", type=int, default=0, show_default=True)
-@click.option("-m", "--model", "models", multiple=True, metavar="MODEL[@PRECISION]",
-              help="Model file or shipped name, optionally @float32/@bfloat16/@float16; repeatable. "
-                   "Default: the shipped model for the images' channels.")
+@click.option("-m", "--model", "models", multiple=True, metavar="MODEL[@[PRECISION][xN]]",
+              help="Model file or shipped name, optionally @float32/@bfloat16/@float16 and a self-ensemble of N "
+                   "orientations (gray@bfloat16x8, gray@x8); repeatable. Default: the shipped model for the "
+                   "images' channels.")
 @click.option("--baseline", "baselines", multiple=True, type=click.Choice(["median3", "nlm", "bm3d", "none"]),
               help="Baselines to run; repeatable. Default: all that are installed.")
 @tiling_options
@@ -64,26 +65,44 @@ def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tupl
     click.echo(markdown(rows))
 
 
+def model_spec(spec: str, settings) -> tuple[str, object]:
+    """The model and settings of a `MODEL[@[PRECISION][xN]]` spec; what it leaves out comes from `settings`."""
+    from denoiser.engine import ENSEMBLES, PRECISIONS
+
+    model, _, options = spec.partition("@")
+    precision, _, ensemble = options.partition("x")
+    if precision and precision not in PRECISIONS:
+        raise click.BadParameter(f"precision must be one of {', '.join(PRECISIONS)}", param_hint="--model")
+    if ensemble and ensemble not in map(str, ENSEMBLES):
+        raise click.BadParameter(f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}", param_hint="--model")
+    return model, settings._replace(precision=precision or settings.precision,
+                                    ensemble=int(ensemble) if ensemble else settings.ensemble)
+
+
 def model_methods(specs: tuple[str, ...], settings) -> dict:
-    """Warm engines for `MODEL[@PRECISION]` specs, keyed by card name and precision, or by file name where two
-    models share a card name (a model and its retrained copy)."""
+    """Warm engines for `MODEL[@[PRECISION][xN]]` specs, keyed by card name, precision and ensemble, or by file
+    name where two models share a card name (a model and its retrained copy)."""
     from denoiser.artifact import resolve_model
-    from denoiser.engine import PRECISIONS, Engine
+    from denoiser.engine import Engine
 
     engines = []
     for spec in specs:
-        model, _, precision = spec.partition("@")
-        if precision and precision not in PRECISIONS:
-            raise click.BadParameter(f"precision must be one of {', '.join(PRECISIONS)}", param_hint="--model")
+        model, spec_settings = model_spec(spec, settings)
         try:
-            engine = Engine.load(str(resolve_model(model)), settings._replace(precision=precision or settings.precision))
+            engine = Engine.load(str(resolve_model(model)), spec_settings)
         except FileNotFoundError as error:
             raise click.BadParameter(str(error), param_hint="--model") from error
         engine.warm()  # trace before timing
         engines.append((Path(model).stem, engine))
-    names = [f"{engine.artifact.card.get('name', stem)}@{engine.precision}" for stem, engine in engines]
-    labels = [name if names.count(name) == 1 else f"{stem}@{engine.precision}"
+    names = [f"{engine.artifact.card.get('name', stem)}{variant(engine)}" for stem, engine in engines]
+    labels = [name if names.count(name) == 1 else f"{stem}{variant(engine)}"
               for name, (stem, engine) in zip(names, engines)]
     if len(set(labels)) < len(labels):
-        raise click.BadParameter("a model is given twice at one precision", param_hint="--model")
+        raise click.BadParameter("a model is given twice with the same precision and ensemble", param_hint="--model")
     return {label: engine.denoise_many for label, (_, engine) in zip(labels, engines)}
+
+
+def variant(engine) -> str:
+    """How a model runs, for its label: `@bfloat16`, or `@bfloat16x8` for a self-ensemble of 8."""
+    ensemble = engine.settings.ensemble
+    return f"@{engine.precision}" + (f"x{ensemble}" if ensemble > 1 else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from denoiser.engine import DEVICES, PRECISIONS, Settings
+from denoiser.engine import DEVICES, ENSEMBLES, PRECISIONS, Settings
 
 
 def _apply(command, options):
@@ -26,6 +26,10 @@ def tiling_options(command):
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      help="auto = float16 on a GPU, bfloat16 on a CPU with AVX512_BF16/AMX, else float32."),
+        click.option("-e", "--ensemble", type=click.Choice([str(n) for n in ENSEMBLES]), default=str(Settings().ensemble),
+                     show_default=True, callback=lambda ctx, param, value: int(value),
+                     help="Run each tile in this many flips and quarter turns and average the outputs turned back "
+                          "(self-ensemble): cleaner output for this many times the work."),
     ])
 
 
@@ -51,4 +55,5 @@ def scorer_options(command):
 
 def settings_from(options: dict) -> Settings:
     """Engine settings from parsed options."""
-    return Settings(options["tile"], options["overlap"], options["batch_size"], options["device"], options["precision"])
+    return Settings(options["tile"], options["overlap"], options["batch_size"], options["device"], options["precision"],
+                    options["ensemble"])
