@@ -176,7 +176,6 @@ class Engine:
             job.blends[unit].add(index, predicted[slot])
             job.remaining -= 1
 
-
     def _predict(self, stack: np.ndarray) -> np.ndarray:
         """The model's output for a stack of square tiles, averaged over the settings' orientations."""
         total = np.zeros(stack.shape, np.float32)

@@ -64,7 +64,8 @@ def test_ensemble_option_changes_the_output_and_refuses_other_sizes(inbox, tmp_p
     outputs = {}
     for ensemble in ("1", "4"):
         out = tmp_path / f"out{ensemble}"
-        assert run("batch", inbox / "gray.png", out, "-m", tiny_models["gray"], "-t", "32", "-q", "-e", ensemble)[0] == 0
+        code, _, _ = run("batch", inbox / "gray.png", out, "-m", tiny_models["gray"], "-t", "32", "-q", "-e", ensemble)
+        assert code == 0
         outputs[ensemble] = np.asarray(Image.open(out / "gray.png"), np.int16)
     assert np.abs(outputs["1"] - outputs["4"]).max() > 0
     code, text, _ = run("batch", inbox / "gray.png", tmp_path / "out3", "-m", tiny_models["gray"], "-e", "3")

@@ -60,6 +60,6 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
                    f"{result.gflop_per_s:>8.1f} {result.gflop_per_s / ceiling:>10.0%} {result.peak_rss_mb:>12.0f}")
     if out:
         out.write_text(json.dumps({"model": model, "precision": engine.precision, "device": engine.device,
-                                   "tiles": engine.tiles, "overlap": engine.overlap, "ensemble": engine.settings.ensemble,
-                                   "flops_per_pixel": flops,
+                                   "tiles": engine.tiles, "overlap": engine.overlap,
+                                   "ensemble": engine.settings.ensemble, "flops_per_pixel": flops,
                                    "matmul_gflops": ceiling, "sizes": [r._asdict() for r in results]}, indent=2))

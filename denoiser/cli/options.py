@@ -26,8 +26,8 @@ def tiling_options(command):
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      help="auto = float16 on a GPU, bfloat16 on a CPU with AVX512_BF16/AMX, else float32."),
-        click.option("-e", "--ensemble", type=click.Choice([str(n) for n in ENSEMBLES]), default=str(Settings().ensemble),
-                     show_default=True, callback=lambda ctx, param, value: int(value),
+        click.option("-e", "--ensemble", type=click.Choice([str(n) for n in ENSEMBLES]),
+                     default=str(Settings().ensemble), show_default=True, callback=lambda ctx, param, value: int(value),
                      help="Run each tile in this many flips and quarter turns and average the outputs turned back "
                           "(self-ensemble): cleaner output for this many times the work."),
     ])
