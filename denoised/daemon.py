@@ -329,7 +329,7 @@ def next_claim(claims: queue.Queue, intake: Intake) -> Claim:
 
 def footprint(path: Path, models: Models) -> tuple[int, float]:
     """(channels, tiles) an image will take, from its header, counted in tiles of the largest size as batches
-    are; (0, 1) when that cannot be read."""
+    are (by area); (0, 1) when that cannot be read."""
     from PIL import Image
 
     try:
@@ -341,7 +341,7 @@ def footprint(path: Path, models: Models) -> tuple[int, float]:
         return 0, 1
     engine = models.for_channels(channels)
     plan = engine.plan(height, width)
-    return channels, plan.count * plan.tile**2 / engine.tile**2
+    return channels, plan.count * plan.tile[0] * plan.tile[1] / engine.tile**2
 
 
 def handle(batch: list[Claim], run: Run) -> None:

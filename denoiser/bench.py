@@ -19,7 +19,7 @@ class Result(NamedTuple):
 
     height: int
     width: int
-    tile: int
+    tile: tuple[int, int]  # (height, width) of the tiles the image was cut into
     tiles: int
     seconds: float
     mp_per_s: float
@@ -80,6 +80,6 @@ def bench_size(engine: Engine, height: int, width: int, flops_per_pixel: float, 
     seconds = float(np.median(times))
     plan = engine.plan(height, width)
     units = 1 if engine.channels == image.shape[-1] else image.shape[-1]
-    computed = plan.count * units * plan.tile**2 * flops_per_pixel * engine.settings.ensemble
+    computed = plan.count * units * plan.tile[0] * plan.tile[1] * flops_per_pixel * engine.settings.ensemble
     return Result(height, width, plan.tile, plan.count, seconds, height * width / seconds / 1e6,
                   computed / seconds / 1e9, peak_rss_mb())

@@ -9,11 +9,12 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 
 from denoiser.artifact import Artifact, load_artifact
-from denoiser.tiling import Blend, TilePlan, plan_tiles, round_up, tile_at
+from denoiser.tiling import Blend, TilePlan, fit_tile, plan_tiles, round_up, tile_at
 
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 SEAM_TOLERANCE = 0.5 / 255
+TILE_STEP = 16  # tile sides are multiples of this (and of the model's alignment), to bound the shapes traced
 ENSEMBLES = (1, 2, 4, 8)
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
 ORIENTATIONS = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
@@ -57,9 +58,9 @@ def orient(array: np.ndarray, turns: int, mirror: bool, inverse: bool = False) -
 
 
 class Settings(NamedTuple):
-    """How to cut and batch images: tiles come in three sizes, a third, two thirds and all of `tile`, each
-    at least twice the overlap, and each image is cut into the size that computes the fewest pixels. A batch
-    holds `batch_size` tiles of the largest size, or as many smaller ones as fit in the same area.
+    """How to cut and batch images: each image is cut into as few tiles with sides of at most `tile` as the
+    overlap allows, each side as short as covers the image (to 16 px), so that little is computed twice.
+    A batch holds `batch_size` tiles of `tile` x `tile`, or as many smaller ones as fit in the same area.
     With `ensemble` N, each tile is run in N orientations (flips and quarter turns) and the outputs,
     turned back, are averaged: a self-ensemble, N times the work."""
 
@@ -81,9 +82,8 @@ class Engine:
         align, radius = artifact.align, artifact.seam_radius
         default_overlap = round_up(2 * radius + 2, align)
         self.overlap = default_overlap if settings.overlap is None else settings.overlap
-        smallest = round_up(max(2 * self.overlap, 16), align)
-        self.tiles = tuple(sorted({max(round_up(settings.tile * k // 3, align), smallest) for k in (1, 2, 3)}))
-        self.capacity = {tile: max(1, settings.batch_size * self.tile**2 // tile**2) for tile in self.tiles}
+        self.step = round_up(TILE_STEP, align)
+        self.tile = max(settings.tile // self.step * self.step, round_up(max(2 * self.overlap, 16), self.step))
         self.margin = min(radius, max(self.overlap - 1, 0) // 2)
 
     @classmethod
@@ -101,22 +101,22 @@ class Engine:
         """The compute dtype of the model (float32, bfloat16 or float16)."""
         return self.artifact.model.layers[-1].dtype_policy.compute_dtype
 
-    @property
-    def tile(self) -> int:
-        """The largest tile size."""
-        return self.tiles[-1]
-
     def plan(self, height: int, width: int) -> TilePlan:
-        """The tile plan for an image size that computes the fewest pixels (the larger tile on a tie)."""
-        plans = [plan_tiles(height, width, tile, self.overlap, self.margin, self.artifact.align)
-                 for tile in reversed(self.tiles)]
-        return min(plans, key=lambda plan: plan.count * plan.tile ** 2)
+        """The tile plan for an image: the fewest tiles of at most `tile` a side, each side fitted to the image."""
+        align = self.artifact.align
+        shape = tuple(fit_tile(round_up(size, align), self.tile, self.overlap, self.step) for size in (height, width))
+        return plan_tiles(height, width, shape, self.overlap, self.margin, align)
+
+    def capacity(self, shape: tuple[int, int]) -> int:
+        """Tiles of a shape per batch: as many as fill the area of `batch_size` of the largest tiles."""
+        return max(1, self.settings.batch_size * self.tile**2 // (shape[0] * shape[1]))
 
     def warm(self) -> None:
-        """Trace the full and the one-tile batch for every tile size, so the first images run at full speed."""
-        for tile in self.tiles:
-            blank = np.zeros((tile, tile, self.channels), np.float32)
-            for _ in self.denoise_many([blank] * (self.capacity[tile] + 1)):
+        """Run full and one-tile batches of the largest tile and of a smaller one, so the first images run at
+        full speed (TensorFlow traces one function for all shapes once it has seen a few)."""
+        for shape in ((self.tile, self.tile), (self.tile // 2, self.tile)):
+            blank = np.zeros(shape + (self.channels,), np.float32)
+            for _ in self.denoise_many([blank] * (self.capacity(shape) + 1)):
                 pass
 
     def denoise(self, image: np.ndarray, in_place: bool = False) -> np.ndarray:
@@ -128,21 +128,21 @@ class Engine:
 
         With `in_place`, each float32 image is overwritten by its result, so no second image-sized array is made.
 
-        When more images wait behind an unfinished one than two of the fullest batches hold, its partial batch
-        is run, so a large image among many small ones cannot hold their results back without bound.
+        When more images wait behind an unfinished one than two of its batches hold, its partial batch is run,
+        so a large image among many small ones cannot hold their results back without bound.
         """
         pending: deque[_Job] = deque()
-        batches: dict[int, list[tuple[_Job, int, int]]] = {tile: [] for tile in self.tiles}
+        batches: dict[tuple[int, int], list[tuple[_Job, int, int]]] = {}
         for image in images:
             job = _Job(self, image, in_place)
             pending.append(job)
-            batch = batches[job.plan.tile]
+            batch, capacity = batches.setdefault(job.plan.tile, []), self.capacity(job.plan.tile)
             for unit in range(len(job.units)):
                 for index in range(job.plan.count):
                     batch.append((job, unit, index))
-                    if len(batch) == self.capacity[job.plan.tile]:
+                    if len(batch) == capacity:
                         self._flush(batch)
-            if len(pending) > 2 * max(self.capacity.values()) and pending[0].remaining:
+            if len(pending) > 2 * self.capacity(pending[0].plan.tile) and pending[0].remaining:
                 self._flush(batches[pending[0].plan.tile])
             while pending and pending[0].remaining == 0:
                 yield pending.popleft().result()
@@ -160,14 +160,14 @@ class Engine:
     def _run(self, batch: list[tuple["_Job", int, int]]) -> None:
         """Predict one batch and hand tiles back to their jobs.
 
-        All tiles of a batch have one size. A short last batch is zero-padded to the next power of two
-        (at most the size's capacity), so a lone image costs one tile, and few shapes are ever traced.
+        All tiles of a batch have one shape. A short last batch is zero-padded to the next power of two
+        (at most the shape's capacity), so a lone image costs one tile, and few shapes are ever traced.
         """
         import keras
 
-        tile = batch[0][0].plan.tile
-        slots = min(self.capacity[tile], 1 << (len(batch) - 1).bit_length())
-        stack = np.zeros((slots, tile, tile, self.channels), np.float32)
+        shape = batch[0][0].plan.tile
+        slots = min(self.capacity(shape), 1 << (len(batch) - 1).bit_length())
+        stack = np.zeros((slots, *shape, self.channels), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
             stack[slot] = tile_at(job.units[unit], job.plan, index)
         with keras.device(f"{self.device}:0"):
@@ -177,7 +177,7 @@ class Engine:
             job.remaining -= 1
 
     def _predict(self, stack: np.ndarray) -> np.ndarray:
-        """The model's output for a stack of square tiles, averaged over the settings' orientations."""
+        """The model's output for a stack of tiles, averaged over the settings' orientations."""
         total = np.zeros(stack.shape, np.float32)
         for turns, mirror in ORIENTATIONS[:self.settings.ensemble]:
             view = np.ascontiguousarray(orient(stack, turns, mirror))

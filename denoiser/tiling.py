@@ -1,10 +1,10 @@
 """Tiling with overlap and a smooth blend window: plan, extract, stitch.
 
-Tiles start on multiples of `align` (for models that pool), the last tile on each
-axis is clamped to the edge, and each tile's window is zero within `margin`
-pixels of an edge it shares with another tile, then rises smoothly to one. With
-`margin` at least the model's receptive radius, tiled inference equals
-whole-canvas inference.
+Tiles are rectangles of one shape per image, start on multiples of `align` (for
+models that pool), the last tile on each axis is clamped to the edge, and each
+tile's window is zero within `margin` pixels of an edge it shares with another
+tile, then rises smoothly to one. With `margin` at least the model's receptive
+radius, tiled inference equals whole-canvas inference.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class TilePlan(NamedTuple):
     height: int
     width: int
     canvas: tuple[int, int]
-    tile: int
+    tile: tuple[int, int]
     overlap: int
     margin: int
     ys: tuple[int, ...]
@@ -36,27 +36,38 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def fit_tile(size: int, longest: int, overlap: int, step: int) -> int:
+    """The shortest tile side, a multiple of `step`, that covers `size` pixels in as few tiles of at most
+    `longest` (a multiple of `step`) as overlap allows."""
+    count = 1 if size <= longest else -(-(size - overlap) // (longest - overlap))
+    return round_up(-(-(size + (count - 1) * overlap) // count), step)
+
+
 def _starts(size: int, tile: int, stride: int) -> tuple[int, ...]:
     last = size - tile
-    return tuple(range(0, last, stride)) + (last,)
+    return tuple(range(0, last, stride)) + (last,) if last else (0,)
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, margin: int | None = None, align: int = 1) -> TilePlan:
-    """Plan tiles for an image; the canvas is the image padded to `align` and at least one tile.
+def plan_tiles(height: int, width: int, tile: int | tuple[int, int], overlap: int, margin: int | None = None,
+               align: int = 1) -> TilePlan:
+    """Plan tiles of one shape for an image; the canvas is the image padded to `align` and at least one tile.
 
     Args:
+        tile: the tiles' side, or their (height, width).
         margin: pixels at a shared tile edge that get no weight; default overlap // 4.
-        align: tile size, overlap and every tile origin are multiples of this.
+        align: tile sides, overlap and every tile origin are multiples of this.
     """
     margin = overlap // 4 if margin is None else margin
-    if tile % align or overlap % align:
+    tile = (tile, tile) if isinstance(tile, int) else tuple(tile)
+    if any(side % align for side in tile) or overlap % align:
         raise ValueError(f"tile {tile} and overlap {overlap} must be multiples of {align}")
-    if not 0 <= 2 * margin < overlap < tile and not (overlap == 0 and margin == 0):
-        raise ValueError(f"need 0 <= 2*margin < overlap < tile, got margin={margin} overlap={overlap} tile={tile}")
-    canvas = (max(tile, round_up(height, align)), max(tile, round_up(width, align)))
-    stride = tile - overlap
+    if not (0 <= 2 * margin < overlap or overlap == margin == 0):
+        raise ValueError(f"need 0 <= 2*margin < overlap, got margin={margin} overlap={overlap}")
+    canvas = (max(tile[0], round_up(height, align)), max(tile[1], round_up(width, align)))
+    if any(side <= overlap < length for side, length in zip(tile, canvas)):
+        raise ValueError(f"tile {tile} must be longer than the overlap {overlap} where tiles meet")
     return TilePlan(height, width, canvas, tile, overlap, margin,
-                    _starts(canvas[0], tile, stride), _starts(canvas[1], tile, stride))
+                    *(_starts(length, side, side - overlap) for length, side in zip(canvas, tile)))
 
 
 def pad_to_canvas(image: np.ndarray, plan: TilePlan) -> np.ndarray:
@@ -74,13 +85,13 @@ def tile_at(image: np.ndarray, plan: TilePlan, index: int) -> np.ndarray:
     """Tile `index` of the image's canvas without building the canvas: a view, mirror-padded where it passes
     the bottom or right edge (the padding is under `align` pixels, or the tile holds the whole image)."""
     y, x = tile_origin(plan, index)
-    tile = image[y:y + plan.tile, x:x + plan.tile]
-    pad_y, pad_x = plan.tile - tile.shape[0], plan.tile - tile.shape[1]
+    tile = image[y:y + plan.tile[0], x:x + plan.tile[1]]
+    pad_y, pad_x = plan.tile[0] - tile.shape[0], plan.tile[1] - tile.shape[1]
     return np.pad(tile, ((0, pad_y), (0, pad_x), (0, 0)), mode="symmetric") if pad_y or pad_x else tile
 
 
 def extract_tiles(image: np.ndarray, plan: TilePlan) -> np.ndarray:
-    """Cut the image into an N x tile x tile x C stack, row by row."""
+    """Cut the image into an N x tile height x tile width x C stack, row by row."""
     return np.stack([tile_at(image, plan, index) for index in range(plan.count)])
 
 
@@ -92,24 +103,24 @@ def _ramp(length: int, overlap: int, margin: int) -> np.ndarray:
     return np.where(d < margin, 0.0, 0.5 - 0.5 * np.cos(np.pi * phase))
 
 
-def _axis_window(start: int, size: int, plan: TilePlan) -> np.ndarray:
-    """1-D window for a tile at `start` on an axis of `size`; edges at the canvas border keep full weight."""
-    window = np.ones(plan.tile)
+def _axis_window(start: int, side: int, size: int, plan: TilePlan) -> np.ndarray:
+    """1-D window for a tile of `side` at `start` on an axis of `size`; edges at the canvas border keep full weight."""
+    window = np.ones(side)
     if plan.overlap == 0:
         return window
-    ramp = _ramp(plan.tile, plan.overlap, plan.margin)
+    ramp = _ramp(side, plan.overlap, plan.margin)
     if start > 0:
         window *= ramp
-    if start + plan.tile < size:
+    if start + side < size:
         window *= ramp[::-1]
     return window
 
 
-def _weight_sums(starts: tuple[int, ...], size: int, plan: TilePlan) -> np.ndarray:
+def _weight_sums(starts: tuple[int, ...], side: int, size: int, plan: TilePlan) -> np.ndarray:
     """Sum of the 1-D windows of all tiles along one axis."""
     total = np.zeros(size)
     for start in starts:
-        total[start:start + plan.tile] += _axis_window(start, size, plan)
+        total[start:start + side] += _axis_window(start, side, size, plan)
     return total
 
 
@@ -126,9 +137,9 @@ class Blend:
 
     def __init__(self, plan: TilePlan, out: np.ndarray, channels: int):
         self.plan, self.out, self.top = plan, out, 0
-        self.band = np.zeros((plan.tile, plan.canvas[1], channels), np.float32)
-        self.row_sums = _weight_sums(plan.ys, plan.canvas[0], plan)[:, None, None]
-        self.col_sums = _weight_sums(plan.xs, plan.canvas[1], plan)[:plan.width, None]
+        self.band = np.zeros((plan.tile[0], plan.canvas[1], channels), np.float32)
+        self.row_sums = _weight_sums(plan.ys, plan.tile[0], plan.canvas[0], plan)[:, None, None]
+        self.col_sums = _weight_sums(plan.xs, plan.tile[1], plan.canvas[1], plan)[:plan.width, None]
 
     def add(self, index: int, tile: np.ndarray) -> None:
         """Blend in the output for tile `index`; tiles must come in index order."""
@@ -136,13 +147,14 @@ class Blend:
         if y < self.top:
             raise ValueError(f"tile {index} arrived after its rows were written out")
         self._write_rows(y)
-        window = np.outer(_axis_window(y, self.plan.canvas[0], self.plan),
-                          _axis_window(x, self.plan.canvas[1], self.plan)).astype(np.float32)
-        self.band[:, x:x + self.plan.tile] += window[..., None] * tile
+        (height, width), canvas = self.plan.tile, self.plan.canvas
+        window = np.outer(_axis_window(y, height, canvas[0], self.plan),
+                          _axis_window(x, width, canvas[1], self.plan)).astype(np.float32)
+        self.band[:, x:x + width] += window[..., None] * tile
 
     def finish(self) -> np.ndarray:
         """Write the last rows and return `out`."""
-        self._write_rows(self.top + self.plan.tile)
+        self._write_rows(self.top + self.plan.tile[0])
         return self.out
 
     def _write_rows(self, until: int) -> None:

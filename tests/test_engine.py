@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from denoiser.artifact import Artifact, load_artifact
 from denoiser.engine import ORIENTATIONS, Engine, Settings, measure_seam_radius, orient
@@ -29,28 +30,41 @@ def record_batch_shapes(engine: Engine) -> list:
     return shapes
 
 
-def test_each_image_is_cut_into_the_tile_size_that_computes_fewest_pixels(gray_engine):
-    assert gray_engine.overlap == 8 and gray_engine.tiles == (16, 21, 32), "a third, two thirds and all of 32"
-    expected = {(10, 12): (16, 1), (16, 3): (16, 1), (20, 20): (21, 1), (32, 32): (32, 1),
-                (45, 45): (21, 9), (70, 33): (21, 10), (100, 90): (32, 16)}
-    plans = {size: gray_engine.plan(*size) for size in expected}
-    assert {size: (plan.tile, plan.count) for size, plan in plans.items()} == expected
+def test_each_image_is_cut_into_the_fewest_tiles_each_fitted_to_it(tiny_models):
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=768, overlap=104))
+    expected = {(321, 481): (1, (336, 496)), (600, 800): (2, (608, 464)), (1080, 1920): (6, (592, 720)),
+                (2048, 2048): (9, (752, 752)), (4000, 6000): (54, (768, 768)), (10, 12): (1, (16, 16))}
+    plans = {size: engine.plan(*size) for size in expected}
+    assert {size: (plan.count, plan.tile) for size, plan in plans.items()} == expected
 
 
-def test_tiles_of_many_sizes_share_batches_of_few_shapes(tiny_models, rng):
+@settings(max_examples=200, deadline=None)
+@given(height=st.integers(1, 3000), width=st.integers(1, 3000), tile=st.sampled_from([0, 100, 256, 768]),
+       overlap=st.sampled_from([8, 32, 104]))
+def test_tile_plans_cover_the_image_with_the_fewest_and_shortest_tiles(tiny_models, height, width, tile, overlap):
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=tile, overlap=overlap))
+    plan = engine.plan(height, width)
+    for size, side, starts in ((height, plan.tile[0], plan.ys), (width, plan.tile[1], plan.xs)):
+        fewest = 1 if size <= engine.tile else -(-(size - overlap) // (engine.tile - overlap))
+        assert side % 16 == 0 and side <= engine.tile and len(starts) == fewest
+        assert starts[-1] + side >= size, "the tiles cover the image"
+        assert size > side - 16 + (fewest - 1) * (side - 16 - overlap), "a side 16 px shorter would not"
+
+
+def test_tiles_of_one_shape_from_consecutive_images_share_batches_of_few_shapes(tiny_models, rng):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=5))
     shapes = record_batch_shapes(engine)
-    sizes = [(10, 12), (70, 33), (32, 32), (12, 15), (100, 90), (16, 3), (45, 45)]
+    sizes = [(10, 12), (70, 33), (32, 32), (12, 15), (100, 90), (16, 3), (45, 45), (20, 40)]
     images = [rng.random((h, w, 1), dtype=np.float32) for h, w in sizes]
     outputs = list(engine.denoise_many(images))
     assert [o.shape for o in outputs] == [i.shape for i in images]
     plans = [engine.plan(*size) for size in sizes]
-    assert [p.tile for p in plans] == [16, 21, 32, 16, 32, 16, 21]
-    for tile in engine.tiles:
+    assert [p.tile for p in plans] == [(16, 16), (32, 32), (32, 32), (16, 16), (32, 32), (16, 16), (32, 32), (32, 32)]
+    for tile in {p.tile for p in plans}:
         tiles = sum(p.count for p in plans if p.tile == tile)
-        batch_sizes = [shape[0] for shape in shapes if shape[1:] == (tile, tile, 1)]
-        capacity = engine.capacity[tile]
-        assert len(batch_sizes) == -(-tiles // capacity), "tiles of one size from consecutive images share batches"
+        batch_sizes = [shape[0] for shape in shapes if shape[1:] == (*tile, 1)]
+        capacity = engine.capacity(tile)
+        assert len(batch_sizes) == -(-tiles // capacity), "tiles of one shape from consecutive images share batches"
         assert set(batch_sizes[:-1]) <= {capacity}
         short = tiles % capacity or capacity
         assert batch_sizes[-1] == min(capacity, 1 << (short - 1).bit_length()), "short batches pad to a power of two"
@@ -58,18 +72,19 @@ def test_tiles_of_many_sizes_share_batches_of_few_shapes(tiny_models, rng):
 
 def test_a_large_image_does_not_hold_back_many_small_ones(tiny_models, rng):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=2))
-    assert engine.capacity == {16: 8, 21: 4, 32: 2}, "smaller tiles fill a batch of the same area"
-    assert engine.plan(40, 40).count % 4, "the large image leaves a partial batch"
+    capacities = [engine.capacity(shape) for shape in ((16, 16), (16, 32), (32, 32))]
+    assert capacities == [8, 4, 2], "smaller tiles fill a batch of the same area"
+    assert engine.plan(60, 60).count % 2, "the large image leaves a partial batch"
     pulled = []
 
     def images():
-        for size in [(40, 40)] + [(10, 10)] * 60:
+        for size in [(60, 60)] + [(10, 10)] * 60:
             pulled.append(size)
             yield rng.random(size + (1,), dtype=np.float32)
 
     stream = engine.denoise_many(images())
-    assert next(stream).shape == (40, 40, 1)
-    assert len(pulled) <= 2 * 8 + 2, "the large image's partial batch must run once small images pile up"
+    assert next(stream).shape == (60, 60, 1)
+    assert len(pulled) <= 2 * 2 + 2, "the large image's partial batch must run once small images pile up"
     assert len(list(stream)) == 60
 
 

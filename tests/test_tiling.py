@@ -9,27 +9,30 @@ from hypothesis import given, settings, strategies as st
 from denoiser.tiling import extract_tiles, pad_to_canvas, plan_tiles, stitch_tiles, tile_at, tile_origin
 
 
+SIDES = st.sampled_from([16, 32, 48])
+
+
 @settings(max_examples=60, deadline=None)
 @given(height=st.integers(1, 150), width=st.integers(1, 150), channels=st.sampled_from([1, 3]),
-       tile=st.sampled_from([16, 32, 48]), overlap_share=st.floats(0.1, 0.6), align=st.sampled_from([1, 4]),
+       tile=st.tuples(SIDES, SIDES), overlap_share=st.floats(0.1, 0.6), align=st.sampled_from([1, 4]),
        seed=st.integers(0, 2**16))
 def test_identity_round_trip_is_exact_up_to_float32_rounding(height, width, channels, tile, overlap_share, align, seed):
-    overlap = max(align, int(tile * overlap_share) // align * align)
+    overlap = max(align, int(min(tile) * overlap_share) // align * align)
     plan = plan_tiles(height, width, tile, overlap, align=align)
     image = np.random.default_rng(seed).random((height, width, channels), dtype=np.float32)
     np.testing.assert_allclose(stitch_tiles(extract_tiles(image, plan), plan), image, rtol=1e-6, atol=0)
 
 
 @settings(max_examples=60, deadline=None)
-@given(height=st.integers(1, 150), width=st.integers(1, 150), tile=st.sampled_from([16, 32, 48]),
+@given(height=st.integers(1, 150), width=st.integers(1, 150), tile=st.tuples(SIDES, SIDES),
        align=st.sampled_from([1, 4, 8]), seed=st.integers(0, 2**16))
 def test_tiles_cut_from_the_image_equal_tiles_of_the_padded_canvas(height, width, tile, align, seed):
-    plan = plan_tiles(height, width, tile, overlap=align * (tile // (2 * align)) or align, align=align)
+    plan = plan_tiles(height, width, tile, overlap=align * (min(tile) // (2 * align)) or align, align=align)
     image = np.random.default_rng(seed).random((height, width, 2), dtype=np.float32)
     canvas = pad_to_canvas(image, plan)
     for index in range(plan.count):
         y, x = tile_origin(plan, index)
-        assert np.array_equal(tile_at(image, plan, index), canvas[y:y + tile, x:x + tile])
+        assert np.array_equal(tile_at(image, plan, index), canvas[y:y + tile[0], x:x + tile[1]])
 
 
 @pytest.mark.parametrize("size", [(10, 7), (40, 40), (41, 100)])
@@ -60,14 +63,15 @@ def conv_models():
 
 @pytest.mark.parametrize("name", ["seed", "residual"])
 @settings(max_examples=6, deadline=None)
-@given(height=st.integers(64, 150), width=st.integers(64, 150), seed=st.integers(0, 2**16))
-def test_tiled_equals_whole_image_for_conv_models(conv_models, name, height, width, seed):
+@given(height=st.integers(64, 150), width=st.integers(64, 150), tile=st.sampled_from([(64, 64), (64, 96), (96, 64)]),
+       seed=st.integers(0, 2**16))
+def test_tiled_equals_whole_image_for_conv_models(conv_models, name, height, width, tile, seed):
     from denoiser.artifact import measure_receptive_radius
 
     model, align = conv_models[name]
     radius = measure_receptive_radius(model, align)
     overlap = -(-(2 * radius + 1) // align) * align
-    plan = plan_tiles(height, width, tile=64, overlap=overlap, margin=radius, align=align)
+    plan = plan_tiles(height, width, tile, overlap=overlap, margin=radius, align=align)
     image = np.random.default_rng(seed).random((height, width, model.input_shape[-1]), dtype=np.float32)
     tiles = np.asarray(model.predict_on_batch(extract_tiles(image, plan)))
     whole = np.asarray(model.predict_on_batch(pad_to_canvas(image, plan)[None]))[0][:height, :width]

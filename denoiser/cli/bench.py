@@ -46,20 +46,21 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
     ceiling = matmul_gflops(engine.precision, engine.device)
     click.echo(f"model {engine.artifact.card.get('name', model)}: {flops / 1e3:.1f} kFLOP/pixel, "
                f"{engine.precision} on {engine.device} ({platform.processor() or platform.machine()}), "
-               f"tiles {'/'.join(map(str, engine.tiles))}, overlap {engine.overlap}, "
+               f"tiles up to {engine.tile}, overlap {engine.overlap}, "
                f"batch {engine.settings.batch_size}, ensemble {engine.settings.ensemble}")
     click.echo(f"matmul 4096^3 {engine.precision}: {ceiling:.1f} GFLOP/s (the ceiling)")
-    click.echo(f"{'size':>11} {'tiles':>9} {'latency s':>10} {'MP/s':>7} {'GFLOP/s':>8} {'of ceiling':>10} "
+    click.echo(f"{'size':>11} {'tiles':>14} {'latency s':>10} {'MP/s':>7} {'GFLOP/s':>8} {'of ceiling':>10} "
                f"{'peak RSS MB':>12}")
     results = []
     for height, width in sizes or SIZES:
         result = bench_size(engine, height, width, flops, min_seconds)
         results.append(result)
-        click.echo(f"{f'{width}x{height}':>11} {f'{result.tiles}x{result.tile}':>9} {result.seconds:>10.3f} "
+        tiles = f"{result.tiles} of {result.tile[1]}x{result.tile[0]}"
+        click.echo(f"{f'{width}x{height}':>11} {tiles:>14} {result.seconds:>10.3f} "
                    f"{result.mp_per_s:>7.2f} "
                    f"{result.gflop_per_s:>8.1f} {result.gflop_per_s / ceiling:>10.0%} {result.peak_rss_mb:>12.0f}")
     if out:
         out.write_text(json.dumps({"model": model, "precision": engine.precision, "device": engine.device,
-                                   "tiles": engine.tiles, "overlap": engine.overlap,
+                                   "tile": engine.tile, "overlap": engine.overlap,
                                    "ensemble": engine.settings.ensemble, "flops_per_pixel": flops,
                                    "matmul_gflops": ceiling, "sizes": [r._asdict() for r in results]}, indent=2))

@@ -17,12 +17,12 @@ def tiling_options(command):
     """Add the tiling, batching, device and precision options."""
     return _apply(command, [
         click.option("-t", "--tile", type=click.IntRange(16), default=Settings().tile, show_default=True,
-                     help="Largest tile in pixels; a third and two thirds of it are also used, whichever computes "
-                          "fewest pixels for an image (each raised to twice the overlap if smaller)."),
+                     help="Longest tile side in pixels (raised to twice the overlap if smaller); each image is cut "
+                          "into as few tiles as this allows, each fitted to the image to 16 px."),
         click.option("--overlap", type=click.IntRange(0), default=None,
                      help="Tile overlap in pixels. Default: from the seam radius in the model's card."),
         click.option("-b", "--batch-size", type=click.IntRange(1), default=Settings().batch_size, show_default=True,
-                     help="Tiles of the largest size per batch; smaller tiles fill a batch of the same area."),
+                     help="Tiles of TILE x TILE per batch; smaller tiles fill a batch of the same area."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      help="auto = float16 on a GPU, bfloat16 on a CPU with AVX512_BF16/AMX, else float32."),
