@@ -83,6 +83,7 @@ class Engine:
         default_overlap = round_up(2 * radius + 2, align)
         self.overlap = default_overlap if settings.overlap is None else settings.overlap
         self.step = round_up(TILE_STEP, align)
+        # the longest tile side: the setting, to a multiple of the step, and at least twice the overlap
         self.tile = max(settings.tile // self.step * self.step, round_up(max(2 * self.overlap, 16), self.step))
         self.margin = min(radius, max(self.overlap - 1, 0) // 2)
 

@@ -64,7 +64,7 @@ def plan_tiles(height: int, width: int, tile: int | tuple[int, int], overlap: in
     if not (0 <= 2 * margin < overlap or overlap == margin == 0):
         raise ValueError(f"need 0 <= 2*margin < overlap, got margin={margin} overlap={overlap}")
     canvas = (max(tile[0], round_up(height, align)), max(tile[1], round_up(width, align)))
-    if any(side <= overlap < length for side, length in zip(tile, canvas)):
+    if any(overlap >= side < length for side, length in zip(tile, canvas)):
         raise ValueError(f"tile {tile} must be longer than the overlap {overlap} where tiles meet")
     return TilePlan(height, width, canvas, tile, overlap, margin,
                     *(_starts(length, side, side - overlap) for length, side in zip(canvas, tile)))
