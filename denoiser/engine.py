@@ -113,9 +113,10 @@ class Engine:
         return max(1, self.settings.batch_size * self.tile**2 // (shape[0] * shape[1]))
 
     def warm(self) -> None:
-        """Run full and one-tile batches of the largest tile and of a smaller one, so the first images run at
-        full speed (TensorFlow traces one function for all shapes once it has seen a few)."""
-        for shape in ((self.tile, self.tile), (self.tile // 2, self.tile)):
+        """Run full and one-tile batches of the largest tile and of two smaller ones, so the first images run at
+        full speed (TensorFlow traces one function for all shapes once it has seen three)."""
+        half = self.tile // 2
+        for shape in ((self.tile, self.tile), (half, self.tile), (self.tile, half)):
             blank = np.zeros(shape + (self.channels,), np.float32)
             for _ in self.denoise_many([blank] * (self.capacity(shape) + 1)):
                 pass
