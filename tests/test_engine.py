@@ -41,8 +41,8 @@ def test_each_image_is_cut_into_the_fewest_tiles_each_fitted_to_it(tiny_models):
 @settings(max_examples=200, deadline=None)
 @given(height=st.integers(1, 3000), width=st.integers(1, 3000), tile=st.sampled_from([0, 100, 256, 768]),
        overlap=st.sampled_from([8, 32, 104]))
-def test_tile_plans_cover_the_image_with_the_fewest_and_shortest_tiles(tiny_models, height, width, tile, overlap):
-    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=tile, overlap=overlap))
+def test_tile_plans_cover_the_image_with_the_fewest_and_shortest_tiles(gray_engine, height, width, tile, overlap):
+    engine = Engine(gray_engine.artifact, Settings(tile=tile, overlap=overlap))
     plan = engine.plan(height, width)
     for size, side, starts in ((height, plan.tile[0], plan.ys), (width, plan.tile[1], plan.xs)):
         fewest = 1 if size <= engine.tile else -(-(size - overlap) // (engine.tile - overlap))

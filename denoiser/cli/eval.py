@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from denoiser.cli.options import settings_from, tiling_options
+from denoiser.engine import ENSEMBLES, PRECISIONS, Engine, Settings
 
 
 @click.command("eval")
@@ -65,10 +66,8 @@ def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tupl
     click.echo(markdown(rows))
 
 
-def model_spec(spec: str, settings) -> tuple[str, object]:
+def model_spec(spec: str, settings: Settings) -> tuple[str, Settings]:
     """The model and settings of a `MODEL[@[PRECISION][xN]]` spec; what it leaves out comes from `settings`."""
-    from denoiser.engine import ENSEMBLES, PRECISIONS
-
     model, _, options = spec.partition("@")
     precision, _, ensemble = options.partition("x")
     if precision and precision not in PRECISIONS:
@@ -79,11 +78,10 @@ def model_spec(spec: str, settings) -> tuple[str, object]:
                                     ensemble=int(ensemble) if ensemble else settings.ensemble)
 
 
-def model_methods(specs: tuple[str, ...], settings) -> dict:
+def model_methods(specs: tuple[str, ...], settings: Settings) -> dict:
     """Warm engines for `MODEL[@[PRECISION][xN]]` specs, keyed by card name, precision and ensemble, or by file
     name where two models share a card name (a model and its retrained copy)."""
     from denoiser.artifact import resolve_model
-    from denoiser.engine import Engine
 
     engines = []
     for spec in specs:
@@ -102,7 +100,7 @@ def model_methods(specs: tuple[str, ...], settings) -> dict:
     return {label: engine.denoise_many for label, (_, engine) in zip(labels, engines)}
 
 
-def variant(engine) -> str:
+def variant(engine: Engine) -> str:
     """How a model runs, for its label: `@bfloat16`, or `@bfloat16x8` for a self-ensemble of 8."""
     ensemble = engine.settings.ensemble
     return f"@{engine.precision}" + (f"x{ensemble}" if ensemble > 1 else "")
