@@ -42,8 +42,9 @@ models: $(STAMP)
 	$(MAKE) watermark
 	$(MAKE) scorer
 
-# Retrain only the shipped watermark remover (about 60 + 37 + 50 + 45 min): the matte preset, its U-Net body taken
-# from the gray model, trained on watermarks alone in five passes, each later one at the same or a lower learning rate with a new seed.
+# Retrain only the shipped watermark remover (about 60 + 37 + 50 + 45 + 48 min): the matte preset, its U-Net body
+# taken from the gray model, trained on watermarks alone in five passes, each later one at the same or a lower
+# learning rate with a new seed.
 MATTE := $(BIN)/python -m train --preset matte --width 32 --levels 4 --steps 250 --batch-size 8 --patch 128 --task watermark --channels 1 --workers 2
 watermark: $(STAMP)
 	$(MATTE) --epochs 32 --lr 5e-4 --seed 7 --init models/gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/watermark-gray.keras --checkpoint-dir runs/wm-matte

@@ -214,8 +214,8 @@ class _Job:
 def measure_seam_radius(artifact: Artifact, images: list[np.ndarray], tolerance: float = SEAM_TOLERANCE) -> int:
     """The smallest tile margin at which tiled output stays within `tolerance` of whole-image output.
 
-    Overlaps shrink from the receptive field's in steps of at least 8 pixels until one fails; tiles are
-    twice the overlap, so each image has several seams. Runs in the artifact's precision (float32 for export).
+    Overlaps shrink from the receptive field's in steps of at least 8 pixels until one fails; tiles are at
+    most twice the overlap, so each image has several seams. Runs in the artifact's precision (float32 for export).
 
     Args:
         images: float32 images, noisy as the model will see them; each is cropped to a square, those too

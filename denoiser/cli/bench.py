@@ -56,8 +56,7 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
         result = bench_size(engine, height, width, flops, min_seconds)
         results.append(result)
         tiles = f"{result.tiles} of {result.tile[1]}x{result.tile[0]}"
-        click.echo(f"{f'{width}x{height}':>11} {tiles:>14} {result.seconds:>10.3f} "
-                   f"{result.mp_per_s:>7.2f} "
+        click.echo(f"{f'{width}x{height}':>11} {tiles:>14} {result.seconds:>10.3f} {result.mp_per_s:>7.2f} "
                    f"{result.gflop_per_s:>8.1f} {result.gflop_per_s / ceiling:>10.0%} {result.peak_rss_mb:>12.0f}")
     if out:
         out.write_text(json.dumps({"model": model, "precision": engine.precision, "device": engine.device,
