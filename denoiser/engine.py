@@ -14,7 +14,10 @@ from denoiser.tiling import Blend, TilePlan, fit_tile, plan_tiles, round_up, til
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 SEAM_TOLERANCE = 0.5 / 255
-TILE_STEP = 16  # tile sides are multiples of this (and of the model's alignment), to bound the shapes traced
+# Tile sides are multiples of this (and of the model's alignment), to bound the shapes traced. TensorFlow
+# traces one shape-generic function after three shapes; JAX compiles each new shape, so its steps are coarser.
+TILE_STEPS = {"jax": 128}
+TILE_STEP = 16
 ENSEMBLES = (1, 2, 4, 8)
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
 ORIENTATIONS = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
@@ -26,7 +29,12 @@ def resolve_device(device: str) -> str:
 
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}")
-    gpus = keras.distribution.list_devices("gpu") if device != "cpu" else []
+    gpus = []
+    if device != "cpu":
+        try:
+            gpus = keras.distribution.list_devices("gpu")
+        except RuntimeError:  # JAX raises where TensorFlow returns none
+            pass
     if device == "gpu" and not gpus:
         raise RuntimeError("--device gpu: no GPU is visible to Keras")
     return "gpu" if gpus else "cpu"
@@ -46,6 +54,13 @@ def dtype_policy(precision: str, device: str) -> str:
     if precision == "auto":
         precision = "float16" if device == "gpu" else "bfloat16" if cpu_has_bf16() else "float32"
     return precision if precision == "float32" else f"mixed_{precision}"
+
+
+def tile_step() -> int:
+    """The tile-side step for the Keras backend in use."""
+    import keras
+
+    return TILE_STEPS.get(keras.backend.backend(), TILE_STEP)
 
 
 def orient(array: np.ndarray, turns: int, mirror: bool, inverse: bool = False) -> np.ndarray:
@@ -82,7 +97,7 @@ class Engine:
         align, radius = artifact.align, artifact.seam_radius
         default_overlap = round_up(2 * radius + 2, align)
         self.overlap = default_overlap if settings.overlap is None else settings.overlap
-        self.step = round_up(TILE_STEP, align)
+        self.step = round_up(tile_step(), align)
         # the longest tile side: the setting, to a multiple of the step, and at least twice the overlap
         self.tile = max(settings.tile // self.step * self.step, round_up(max(2 * self.overlap, 16), self.step))
         self.margin = min(radius, max(self.overlap - 1, 0) // 2)

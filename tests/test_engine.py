@@ -51,6 +51,16 @@ def test_tile_plans_cover_the_image_with_the_fewest_and_shortest_tiles(gray_engi
         assert size > side - 16 + (fewest - 1) * (side - 16 - overlap), "a side 16 px shorter would not"
 
 
+def test_on_jax_tile_sides_step_by_128_so_few_shapes_compile(gray_engine, monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    engine = Engine(gray_engine.artifact, Settings(tile=768, overlap=104))
+    sizes = [(300, 451), (320, 320), (384, 384), (481, 321), (500, 375), (640, 480), (333, 500), (1080, 1920)]
+    tiles = {engine.plan(*size).tile for size in sizes}
+    assert tiles == {(384, 512), (384, 384), (512, 384), (640, 512), (640, 768)}
+
+
 def test_tiles_of_one_shape_from_consecutive_images_share_batches_of_few_shapes(tiny_models, rng):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=5))
     shapes = record_batch_shapes(engine)
