@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from denoiser.artifact import Artifact, load_artifact
-from denoiser.engine import ORIENTATIONS, Engine, Settings, measure_seam_radius, orient
+from denoiser.engine import ORIENTATIONS, Engine, Settings, measure_seam_radius, orient, resolve_device
 from denoiser.tiling import round_up
 
 
@@ -49,6 +49,18 @@ def test_tile_plans_cover_the_image_with_the_fewest_and_shortest_tiles(gray_engi
         assert side % 16 == 0 and side <= engine.tile and len(starts) == fewest
         assert starts[-1] + side >= size, "the tiles cover the image"
         assert size > side - 16 + (fewest - 1) * (side - 16 - overlap), "a side 16 px shorter would not"
+
+
+def test_auto_device_is_the_cpu_where_the_backend_raises_for_a_missing_gpu(monkeypatch):
+    import keras
+
+    def no_gpu(kind):
+        raise RuntimeError(f"Unknown backend: '{kind}' requested")  # what JAX does without one
+
+    monkeypatch.setattr(keras.distribution, "list_devices", no_gpu)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(RuntimeError, match="no GPU"):
+        resolve_device("gpu")
 
 
 def test_on_jax_tile_sides_step_by_128_so_few_shapes_compile(gray_engine, monkeypatch):
