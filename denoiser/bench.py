@@ -12,6 +12,7 @@ import numpy as np
 from denoiser.engine import Engine
 
 SIZES = ((256, 256), (512, 512), (2048, 2048), (4000, 6000))  # height, width
+MATMUL_SIZES = (1024, 2048, 3072, 4096)
 
 
 class Result(NamedTuple):
@@ -45,18 +46,22 @@ def conv_flops_per_pixel(model) -> float:
     return flops / size**2
 
 
-def matmul_gflops(dtype: str, device: str, n: int = 4096, repeats: int = 3) -> float:
-    """The machine's ceiling: GFLOP/s of an n x n matrix product in `dtype` through the same backend."""
+def matmul_gflops(dtype: str, device: str, sizes: tuple[int, ...] = MATMUL_SIZES, repeats: int = 3) -> tuple[float, int]:
+    """The machine's ceiling: the best GFLOP/s of n x n matrix products in `dtype` through the same backend, and
+    the n that reached it (which n is fastest depends on the machine's caches and the backend's kernels)."""
     import keras
 
+    rng = np.random.default_rng(0)
+    best = (0.0, 0)
     with keras.device(f"{device}:0"):
-        a = keras.ops.convert_to_tensor(np.random.default_rng(0).random((n, n), np.float32), dtype=dtype)
-        keras.ops.convert_to_numpy(keras.ops.matmul(a, a)[0, :1])  # warm, and wait for the result
-        started = time.perf_counter()
-        for _ in range(repeats):
-            keras.ops.convert_to_numpy(keras.ops.matmul(a, a)[0, :1])
-        seconds = (time.perf_counter() - started) / repeats
-    return 2.0 * n**3 / seconds / 1e9
+        for n in sizes:
+            a = keras.ops.convert_to_tensor(rng.random((n, n), np.float32), dtype=dtype)
+            keras.ops.convert_to_numpy(keras.ops.matmul(a, a)[0, :1])  # warm, and wait for the result
+            started = time.perf_counter()
+            for _ in range(repeats):
+                keras.ops.convert_to_numpy(keras.ops.matmul(a, a)[0, :1])
+            best = max(best, (2.0 * n**3 * repeats / (time.perf_counter() - started) / 1e9, n))
+    return best
 
 
 def peak_rss_mb() -> float:

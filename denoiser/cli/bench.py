@@ -35,7 +35,7 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
     """Throughput, latency and peak memory per image size, and the GFLOP/s the model reaches
     next to a matrix multiply measured in the same run."""
     from denoiser.artifact import resolve_model
-    from denoiser.bench import SIZES, bench_size, conv_flops_per_pixel, matmul_gflops
+    from denoiser.bench import MATMUL_SIZES, SIZES, bench_size, conv_flops_per_pixel, matmul_gflops
     from denoiser.engine import Engine
 
     try:
@@ -43,12 +43,13 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
     except FileNotFoundError as error:
         raise click.BadParameter(str(error), param_hint="--model") from error
     flops = conv_flops_per_pixel(engine.artifact.model)
-    ceiling = matmul_gflops(engine.precision, engine.device)
+    ceiling, side = matmul_gflops(engine.precision, engine.device)
     click.echo(f"model {engine.artifact.card.get('name', model)}: {flops / 1e3:.1f} kFLOP/pixel, "
                f"{engine.precision} on {engine.device} ({platform.processor() or platform.machine()}), "
                f"tiles up to {engine.tile}, overlap {engine.overlap}, "
                f"batch {engine.settings.batch_size}, ensemble {engine.settings.ensemble}")
-    click.echo(f"matmul 4096^3 {engine.precision}: {ceiling:.1f} GFLOP/s (the ceiling)")
+    click.echo(f"matmul {side}^3 {engine.precision}: {ceiling:.1f} GFLOP/s (the ceiling: the fastest of "
+               f"{'/'.join(map(str, MATMUL_SIZES))})")
     click.echo(f"{'size':>11} {'tiles':>14} {'latency s':>10} {'MP/s':>7} {'GFLOP/s':>8} {'of ceiling':>10} "
                f"{'peak RSS MB':>12}")
     results = []
@@ -62,4 +63,5 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
         out.write_text(json.dumps({"model": model, "precision": engine.precision, "device": engine.device,
                                    "tile": engine.tile, "overlap": engine.overlap,
                                    "ensemble": engine.settings.ensemble, "flops_per_pixel": flops,
-                                   "matmul_gflops": ceiling, "sizes": [r._asdict() for r in results]}, indent=2))
+                                   "matmul_gflops": ceiling, "matmul_side": side,
+                                   "sizes": [r._asdict() for r in results]}, indent=2))
