@@ -6,11 +6,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-KINDS = ("gauss", "sp", "wm")
+KINDS = ("gauss", "sp", "wm", "logo")
 
 
 class NoiseSpec(NamedTuple):
-    """One degradation: `gauss` (sigma in 8-bit levels), `sp` (percent of pixels hit) or `wm` (watermark opacity %)."""
+    """One degradation: `gauss` (sigma in 8-bit levels), `sp` (percent of pixels hit), `wm` (text watermark
+    opacity %) or `logo` (logo overlay opacity %)."""
 
     kind: str
     level: float
@@ -66,6 +67,31 @@ def _font(name: str | None, size: int):
     return ImageFont.load_default(size) if name is None else ImageFont.truetype(name, size)
 
 
+def _stamped(height: int, width: int, rng: np.random.Generator, box: tuple[int, int], spacing: tuple[float, float],
+             stamp) -> np.ndarray:
+    """Coverage in [0, 1] of one stamp of `box` (width, height) in the middle, or of a staggered grid of stamps
+    `spacing` boxes apart, tilted by up to 40 degrees.
+
+    Args:
+        stamp: draws one copy with its box's top left at (x, y): stamp(draw, x, y).
+    """
+    from PIL import Image, ImageDraw
+
+    side = int(np.hypot(height, width)) + 1
+    layer = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(layer)
+    if rng.random() < 0.5:
+        stamp(draw, (side - box[0]) // 2, (side - box[1]) // 2)
+    else:
+        step_x, step_y = int(box[0] * spacing[0]) + 1, int(box[1] * spacing[1]) + 1
+        for row, y in enumerate(range(0, side, step_y)):
+            for x in range(-(row % 2) * step_x // 2, side, step_x):
+                stamp(draw, x, y)
+    layer = layer.rotate(float(rng.uniform(-40, 40)), resample=Image.Resampling.BILINEAR)
+    y0, x0 = (side - height) // 2, (side - width) // 2
+    return np.asarray(layer, np.float32)[y0:y0 + height, x0:x0 + width] / 255.0
+
+
 def watermark_mask(height: int, width: int, rng: np.random.Generator, style: WatermarkStyle = HELD_OUT) -> np.ndarray:
     """A text overlay's coverage in [0, 1]: one big tilted text, or a tilted grid of smaller copies."""
     from PIL import Image, ImageDraw
@@ -73,20 +99,52 @@ def watermark_mask(height: int, width: int, rng: np.random.Generator, style: Wat
     text = style.texts[int(rng.integers(len(style.texts)))]
     size = max(10, int(min(height, width) * rng.uniform(0.06, 0.16)))
     font = _font(style.fonts[int(rng.integers(len(style.fonts)))], size)
-    side = int(np.hypot(height, width)) + 1
-    layer = Image.new("L", (side, side), 0)
-    draw = ImageDraw.Draw(layer)
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    if rng.random() < 0.5:
-        draw.text(((side - right + left) // 2, (side - bottom + top) // 2), text, fill=255, font=font)
-    else:
-        step_x, step_y = int((right - left) * 1.4) + 1, int((bottom - top) * 3) + 1
-        for row, y in enumerate(range(0, side, step_y)):
-            for x in range(-(row % 2) * step_x // 2, side, step_x):
-                draw.text((x, y), text, fill=255, font=font)
-    layer = layer.rotate(float(rng.uniform(-40, 40)), resample=Image.Resampling.BILINEAR)
-    y0, x0 = (side - height) // 2, (side - width) // 2
-    return np.asarray(layer, np.float32)[y0:y0 + height, x0:x0 + width] / 255.0
+    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
+    return _stamped(height, width, rng, (right - left, bottom - top), (1.4, 3.0),
+                    lambda draw, x, y: draw.text((x, y), text, fill=255, font=font))
+
+
+def _logo(draw, kind: str, x: int, y: int, size: int) -> None:
+    """Draw one logo of `kind` filling the square of `size` at (x, y): shapes in 255, cut-outs in 0."""
+    line, box, cx, cy = max(2, size // 10), (x, y, x + size, y + size), x + size / 2, y + size / 2
+    if kind == "ring-star":
+        draw.ellipse(box, outline=255, width=line)
+        radii = (0.16 * size, 0.4 * size)
+        draw.polygon([(cx + radii[i % 2] * np.sin(i * np.pi / 5), cy - radii[i % 2] * np.cos(i * np.pi / 5))
+                      for i in range(10)], fill=255)
+    elif kind == "shield":
+        draw.polygon([(x, y), (x + size, y), (x + size, cy), (cx, y + size), (x, cy)], fill=255)
+        draw.rectangle((x + size // 3, y + size // 5, x + 2 * size // 3, cy), fill=0)
+    elif kind == "target":
+        for shrink in (0, size // 6, size // 3):
+            draw.ellipse((x + shrink, y + shrink, x + size - shrink, y + size - shrink), outline=255, width=line)
+    elif kind == "play":
+        draw.ellipse(box, fill=255)
+        draw.polygon([(cx - size / 6, cy - size / 4), (cx - size / 6, cy + size / 4), (cx + size / 4, cy)], fill=0)
+    else:  # badge
+        draw.rounded_rectangle(box, radius=size // 5, outline=255, width=line)
+        draw.rounded_rectangle((x + size // 4, y + size // 4, x + 3 * size // 4, y + 3 * size // 4),
+                               radius=size // 10, fill=255)
+
+
+LOGOS = ("ring-star", "shield", "target", "play", "badge")
+
+
+def logo_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A logo overlay's coverage in [0, 1]: one of LOGOS, large and alone or small in a tilted grid. Training
+    never draws logos, so every logo measured is a shape the models never saw."""
+    kind = LOGOS[int(rng.integers(len(LOGOS)))]
+    size = max(12, int(min(height, width) * rng.uniform(0.15, 0.4)))
+    return _stamped(height, width, rng, (size, size), (1.6, 1.6), lambda draw, x, y: _logo(draw, kind, x, y, size))
+
+
+def blend_overlay(image: np.ndarray, mask: np.ndarray, opacity: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Blend a white, black or gray overlay of coverage `mask` at `opacity` percent and quantize to 8 bits;
+    also the overlay's opacity per pixel (its matte, H x W x 1)."""
+    alpha = mask[..., None] * (opacity / 100.0)
+    colour = rng.choice([0.0, 1.0, float(rng.uniform(0.3, 0.7))])
+    return quantize8(image * (1.0 - alpha) + colour * alpha), alpha
 
 
 def watermark(image: np.ndarray, opacity: float, rng: np.random.Generator,
@@ -98,9 +156,7 @@ def watermark(image: np.ndarray, opacity: float, rng: np.random.Generator,
 def watermark_with_matte(image: np.ndarray, opacity: float, rng: np.random.Generator,
                          style: WatermarkStyle = HELD_OUT) -> tuple[np.ndarray, np.ndarray]:
     """`watermark`, and the overlay's opacity per pixel (its matte, H x W x 1)."""
-    alpha = watermark_mask(image.shape[0], image.shape[1], rng, style)[..., None] * (opacity / 100.0)
-    colour = rng.choice([0.0, 1.0, float(rng.uniform(0.3, 0.7))])
-    return quantize8(image * (1.0 - alpha) + colour * alpha), alpha
+    return blend_overlay(image, watermark_mask(image.shape[0], image.shape[1], rng, style), opacity, rng)
 
 
 def degrade(image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator,
@@ -110,6 +166,8 @@ def degrade(image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator,
         return gaussian(image, spec.level, rng)
     if spec.kind == "wm":
         return watermark(image, spec.level, rng, style)
+    if spec.kind == "logo":
+        return blend_overlay(image, logo_mask(image.shape[0], image.shape[1], rng), spec.level, rng)[0]
     return salt_and_pepper(image, spec.level, rng)
 
 

@@ -44,17 +44,32 @@ def test_salt_and_pepper_hits_the_requested_share(rng):
     assert set(np.unique(noisy[hit])) <= {0.0, 1.0}
 
 
-def test_watermark_is_a_partial_overlay_at_the_given_opacity(rng):
-    from denoiser.noise import watermark_mask
+@pytest.mark.parametrize("kind", ["wm", "logo"])
+def test_overlays_are_partial_at_the_given_opacity(rng, kind):
+    from denoiser.noise import logo_mask, watermark_mask
 
     clean = rng.random((120, 160, 3), dtype=np.float32) * 0.5 + 0.25
-    mask = watermark_mask(120, 160, np.random.default_rng(3))
+    mask = {"wm": watermark_mask, "logo": logo_mask}[kind](120, 160, np.random.default_rng(3))
     assert 0.005 < (mask > 0).mean() < 0.7 and mask.max() > 0.9
-    noisy = degrade(clean, NoiseSpec("wm", 40), np.random.default_rng(3))
+    noisy = degrade(clean, NoiseSpec(kind, 40), np.random.default_rng(3))
     assert np.array_equal(noisy, np.round(noisy * 255) / 255)
     changed = np.abs(noisy - clean).max(axis=-1) > 1 / 255
     assert changed.any() and np.all(mask[changed] > 0), "only covered pixels change"
     assert np.abs(noisy - clean).max() <= 0.4 * 0.75 + 1 / 255
+
+
+def test_every_logo_is_a_shape_with_holes():
+    from PIL import Image, ImageDraw
+    from scipy.ndimage import binary_fill_holes
+
+    from denoiser.noise import LOGOS, _logo
+
+    for kind in LOGOS:
+        layer = Image.new("L", (64, 64), 0)
+        _logo(ImageDraw.Draw(layer), kind, 0, 0, 64)
+        covered = np.asarray(layer) > 0
+        assert 0.1 < covered.mean() < 0.8, kind
+        assert binary_fill_holes(covered).sum() > covered.sum() + 20, f"{kind} encloses no cut-out"
 
 
 def test_training_draws_each_degradation_at_its_share():

@@ -19,7 +19,7 @@ from denoiser.engine import ENSEMBLES, PRECISIONS, Engine, Settings
               show_default=True, help="Folder for eval.json, eval.md and the noisy inputs.")
 @click.option("--noise", default="gauss:15,gauss:25,gauss:50,sp:10,wm:40", show_default=True,
               help="Degradations, KIND:LEVEL separated by commas: gauss = sigma in 8-bit levels, "
-                   "sp = percent of pixels, wm = watermark opacity percent.")
+                   "sp = percent of pixels, wm = text watermark opacity percent, logo = logo overlay opacity percent.")
 @click.option("-s", "--seed", type=int, default=0, show_default=True)
 @click.option("-m", "--model", "models", multiple=True, metavar="MODEL[@[PRECISION][xN]]",
               help="Model file or shipped name, optionally @float32/@bfloat16/@float16 and a self-ensemble of N "
