@@ -51,10 +51,13 @@ def salt_and_pepper(image: np.ndarray, percent: float, rng: np.random.Generator)
 
 
 class WatermarkStyle(NamedTuple):
-    """The texts and fonts watermarks are drawn from (font None = Pillow's bundled Aileron)."""
+    """The texts and fonts watermarks are drawn from (font None = Pillow's bundled Aileron), and the logos
+    (LOGO_SHAPES) drawn instead of text in `logo_share` of them."""
 
     texts: tuple[str, ...]
     fonts: tuple[str | None, ...]
+    logos: tuple[str, ...] = ()
+    logo_share: float = 0.0
 
 
 # What evaluation uses: texts and a font that training never sees.
@@ -104,38 +107,89 @@ def watermark_mask(height: int, width: int, rng: np.random.Generator, style: Wat
                     lambda draw, x, y: draw.text((x, y), text, fill=255, font=font))
 
 
-def _logo(draw, kind: str, x: int, y: int, size: int) -> None:
-    """Draw one logo of `kind` filling the square of `size` at (x, y): shapes in 255, cut-outs in 0."""
-    line, box, cx, cy = max(2, size // 10), (x, y, x + size, y + size), x + size / 2, y + size / 2
-    if kind == "ring-star":
-        draw.ellipse(box, outline=255, width=line)
-        radii = (0.16 * size, 0.4 * size)
-        draw.polygon([(cx + radii[i % 2] * np.sin(i * np.pi / 5), cy - radii[i % 2] * np.cos(i * np.pi / 5))
-                      for i in range(10)], fill=255)
-    elif kind == "shield":
-        draw.polygon([(x, y), (x + size, y), (x + size, cy), (cx, y + size), (x, cy)], fill=255)
-        draw.rectangle((x + size // 3, y + size // 5, x + 2 * size // 3, cy), fill=0)
-    elif kind == "target":
-        for shrink in (0, size // 6, size // 3):
-            draw.ellipse((x + shrink, y + shrink, x + size - shrink, y + size - shrink), outline=255, width=line)
-    elif kind == "play":
-        draw.ellipse(box, fill=255)
-        draw.polygon([(cx - size / 6, cy - size / 4), (cx - size / 6, cy + size / 4), (cx + size / 4, cy)], fill=0)
-    else:  # badge
-        draw.rounded_rectangle(box, radius=size // 5, outline=255, width=line)
-        draw.rounded_rectangle((x + size // 4, y + size // 4, x + 3 * size // 4, y + 3 * size // 4),
-                               radius=size // 10, fill=255)
+def _polygon(draw, cx: float, cy: float, radius: float, corners: int, turn: float = 0.0, fill: int = 255) -> None:
+    """A regular polygon of `corners` around (cx, cy), its first corner `turn` of a full turn from the top."""
+    angles = 2 * np.pi * (turn + np.arange(corners) / corners)
+    draw.polygon(list(zip(cx + radius * np.sin(angles), cy - radius * np.cos(angles))), fill=fill)
 
 
+def _ring_star(draw, x, y, size, cx, cy, line):
+    draw.ellipse((x, y, x + size, y + size), outline=255, width=line)
+    radii = (0.16 * size, 0.4 * size)
+    draw.polygon([(cx + radii[i % 2] * np.sin(i * np.pi / 5), cy - radii[i % 2] * np.cos(i * np.pi / 5))
+                  for i in range(10)], fill=255)
+
+
+def _shield(draw, x, y, size, cx, cy, line):
+    draw.polygon([(x, y), (x + size, y), (x + size, cy), (cx, y + size), (x, cy)], fill=255)
+    draw.rectangle((x + size // 3, y + size // 5, x + 2 * size // 3, cy), fill=0)
+
+
+def _target(draw, x, y, size, cx, cy, line):
+    for shrink in (0, size // 6, size // 3):
+        draw.ellipse((x + shrink, y + shrink, x + size - shrink, y + size - shrink), outline=255, width=line)
+
+
+def _play(draw, x, y, size, cx, cy, line):
+    draw.ellipse((x, y, x + size, y + size), fill=255)
+    draw.polygon([(cx - size / 6, cy - size / 4), (cx - size / 6, cy + size / 4), (cx + size / 4, cy)], fill=0)
+
+
+def _badge(draw, x, y, size, cx, cy, line):
+    draw.rounded_rectangle((x, y, x + size, y + size), radius=size // 5, outline=255, width=line)
+    draw.rounded_rectangle((x + size // 4, y + size // 4, x + 3 * size // 4, y + 3 * size // 4),
+                           radius=size // 10, fill=255)
+
+
+def _hexagon(draw, x, y, size, cx, cy, line):
+    _polygon(draw, cx, cy, size / 2, 6)
+    _polygon(draw, cx, cy, size / 2 - 1.5 * line, 6, fill=0)
+
+
+def _triangle(draw, x, y, size, cx, cy, line):
+    _polygon(draw, cx, cy, size / 2, 3)
+    _polygon(draw, cx, cy, size / 5, 3, turn=0.5, fill=0)
+
+
+def _cross(draw, x, y, size, cx, cy, line):
+    draw.rectangle((cx - size / 6, y, cx + size / 6, y + size), fill=255)
+    draw.rectangle((x, cy - size / 6, x + size, cy + size / 6), fill=255)
+    draw.rectangle((cx - size / 16, cy - size / 16, cx + size / 16, cy + size / 16), fill=0)
+
+
+def _diamond(draw, x, y, size, cx, cy, line):
+    _polygon(draw, cx, cy, size / 2, 4)
+    _polygon(draw, cx, cy, size / 2 - 1.5 * line, 4, fill=0)
+    _polygon(draw, cx, cy, size / 8, 4)
+
+
+def _bars(draw, x, y, size, cx, cy, line):
+    for left in (0, 2, 4):
+        draw.rectangle((x + left * size / 5, y + (4 - left) * size / 10, x + (left + 1) * size / 5, y + size), fill=255)
+    draw.rectangle((x, y + size - line, x + size, y + size), fill=0)
+
+
+# Logo shapes, each drawn filling a square of `size` at (x, y) (centre cx, cy; stroke `line`): 255 shape, 0 cut-out.
+LOGO_SHAPES = {"ring-star": _ring_star, "shield": _shield, "target": _target, "play": _play, "badge": _badge,
+               "hexagon": _hexagon, "triangle": _triangle, "cross": _cross, "diamond": _diamond, "bars": _bars}
+# What evaluation's logo:OPACITY draws: shapes that training (train.data.TRAINING_LOGOS) never does.
 LOGOS = ("ring-star", "shield", "target", "play", "badge")
 
 
-def logo_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """A logo overlay's coverage in [0, 1]: one of LOGOS, large and alone or small in a tilted grid. Training
-    never draws logos, so every logo measured is a shape the models never saw."""
-    kind = LOGOS[int(rng.integers(len(LOGOS)))]
+def logo_mask(height: int, width: int, rng: np.random.Generator, kinds: tuple[str, ...] = LOGOS) -> np.ndarray:
+    """A logo overlay's coverage in [0, 1]: one of `kinds`, large and alone or smaller in a tilted grid."""
+    draw_logo = LOGO_SHAPES[kinds[int(rng.integers(len(kinds)))]]
     size = max(12, int(min(height, width) * rng.uniform(0.15, 0.4)))
-    return _stamped(height, width, rng, (size, size), (1.6, 1.6), lambda draw, x, y: _logo(draw, kind, x, y, size))
+    line = max(2, size // 10)
+    return _stamped(height, width, rng, (size, size), (1.6, 1.6),
+                    lambda draw, x, y: draw_logo(draw, x, y, size, x + size / 2, y + size / 2, line))
+
+
+def overlay_mask(height: int, width: int, rng: np.random.Generator, style: WatermarkStyle = HELD_OUT) -> np.ndarray:
+    """A watermark's coverage: a logo of the style's in its `logo_share` of draws, else text."""
+    if style.logo_share and rng.random() < style.logo_share:
+        return logo_mask(height, width, rng, style.logos)
+    return watermark_mask(height, width, rng, style)
 
 
 def blend_overlay(image: np.ndarray, mask: np.ndarray, opacity: float,
@@ -149,14 +203,14 @@ def blend_overlay(image: np.ndarray, mask: np.ndarray, opacity: float,
 
 def watermark(image: np.ndarray, opacity: float, rng: np.random.Generator,
               style: WatermarkStyle = HELD_OUT) -> np.ndarray:
-    """Blend a white, black or gray text overlay at `opacity` percent, then quantize to 8 bits."""
+    """Blend a white, black or gray text (or the style's logo) overlay at `opacity` percent, then quantize to 8 bits."""
     return watermark_with_matte(image, opacity, rng, style)[0]
 
 
 def watermark_with_matte(image: np.ndarray, opacity: float, rng: np.random.Generator,
                          style: WatermarkStyle = HELD_OUT) -> tuple[np.ndarray, np.ndarray]:
     """`watermark`, and the overlay's opacity per pixel (its matte, H x W x 1)."""
-    return blend_overlay(image, watermark_mask(image.shape[0], image.shape[1], rng, style), opacity, rng)
+    return blend_overlay(image, overlay_mask(image.shape[0], image.shape[1], rng, style), opacity, rng)
 
 
 def degrade(image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator,

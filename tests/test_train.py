@@ -58,18 +58,19 @@ def test_overlays_are_partial_at_the_given_opacity(rng, kind):
     assert np.abs(noisy - clean).max() <= 0.4 * 0.75 + 1 / 255
 
 
-def test_every_logo_is_a_shape_with_holes():
+def test_every_logo_is_a_shape_with_holes_or_parts():
     from PIL import Image, ImageDraw
-    from scipy.ndimage import binary_fill_holes
+    from scipy.ndimage import binary_fill_holes, label
 
-    from denoiser.noise import LOGOS, _logo
+    from denoiser.noise import LOGO_SHAPES
 
-    for kind in LOGOS:
+    for kind, draw_logo in LOGO_SHAPES.items():
         layer = Image.new("L", (64, 64), 0)
-        _logo(ImageDraw.Draw(layer), kind, 0, 0, 64)
+        draw_logo(ImageDraw.Draw(layer), 0, 0, 64, 32, 32, 6)
         covered = np.asarray(layer) > 0
         assert 0.1 < covered.mean() < 0.8, kind
-        assert binary_fill_holes(covered).sum() > covered.sum() + 20, f"{kind} encloses no cut-out"
+        holes, parts = binary_fill_holes(covered).sum() - covered.sum(), label(covered)[1]
+        assert holes > 20 or parts > 1, f"{kind} is a plain blob"
 
 
 def test_training_draws_each_degradation_at_its_share():
@@ -86,17 +87,31 @@ def test_task_trains_on_one_degradation_only():
     assert {Recipe("d", "o", task="static").noise.sample(np.random.default_rng(i)).kind for i in range(50)} == {"sp"}
 
 
-def test_training_watermarks_use_other_fonts_and_texts_than_evaluation(tmp_path):
-    from denoiser.noise import HELD_OUT
+def test_training_watermarks_use_other_fonts_texts_and_logos_than_evaluation(tmp_path):
+    from denoiser.noise import HELD_OUT, LOGO_SHAPES, LOGOS
     from train.data import training_watermarks
 
     with pytest.raises(FileNotFoundError, match="fonts-dejavu-core"):
         training_watermarks(tmp_path)
     try:
-        style = training_watermarks()
+        style = training_watermarks(logo_share=0.5)
     except FileNotFoundError:
         pytest.skip("no DejaVu fonts on this machine")
     assert not set(style.texts) & set(HELD_OUT.texts) and None not in style.fonts
+    assert style.logos and not set(style.logos) & set(LOGOS) and set(style.logos) <= set(LOGO_SHAPES)
+
+
+def test_a_style_draws_logos_in_its_share_of_watermarks_and_text_as_before_otherwise():
+    from denoiser.noise import HELD_OUT, logo_mask, overlay_mask, watermark_mask
+
+    def draw(function, *args, skip=0):
+        rng = np.random.default_rng(5)
+        rng.random(skip)
+        return function(90, 120, rng, *args)
+
+    assert np.array_equal(draw(overlay_mask, HELD_OUT), draw(watermark_mask, HELD_OUT)), "no extra draw for text"
+    logos = HELD_OUT._replace(logos=("cross", "bars"), logo_share=1.0)
+    assert np.array_equal(draw(overlay_mask, logos), draw(logo_mask, ("cross", "bars"), skip=1))
 
 
 def test_bad_noise_spec_is_refused():

@@ -68,6 +68,8 @@ def command_line() -> str:
 @click.option("--sp-max", type=float, default=15.0, help="Salt-and-pepper percentage is uniform in [0, this].")
 @click.option("--wm-prob", type=float, default=0.0,
               help="Share of patches with a text watermark (20-60% opacity, DejaVu fonts) instead.")
+@click.option("--logo-share", type=float, default=0.0,
+              help="Share of the watermarks that are logos (hexagon, triangle, cross, diamond, bars) instead of text.")
 @click.option("-t", "--task", type=click.Choice(["denoise", "static", "watermark"]), default="denoise",
               help="denoise = the mixture above; static or watermark = only that degradation.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,

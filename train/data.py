@@ -18,25 +18,28 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
 WATERMARK_FONTS = "/usr/share/fonts/truetype/dejavu"  # Debian's fonts-dejavu-core; evaluation uses another font
 WATERMARK_OPACITY = (20.0, 60.0)
+TRAINING_LOGOS = ("hexagon", "triangle", "cross", "diamond", "bars")  # none of evaluation's denoiser.noise.LOGOS
 
 
-def training_watermarks(fonts: str | Path = WATERMARK_FONTS) -> WatermarkStyle:
-    """Watermark texts and fonts for training, disjoint from the held-out ones that evaluation uses."""
+def training_watermarks(fonts: str | Path = WATERMARK_FONTS, logo_share: float = 0.0) -> WatermarkStyle:
+    """Watermark texts, fonts and logos for training, disjoint from the held-out ones that evaluation uses;
+    `logo_share` of the watermarks are logos."""
     files = tuple(sorted(str(p) for p in Path(fonts).glob("*.ttf")))
     if not files:
         raise FileNotFoundError(f"no .ttf fonts in {fonts} for watermarks (apt-get install fonts-dejavu-core)")
     texts = ("SAMPLE", "PROOF", "© Studio", "CONFIDENTIAL", "DRAFT", "stock photo", "preview only", "www.example.com")
-    return WatermarkStyle(texts, files)
+    return WatermarkStyle(texts, files, TRAINING_LOGOS, logo_share)
 
 
 class NoiseSettings(NamedTuple):
-    """The training degradations: static with probability sp_prob, a watermark with probability wm_prob, else
-    Gaussian noise with sigma uniform in [0, sigma_max]."""
+    """The training degradations: static with probability sp_prob, a watermark with probability wm_prob (a logo
+    instead of text in logo_share of them), else Gaussian noise with sigma uniform in [0, sigma_max]."""
 
     sigma_max: float = 50.0
     sp_prob: float = 0.2
     sp_max: float = 15.0
     wm_prob: float = 0.0
+    logo_share: float = 0.0
 
     def sample(self, rng: np.random.Generator) -> NoiseSpec:
         """Draw one degradation."""
@@ -49,7 +52,7 @@ class NoiseSettings(NamedTuple):
 
     def style(self) -> WatermarkStyle | None:
         """The training watermark style, or None when no watermarks are drawn."""
-        return training_watermarks() if self.wm_prob > 0 else None
+        return training_watermarks(logo_share=self.logo_share) if self.wm_prob > 0 else None
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -40,6 +40,7 @@ class Recipe(NamedTuple):
     sp_prob: float = 0.2
     sp_max: float = 15.0
     wm_prob: float = 0.0
+    logo_share: float = 0.0
     task: str = "denoise"
     init: str | None = None
     precision: str = "auto"
@@ -58,8 +59,8 @@ class Recipe(NamedTuple):
         if self.task == "static":
             return NoiseSettings(self.sigma_max, 1.0, self.sp_max, 0.0)
         if self.task == "watermark":
-            return NoiseSettings(self.sigma_max, 0.0, self.sp_max, 1.0)
-        return NoiseSettings(self.sigma_max, self.sp_prob, self.sp_max, self.wm_prob)
+            return NoiseSettings(self.sigma_max, 0.0, self.sp_max, 1.0, self.logo_share)
+        return NoiseSettings(self.sigma_max, self.sp_prob, self.sp_max, self.wm_prob, self.logo_share)
 
 
 def preset_params(recipe: Recipe) -> dict:
