@@ -46,7 +46,8 @@ def conv_flops_per_pixel(model) -> float:
     return flops / size**2
 
 
-def matmul_gflops(dtype: str, device: str, sizes: tuple[int, ...] = MATMUL_SIZES, repeats: int = 3) -> tuple[float, int]:
+def matmul_gflops(dtype: str, device: str, sizes: tuple[int, ...] = MATMUL_SIZES,
+                  repeats: int = 3) -> tuple[float, int]:
     """The machine's ceiling: the best GFLOP/s of n x n matrix products in `dtype` through the same backend, and
     the n that reached it (which n is fastest depends on the machine's caches and the backend's kernels)."""
     import keras
