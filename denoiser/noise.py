@@ -97,27 +97,25 @@ def _stamped(height: int, width: int, rng: np.random.Generator, box: tuple[int, 
 
 def watermark_mask(height: int, width: int, rng: np.random.Generator, style: WatermarkStyle = HELD_OUT) -> np.ndarray:
     """A text overlay's coverage in [0, 1]: one big tilted text, or a tilted grid of smaller copies."""
-    from PIL import Image, ImageDraw
-
     text = style.texts[int(rng.integers(len(style.texts)))]
     size = max(10, int(min(height, width) * rng.uniform(0.06, 0.16)))
     font = _font(style.fonts[int(rng.integers(len(style.fonts)))], size)
-    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
+    left, top, right, bottom = font.getbbox(text)
     return _stamped(height, width, rng, (right - left, bottom - top), (1.4, 3.0),
                     lambda draw, x, y: draw.text((x, y), text, fill=255, font=font))
 
 
-def _polygon(draw, cx: float, cy: float, radius: float, corners: int, turn: float = 0.0, fill: int = 255) -> None:
-    """A regular polygon of `corners` around (cx, cy), its first corner `turn` of a full turn from the top."""
+def _polygon(draw, cx: float, cy: float, radius, corners: int, turn: float = 0.0, fill: int = 255) -> None:
+    """A polygon of `corners` evenly turned around (cx, cy), its first corner `turn` of a full turn from the top;
+    with several radii, the corners take them in turn (two make a star)."""
     angles = 2 * np.pi * (turn + np.arange(corners) / corners)
-    draw.polygon(list(zip(cx + radius * np.sin(angles), cy - radius * np.cos(angles))), fill=fill)
+    radii = np.resize(np.asarray(radius, np.float64), corners)
+    draw.polygon(list(zip(cx + radii * np.sin(angles), cy - radii * np.cos(angles))), fill=fill)
 
 
 def _ring_star(draw, x, y, size, cx, cy, line):
     draw.ellipse((x, y, x + size, y + size), outline=255, width=line)
-    radii = (0.16 * size, 0.4 * size)
-    draw.polygon([(cx + radii[i % 2] * np.sin(i * np.pi / 5), cy - radii[i % 2] * np.cos(i * np.pi / 5))
-                  for i in range(10)], fill=255)
+    _polygon(draw, cx, cy, (0.16 * size, 0.4 * size), 10)
 
 
 def _shield(draw, x, y, size, cx, cy, line):
