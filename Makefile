@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install models watermark scorer clean
+.PHONY: demo test install models watermark scorer gpu-kit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,18 @@ watermark: $(STAMP)
 # Retrain only the shipped anomaly scorer (a few minutes): natural photos from both training sets.
 scorer: $(STAMP)
 	$(SCORER) --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/scorer.keras
+
+# What a GPU machine with JAX but no TensorFlow needs to train (train/on-gpu.sh runs it there): the wheels of
+# this Keras and of the two Keras needs that such machines lack, for KIT_PYTHON, and the train400 images.
+KIT ?= .kit
+KIT_PYTHON ?= 3.12
+gpu-kit: $(STAMP)
+	rm -rf $(KIT) && mkdir -p $(KIT)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version $(KIT_PYTHON) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d $(KIT) \
+		keras==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("keras"))') namex optree
+	cp -r $(DATA)/train400 $(KIT)/train400 && chmod -R u+w $(KIT)
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info

@@ -244,7 +244,10 @@ def measure_seam_radius(artifact: Artifact, images: list[np.ndarray], tolerance:
     crops = [image[:side, :side] for image, side in zip(images, sides) if side >= 2 * widest][:8]
     if not crops:
         return full.receptive_radius
-    wholes = [np.clip(full.model.predict_on_batch(crop[None])[0], 0.0, 1.0) for crop in crops]
+    import keras
+
+    with keras.device("cpu:0"):  # where the engines below run, so that both see the same arithmetic
+        wholes = [np.clip(full.model.predict_on_batch(crop[None])[0], 0.0, 1.0) for crop in crops]
     radius = full.receptive_radius
     for overlap in range(widest - step, step - 1, -step):
         engine = Engine(full, Settings(tile=0, overlap=overlap))

@@ -288,3 +288,40 @@ def test_seams_command_measures_again_what_export_measured(tmp_path, rng):
     result = CliRunner().invoke(main, ["seams", str(out)])
     assert result.exit_code == 0 and f"seam radius {card['seam_radius']}" in result.output
     assert load_artifact(out).card == card == json.loads(out.with_suffix(".json").read_text())
+
+
+def test_a_timed_run_decays_the_rate_over_its_minutes_and_stops_before_it_would_overrun():
+    from types import SimpleNamespace
+
+    from train.run import LR_FLOOR, TimedCosine
+
+    now = [0.0]
+    callback = TimedCosine(1e-3, 100.0, clock=lambda: now[0])
+    model = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=None), stop_training=False)
+    callback.set_model(model)
+    callback.on_train_begin()
+    rates, stopped = [], []
+    for epoch in range(3):  # epochs of 30 s: after the third, a fourth would end at 120 s
+        callback.on_epoch_begin(epoch)
+        rates.append(model.optimizer.learning_rate)
+        now[0] += 30.0
+        callback.on_epoch_end(epoch)
+        stopped.append(model.stop_training)
+    assert stopped == [False, False, True]
+    assert rates[0] == pytest.approx(1e-3) and rates[0] > rates[1] > rates[2] > LR_FLOOR * 1e-3
+    assert rates[1] == pytest.approx(1e-3 * (LR_FLOOR + (1 - LR_FLOOR) * (1 + np.cos(0.3 * np.pi)) / 2))
+    callback.on_epoch_begin(3)
+    now[0] = 250.0
+    callback.on_epoch_begin(4)
+    assert model.optimizer.learning_rate == pytest.approx(LR_FLOOR * 1e-3), "past the budget, the floor"
+
+
+def test_a_timed_run_ends_on_time_and_its_card_says_how_many_epochs_ran(tmp_path, rng):
+    from train.run import Recipe, train_and_export
+
+    data = write_blocky_images(tmp_path / "clean", rng)
+    recipe = Recipe(str(data), str(tmp_path / "m.keras"), preset="residual", depth=2, width=4, minutes=1e-4,
+                    steps=2, batch_size=2, patch=16, precision="float32")
+    training = load_artifact(train_and_export(recipe, "python -m train --test")).card["training"]
+    assert training["epochs_run"] == 1 and training["recipe"]["minutes"] == 1e-4
+    assert training["device"] == "cpu"

@@ -59,6 +59,8 @@ def command_line() -> str:
               help="Channels per conv layer (residual preset) or at full resolution (unet, matte).")
 @click.option("--levels", type=int, default=4, help="Scales, each half the size of the last (unet, matte).")
 @click.option("-e", "--epochs", type=int, default=10)
+@click.option("-m", "--minutes", type=float, default=None,
+              help="Train for this long instead of --epochs, the learning rate decaying over the time.")
 @click.option("-s", "--steps", type=int, default=200, help="Batches per epoch.")
 @click.option("-b", "--batch-size", type=int, default=32)
 @click.option("--patch", type=int, default=64, help="Training patch size in pixels.")
@@ -75,7 +77,7 @@ def command_line() -> str:
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from this model's weights: every layer it shares by name and shape, e.g. a shipped model's.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
-              help="auto = bfloat16 where the CPU has AVX512_BF16.")
+              help="auto = bfloat16 on a GPU or where the CPU has AVX512_BF16.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Back up every epoch here and resume from it when rerun.")
 @click.option("--seed", type=int, default=0)

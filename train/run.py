@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 
 from denoiser import __version__
 from denoiser.artifact import Artifact, load_artifact, measure_receptive_radius, save_artifact, with_precision
-from denoiser.engine import Engine, Settings, cpu_has_bf16, measure_seam_radius
+from denoiser.engine import Engine, Settings, cpu_has_bf16, measure_seam_radius, resolve_device
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
 from train.presets import PRESETS, matte_output, size_multiple
@@ -32,6 +33,7 @@ class Recipe(NamedTuple):
     width: int = 32
     levels: int = 4
     epochs: int = 10
+    minutes: float | None = None
     steps: int = 200
     batch_size: int = 32
     patch: int = 64
@@ -75,17 +77,44 @@ def build(recipe: Recipe) -> keras.Model:
 
 
 MATTE_LOSS_WEIGHT = 0.1  # binary cross-entropy on a `matte` model's overlay opacity, beside the MSE on pixels
+TIMED_EPOCHS = 1_000_000  # the bound on a run with a time budget
+LR_FLOOR = 0.02  # the cosine decays the learning rate to this share of its peak
+
+
+class TimedCosine(keras.callbacks.Callback):
+    """Cosine decay over a time budget instead of a step count: each epoch starts at the rate for the share of
+    the budget spent, and training stops after the epoch that leaves too little time for another."""
+
+    def __init__(self, lr: float, seconds: float, clock=time.monotonic):
+        super().__init__()
+        self.lr, self.seconds, self.clock = lr, seconds, clock
+
+    def on_train_begin(self, logs=None):
+        self.started = self.clock()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_began = self.clock()
+        spent = min((self.epoch_began - self.started) / self.seconds, 1.0)
+        self.model.optimizer.learning_rate = self.lr * (LR_FLOOR + (1 - LR_FLOOR) * (1 + math.cos(math.pi * spent)) / 2)
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        if now + (now - self.epoch_began) > self.started + self.seconds:
+            self.model.stop_training = True
 
 
 def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.callbacks.History:
-    """Train noisy-to-clean with MSE, Adam (global gradient norm clipped to 1) and cosine decay.
+    """Train noisy-to-clean with MSE, Adam (global gradient norm clipped to 1) and cosine decay, over the epochs
+    or, with `minutes`, over that time.
 
     Patches draw their noise from the epoch number, so a run resumed from its checkpoint goes on with new draws.
+    A timed run starts its clock again when resumed.
 
     A `matte` model also learns where the watermark is: its opacity map is a second, supervised output.
     """
-    schedule = keras.optimizers.schedules.CosineDecay(recipe.lr, recipe.epochs * recipe.steps, alpha=0.02)
-    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0)
+    timed = recipe.minutes is not None
+    schedule = keras.optimizers.schedules.CosineDecay(recipe.lr, recipe.epochs * recipe.steps, alpha=LR_FLOOR)
+    optimizer = keras.optimizers.Adam(recipe.lr if timed else schedule, global_clipnorm=1.0)
     mattes = recipe.preset == "matte"
     if mattes:
         model = keras.Model(model.inputs, {"clean": model.outputs[0], "matte": matte_output(model)})
@@ -97,7 +126,8 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
                    workers=recipe.workers, mattes=mattes)
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch))]
     callbacks += [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
-    return model.fit(data, epochs=recipe.epochs, callbacks=callbacks, verbose=2)
+    callbacks += [TimedCosine(recipe.lr, recipe.minutes * 60)] if timed else []
+    return model.fit(data, epochs=TIMED_EPOCHS if timed else recipe.epochs, callbacks=callbacks, verbose=2)
 
 
 def transfer_weights(source: keras.Model, target: keras.Model) -> int:
@@ -171,8 +201,10 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     train_images = [load_image(f, recipe.channels) for f in train_files]
     train_images = [im for im in train_images if min(im.shape[:2]) >= recipe.patch]
     val_images = [load_image(f, recipe.channels) for f in val_files]
-    precision = "bfloat16" if recipe.precision == "auto" and cpu_has_bf16() else recipe.precision
-    precision = "float32" if precision == "auto" else precision
+    device = resolve_device("auto")
+    precision = recipe.precision
+    if precision == "auto":
+        precision = "bfloat16" if device == "gpu" or cpu_has_bf16() else "float32"
     policy = "float32" if precision == "float32" else f"mixed_{precision}"
 
     model = build(recipe)
@@ -209,7 +241,9 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
             "fingerprint_sha256": fingerprint(files),
             "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out", "workers")},
             "precision": precision,
+            "device": device,
             "seconds": round(seconds, 1),
+            "epochs_run": len(history.history["loss"]),
             "final_loss": float(history.history["loss"][-1]),
             "init_card": lineage(parent.card) if parent else None,
             "init_layers": f"{copied} of {sum(bool(layer.weights) for layer in model.layers)}" if parent else None,
