@@ -325,3 +325,27 @@ def test_a_timed_run_ends_on_time_and_its_card_says_how_many_epochs_ran(tmp_path
     training = load_artifact(train_and_export(recipe, "python -m train --test")).card["training"]
     assert training["epochs_run"] == 1 and training["recipe"]["minutes"] == 1e-4
     assert training["device"] == "cpu"
+
+
+def test_worker_processes_draw_each_epochs_noise(tmp_path, rng, monkeypatch):
+    import os
+
+    from train.data import Patches
+    from train.run import Recipe, build, fit
+
+    recipe = Recipe("d", "o", preset="residual", depth=2, width=4, epochs=3, steps=2, batch_size=2, patch=16,
+                    workers=2, processes=True)
+    images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
+    log = tmp_path / "draws"
+    draw = Patches.__getitem__
+
+    def logged(self, index):  # runs in the worker processes: they report through a file
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()} {self.epoch}\n")
+        return draw(self, index)
+
+    monkeypatch.setattr(Patches, "__getitem__", logged)
+    fit(build(recipe), images, recipe)
+    rows = [line.split() for line in log.read_text().splitlines()]
+    assert any(int(pid) != os.getpid() for pid, _ in rows)
+    assert [int(epoch) for _, epoch in rows][-3 * recipe.steps:] == [0] * 2 + [1] * 2 + [2] * 2

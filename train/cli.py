@@ -81,7 +81,10 @@ def command_line() -> str:
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Back up every epoch here and resume from it when rerun.")
 @click.option("--seed", type=int, default=0)
-@click.option("-w", "--workers", type=int, default=1, help="Threads that synthesise training batches.")
+@click.option("-w", "--workers", type=int, default=1, help="Threads (or processes) that synthesise training batches.")
+@click.option("--processes/--threads", default=False,
+              help="Synthesise batches in worker processes, past the GIL: for a GPU that trains faster than "
+                   "threads can feed it.")
 def denoiser(**options) -> None:
     """Train a fully convolutional denoising autoencoder on clean images and export it."""
     from train.run import Recipe, train_and_export

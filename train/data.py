@@ -91,8 +91,8 @@ class Patches(keras.utils.PyDataset):
     """
 
     def __init__(self, images, noise: NoiseSettings, patch: int, batch_size: int, steps: int, seed: int = 0,
-                 workers: int = 1, mattes: bool = False):
-        super().__init__(workers=workers)
+                 workers: int = 1, mattes: bool = False, processes: bool = False):
+        super().__init__(workers=workers, use_multiprocessing=processes)
         self.images, self.noise, self.patch = images, noise, patch
         self.batch_size, self.steps, self.seed, self.mattes = batch_size, steps, seed, mattes
         self.style = noise.style()

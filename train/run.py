@@ -49,6 +49,7 @@ class Recipe(NamedTuple):
     checkpoint_dir: str | None = None
     seed: int = 0
     workers: int = 1
+    processes: bool = False
 
     @property
     def folders(self) -> list[str]:
@@ -123,7 +124,7 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
     else:
         model.compile(optimizer=optimizer, loss="mse")
     data = Patches(images, recipe.noise, recipe.patch, recipe.batch_size, recipe.steps, recipe.seed,
-                   workers=recipe.workers, mattes=mattes)
+                   workers=recipe.workers, mattes=mattes, processes=recipe.processes)
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch))]
     callbacks += [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
     callbacks += [TimedCosine(recipe.lr, recipe.minutes * 60)] if timed else []
@@ -239,7 +240,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
             "files": [f.name for f in train_files],
             "validation_files": [f.name for f in val_files],
             "fingerprint_sha256": fingerprint(files),
-            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out", "workers")},
+            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out", "workers", "processes")},
             "precision": precision,
             "device": device,
             "seconds": round(seconds, 1),
