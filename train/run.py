@@ -114,8 +114,9 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
     A `matte` model also learns where the watermark is: its opacity map is a second, supervised output.
     """
     timed = recipe.minutes is not None
-    schedule = keras.optimizers.schedules.CosineDecay(recipe.lr, recipe.epochs * recipe.steps, alpha=LR_FLOOR)
-    optimizer = keras.optimizers.Adam(recipe.lr if timed else schedule, global_clipnorm=1.0)
+    schedule = recipe.lr if timed else keras.optimizers.schedules.CosineDecay(
+        recipe.lr, recipe.epochs * recipe.steps, alpha=LR_FLOOR)
+    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0)
     mattes = recipe.preset == "matte"
     if mattes:
         model = keras.Model(model.inputs, {"clean": model.outputs[0], "matte": matte_output(model)})
