@@ -349,3 +349,31 @@ def test_worker_processes_draw_each_epochs_noise(tmp_path, rng, monkeypatch):
     assert any(int(pid) != os.getpid() for pid, _ in rows)
     steps = recipe.steps  # the first epoch also draws batches that Keras peeks at
     assert [int(epoch) for _, epoch in rows][-3 * steps:] == [0] * steps + [1] * steps + [2] * steps
+
+
+def test_a_run_with_ema_ends_with_the_average_of_its_weights_not_the_last(rng):
+    import keras
+
+    from train.run import Recipe, build, fit
+
+    images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
+
+    def trained(steps: int, ema: float) -> np.ndarray:
+        """The weights, flattened, after `steps` batches from the same start on the same draws."""
+        keras.utils.set_random_seed(0)
+        recipe = Recipe("d", "o", preset="residual", depth=2, width=4, epochs=1, steps=steps, batch_size=2,
+                        patch=16, lr=1e-2, ema=ema)
+        model = build(recipe)
+        fit(model, images, recipe)
+        return np.concatenate([w.ravel() for w in model.get_weights()])
+
+    first_step = trained(1, 0.0)
+
+    def share_kept(weights: np.ndarray) -> float:
+        """The share of weights still where the first step put them (a weight whose first gradient is about
+        zero takes a step of rounding noise's sign, so not all)."""
+        return float(np.mean(np.abs(weights - first_step) < 1e-4))
+
+    # the average starts at the first step's weights and, at this momentum, barely moves from them
+    assert share_kept(trained(6, 0.9999)) > 0.9
+    assert share_kept(trained(6, 0.0)) < 0.1

@@ -38,6 +38,7 @@ class Recipe(NamedTuple):
     batch_size: int = 32
     patch: int = 64
     lr: float = 1e-3
+    ema: float = 0.0
     sigma_max: float = 50.0
     sp_prob: float = 0.2
     sp_max: float = 15.0
@@ -106,7 +107,7 @@ class TimedCosine(keras.callbacks.Callback):
 
 def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.callbacks.History:
     """Train noisy-to-clean with MSE, Adam (global gradient norm clipped to 1) and cosine decay, over the epochs
-    or, with `minutes`, over that time.
+    or, with `minutes`, over that time. With `ema`, the model ends with that moving average of its weights.
 
     Patches draw their noise from the epoch number, so a run resumed from its checkpoint goes on with new draws.
     A timed run starts its clock again when resumed.
@@ -116,7 +117,8 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
     timed = recipe.minutes is not None
     schedule = recipe.lr if timed else keras.optimizers.schedules.CosineDecay(
         recipe.lr, recipe.epochs * recipe.steps, alpha=LR_FLOOR)
-    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0)
+    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0, use_ema=recipe.ema > 0,
+                                      ema_momentum=recipe.ema or 0.99)
     mattes = recipe.preset == "matte"
     if mattes:
         model = keras.Model(model.inputs, {"clean": model.outputs[0], "matte": matte_output(model)})
