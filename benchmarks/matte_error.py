@@ -22,11 +22,10 @@ from denoiser.evaluate import load_clean
 from denoiser.noise import psnr, watermark_with_matte
 
 
-def matte_and_colour(model: keras.Model, marked: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
-    """The model's overlay opacity and colour for one whole image."""
+def matte_and_colour(probe: keras.Model, marked: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """The overlay opacity and colour for one whole image, from a model of a matte model's logit and colour."""
     height, width = marked.shape[:2]
     pad = ((0, -height % multiple), (0, -width % multiple), (0, 0))
-    probe = keras.Model(model.input, [model.get_layer("matte_logit").output, model.get_layer("overlay_colour").output])
     logit, colour = (np.asarray(t)[0, :height, :width] for t in probe.predict(np.pad(marked, pad, "reflect")[None],
                                                                                verbose=0))
     return 1.0 / (1.0 + np.exp(-logit)), colour
@@ -55,6 +54,8 @@ def error_split(clean: np.ndarray, restored: np.ndarray, alpha: np.ndarray, opac
 def main(clean: Path, model_path: str, opacity: float, seed: int) -> None:
     """Split a matte model's watermark error into its sources."""
     artifact = load_artifact(resolve_model(model_path))
+    model = artifact.model
+    probe = keras.Model(model.input, [model.get_layer("matte_logit").output, model.get_layer("overlay_colour").output])
     rng = np.random.default_rng(seed)
     columns = ("input", "model", "true matte", "true colour", "both true")
     rows, splits = [], []
@@ -62,7 +63,7 @@ def main(clean: Path, model_path: str, opacity: float, seed: int) -> None:
         marked, alpha = watermark_with_matte(image, opacity, rng)
         covered = alpha[..., 0] > 0.3 * opacity / 100.0
         colour = np.median((marked - image * (1.0 - alpha))[covered] / alpha[covered], axis=0)
-        matte, predicted_colour = matte_and_colour(artifact.model, marked, artifact.align)
+        matte, predicted_colour = matte_and_colour(probe, marked, artifact.align)
         outputs = (marked, unblend(marked, matte, predicted_colour), unblend(marked, alpha, predicted_colour),
                    unblend(marked, matte, colour), unblend(marked, alpha, colour))
         rows.append([psnr(image, output) for output in outputs])

@@ -65,7 +65,7 @@ def command_line() -> str:
 @click.option("-b", "--batch-size", type=int, default=32)
 @click.option("--patch", type=int, default=64, help="Training patch size in pixels.")
 @click.option("--lr", type=float, default=1e-3, help="Peak learning rate (cosine decay).")
-@click.option("--ema", type=float, default=0.0,
+@click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
               help="Export the moving average of the weights with this momentum, e.g. 0.999 (0: off).")
 @click.option("--sigma-max", type=float, default=50.0, help="Gaussian sigma is uniform in [0, this] (8-bit levels).")
 @click.option("--sp-prob", type=float, default=0.2, help="Share of patches with salt-and-pepper instead.")
