@@ -117,8 +117,7 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
     timed = recipe.minutes is not None
     schedule = recipe.lr if timed else keras.optimizers.schedules.CosineDecay(
         recipe.lr, recipe.epochs * recipe.steps, alpha=LR_FLOOR)
-    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0, use_ema=recipe.ema > 0,
-                                      ema_momentum=recipe.ema or 0.99)
+    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0, use_ema=recipe.ema > 0, ema_momentum=recipe.ema)
     mattes = recipe.preset == "matte"
     if mattes:
         model = keras.Model(model.inputs, {"clean": model.outputs[0], "matte": matte_output(model)})
