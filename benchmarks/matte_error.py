@@ -23,7 +23,7 @@ from denoiser.noise import psnr, watermark_with_matte
 
 
 def matte_and_colour(probe: keras.Model, marked: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
-    """The overlay opacity and colour for one whole image, from a model of a matte model's logit and colour."""
+    """The overlay opacity and colour for one whole image, from a probe of a matte model's logit and colour layers."""
     height, width = marked.shape[:2]
     pad = ((0, -height % multiple), (0, -width % multiple), (0, 0))
     logit, colour = (np.asarray(t)[0, :height, :width] for t in probe.predict(np.pad(marked, pad, "reflect")[None],
