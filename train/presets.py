@@ -49,13 +49,17 @@ def res_block(x, width: int, name: str):
 
 
 def unet_features(noisy, width: int, levels: int):
-    """The U-Net body: cheap full-resolution layers, widths doubling at each of `levels` scales.
+    """The U-Net body on a 3x3 head: cheap full-resolution layers, widths doubling at each of `levels` scales."""
+    return unet_body(layers.Conv2D(width, 3, padding="same", name="head")(noisy), width, levels)
 
-    noisy -> head -> [res block -> stride-2 conv] x (levels-1) -> res blocks at 1/2^(levels-1)
-          -> [transposed conv + skip -> res block] x (levels-1) -> full-resolution features
+
+def unet_body(x, width: int, levels: int):
+    """The U-Net body: widths doubling at each of `levels` scales, features back at x's resolution.
+
+    x -> [res block -> stride-2 conv] x (levels-1) -> res blocks at 1/2^(levels-1)
+      -> [transposed conv + skip -> res block] x (levels-1) -> features
     """
     widths = [width * 2**level for level in range(levels)]
-    x = layers.Conv2D(widths[0], 3, padding="same", name="head")(noisy)
     skips = []
     for level, w in enumerate(widths[:-1]):
         x = res_block(x, w, f"enc{level}")
@@ -76,6 +80,16 @@ def unet(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
     noise = layers.Conv2D(channels, 3, padding="same", name="noise")(unet_features(noisy, width, levels))
     clean = layers.Subtract(name="clean")([noisy, noise])
     return keras.Model(noisy, clean, name="unet")
+
+
+def unet_half(channels: int, width: int = 24, levels: int = 4) -> keras.Model:
+    """Residual U-Net at half resolution, for speed: a stride-2 conv folds each 2x2 block of pixels into features
+    (as FFDNet does), the U-Net body runs there, and a stride-2 transposed conv unfolds the noise."""
+    noisy = keras.Input((None, None, channels), name="noisy")
+    folded = layers.Conv2D(width, 2, strides=2, name="fold")(noisy)
+    noise = layers.Conv2DTranspose(channels, 2, strides=2, name="noise")(unet_body(folded, width, levels))
+    clean = layers.Subtract(name="clean")([noisy, noise])
+    return keras.Model(noisy, clean, name="unet_half")
 
 
 def matte(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
@@ -101,8 +115,9 @@ def matte_output(model: keras.Model):
     return layers.Activation("sigmoid", name="matte")(model.get_layer("matte_logit").output)
 
 
-PRESETS = {"seed": seed, "residual": residual, "unet": unet, "matte": matte}
+PRESETS = {"seed": seed, "residual": residual, "unet": unet, "unet-half": unet_half, "matte": matte}
 
 def size_multiple(preset: str, levels: int = 4) -> int:
     """Tile origins must be multiples of this for the net to act the same on a tile as on the whole image."""
-    return {"seed": 4, "residual": 1, "unet": 2 ** (levels - 1), "matte": 2 ** (levels - 1)}[preset]
+    return {"seed": 4, "residual": 1, "unet": 2 ** (levels - 1), "unet-half": 2 ** levels,
+            "matte": 2 ** (levels - 1)}[preset]
