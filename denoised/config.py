@@ -31,7 +31,7 @@ class Config(NamedTuple):
     model: str | None = None
     scorer: str | None = None
     heatmaps: bool = False
-    tile: int = Settings().tile
+    tile: int | None = Settings().tile
     overlap: int | None = None
     batch_size: int = Settings().batch_size
     device: str = "auto"
@@ -57,7 +57,7 @@ class Config(NamedTuple):
             self.device not in DEVICES and f"device must be one of {', '.join(DEVICES)}",
             self.precision not in PRECISIONS and f"precision must be one of {', '.join(PRECISIONS)}",
             self.ensemble not in ENSEMBLES and f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}",
-            self.tile < 16 and "tile must be at least 16",
+            self.tile is not None and self.tile < 16 and "tile must be at least 16",
             self.batch_size < 1 and "batch_size must be at least 1",
             self.queue_size < 1 and "queue_size must be at least 1",
             self.max_pixels < 1 and "max_pixels must be at least 1",

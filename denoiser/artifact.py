@@ -70,7 +70,8 @@ def default_model_path(channels: int) -> Path:
 
 
 def resolve_model(spec: str | Path) -> Path:
-    """A model path from a file path or a shipped model's name (`gray`, `color`, `watermark-gray`, `scorer`)."""
+    """A model path from a file path or a shipped model's name (`gray`, `gray-fast`, `color`, `watermark-gray`,
+    `scorer`)."""
     path = Path(spec)
     if path.suffix == "" and path.name == str(spec) and shipped_path(str(spec)).is_file():
         return shipped_path(str(spec))

@@ -18,6 +18,8 @@ SEAM_TOLERANCE = 0.5 / 255
 # traces one shape-generic function after three shapes; JAX compiles each new shape, so its steps are coarser.
 TILE_STEPS = {"jax": 128}
 TILE_STEP = 16
+TILE = 768  # the default longest tile side, raised to TILE_OVERLAPS overlaps for models with a wide seam
+TILE_OVERLAPS = 7
 ENSEMBLES = (1, 2, 4, 8)
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
 ORIENTATIONS = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
@@ -77,9 +79,10 @@ class Settings(NamedTuple):
     overlap allows, each side as short as covers the image (to 16 px), so that little is computed twice.
     A batch holds `batch_size` tiles of `tile` x `tile`, or as many smaller ones as fit in the same area.
     With `ensemble` N, each tile is run in N orientations (flips and quarter turns) and the outputs,
-    turned back, are averaged: a self-ensemble, N times the work."""
+    turned back, are averaged: a self-ensemble, N times the work. `tile` None: TILE, or TILE_OVERLAPS overlaps
+    where that is more, so that a model with a wide seam spends no more of each tile on overlap than the others."""
 
-    tile: int = 768
+    tile: int | None = None
     overlap: int | None = None
     batch_size: int = 1
     device: str = "auto"
@@ -99,7 +102,8 @@ class Engine:
         self.overlap = default_overlap if settings.overlap is None else settings.overlap
         self.step = round_up(tile_step(), align)
         # the longest tile side: the setting, to a multiple of the step, and at least twice the overlap
-        self.tile = max(settings.tile // self.step * self.step, round_up(max(2 * self.overlap, 16), self.step))
+        tile = max(TILE, TILE_OVERLAPS * self.overlap) if settings.tile is None else settings.tile
+        self.tile = max(tile // self.step * self.step, round_up(max(2 * self.overlap, 16), self.step))
         self.margin = min(radius, max(self.overlap - 1, 0) // 2)
 
     @classmethod

@@ -38,6 +38,13 @@ def test_each_image_is_cut_into_the_fewest_tiles_each_fitted_to_it(tiny_models):
     assert {size: (plan.count, plan.tile) for size, plan in plans.items()} == expected
 
 
+
+@pytest.mark.parametrize("overlap, tile", [(104, 768), (110, 768), (200, 1392), (208, 1456)])
+def test_the_default_tile_is_768_or_seven_overlaps_where_that_is_more(tiny_models, overlap, tile):
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(overlap=overlap))
+    assert engine.tile == tile
+    assert Engine(engine.artifact, Settings(tile=640, overlap=overlap)).tile == max(640, 2 * overlap)
+
 @settings(max_examples=200, deadline=None)
 @given(height=st.integers(1, 3000), width=st.integers(1, 3000), tile=st.sampled_from([0, 100, 256, 768]),
        overlap=st.sampled_from([8, 32, 104]))

@@ -24,7 +24,7 @@ def parse_size(_ctx, _param, values: tuple[str, ...]) -> list[tuple[int, int]]:
 
 @click.command()
 @click.option("-m", "--model", default="gray", show_default=True, metavar="PATH|NAME",
-              help="Model file or shipped model name (gray, color, watermark-gray).")
+              help="Model file or shipped model name (gray, gray-fast, color, watermark-gray).")
 @click.option("-s", "--size", "sizes", multiple=True, callback=parse_size, metavar="WxH",
               help="Image sizes; repeatable. Default: 256x256, 512x512, 2048x2048, 6000x4000.")
 @click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Time spent per size.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from denoiser.engine import DEVICES, ENSEMBLES, PRECISIONS, Settings
+from denoiser.engine import DEVICES, ENSEMBLES, PRECISIONS, TILE, TILE_OVERLAPS, Settings
 
 
 def _apply(command, options):
@@ -16,9 +16,10 @@ def _apply(command, options):
 def tiling_options(command):
     """Add the tiling, batching, device and precision options."""
     return _apply(command, [
-        click.option("-t", "--tile", type=click.IntRange(16), default=Settings().tile, show_default=True,
+        click.option("-t", "--tile", type=click.IntRange(16), default=None,
                      help="Longest tile side in pixels (raised to twice the overlap if smaller); each image is cut "
-                          "into as few tiles as this allows, each fitted to the image to 16 px."),
+                          f"into as few tiles as this allows, each fitted to the image to 16 px. Default: {TILE}, "
+                          f"or {TILE_OVERLAPS} overlaps where that is more."),
         click.option("--overlap", type=click.IntRange(0), default=None,
                      help="Tile overlap in pixels. Default: from the seam radius in the model's card."),
         click.option("-b", "--batch-size", type=click.IntRange(1), default=Settings().batch_size, show_default=True,
@@ -37,7 +38,8 @@ def engine_options(command):
     """Add the model option, the tiling options and the pixel limit."""
     return _apply(tiling_options(command), [
         click.option("-m", "--model", default=None, metavar="PATH|NAME",
-                     help="Model file or shipped name (gray, color, watermark-gray). Default: gray or color per image."),
+                     help="Model file or shipped name (gray, gray-fast, color, watermark-gray). "
+                          "Default: gray or color per image."),
         click.option("--max-pixels", type=click.IntRange(1), default=100_000_000, show_default=True,
                      help="Refuse images with more pixels than this."),
     ])
