@@ -82,7 +82,7 @@ def unet(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
     return keras.Model(noisy, clean, name="unet")
 
 
-def unet_half(channels: int, width: int = 24, levels: int = 4) -> keras.Model:
+def unet_half(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
     """Residual U-Net at half resolution, for speed: a stride-2 conv folds each 2x2 block of pixels into features
     (as FFDNet does), the U-Net body runs there, and a stride-2 transposed conv unfolds the noise."""
     noisy = keras.Input((None, None, channels), name="noisy")
