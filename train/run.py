@@ -70,9 +70,9 @@ class Recipe(NamedTuple):
 
 def preset_params(recipe: Recipe) -> dict:
     """The recipe's settings that the preset's builder takes."""
+    scales = {"width": recipe.width, "levels": recipe.levels}
     return {"residual": {"depth": recipe.depth, "width": recipe.width},
-            "unet": {"width": recipe.width, "levels": recipe.levels},
-            "unet-half": {"width": recipe.width, "levels": recipe.levels}}.get(recipe.preset, {})
+            "unet": scales, "unet-half": scales}.get(recipe.preset, {})
 
 
 def build(recipe: Recipe) -> keras.Model:
