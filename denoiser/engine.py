@@ -237,17 +237,13 @@ def measure_seam_radius(artifact: Artifact, images: list[np.ndarray], tolerance:
     most twice the overlap, so each image has several seams. Runs in the artifact's precision (float32 for export).
 
     Args:
-        images: float32 images, noisy as the model will see them; each is cropped to a square, those too
-            small for two of the largest tiles are left out, and the first 8 of the rest are used. With none
-            left, nothing is measured and the receptive radius is returned.
+        images: float32 images, noisy as the model will see them; the first 8 are used, each cropped to a
+            square, or mirrored out to one where it is too small for two of the largest tiles.
     """
     full = Artifact(artifact.model, {k: v for k, v in artifact.card.items() if k != "seam_radius"})
     align, step = full.align, full.align * max(1, 8 // full.align)
     widest = round_up(2 * full.receptive_radius + 2, align)
-    sides = [min(image.shape[:2]) // align * align for image in images]
-    crops = [image[:side, :side] for image, side in zip(images, sides) if side >= 2 * widest][:8]
-    if not crops:
-        return full.receptive_radius
+    crops = [square_crop(image, 2 * widest, align) for image in images[:8]]
     import keras
 
     with keras.device("cpu:0"):  # where the engines below run, so that both see the same arithmetic
@@ -259,3 +255,10 @@ def measure_seam_radius(artifact: Artifact, images: list[np.ndarray], tolerance:
             break
         radius = engine.margin
     return radius
+
+
+def square_crop(image: np.ndarray, least: int, align: int) -> np.ndarray:
+    """The image's top-left square, its side a multiple of `align`, mirrored out at the bottom right to `least`."""
+    side = max(min(image.shape[:2]) // align * align, least)
+    pad = [(0, max(side - size, 0)) for size in image.shape[:2]] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, pad, "symmetric")[:side, :side]

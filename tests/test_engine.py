@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from denoiser.artifact import Artifact, load_artifact
-from denoiser.engine import ORIENTATIONS, Engine, Settings, measure_seam_radius, orient, resolve_device
+from denoiser.engine import (ORIENTATIONS, Engine, Settings, measure_seam_radius, orient, resolve_device,
+                             square_crop)
 from denoiser.tiling import round_up
 
 
@@ -224,4 +225,14 @@ def test_seam_radius_shrinks_with_tolerance_and_keeps_tiles_within_it(rng):
         assert engine.overlap == round_up(2 * radius + 2, 1) and engine.margin == radius
         for image, expected in zip(images, whole):
             assert np.abs(engine.denoise(image[:72, :72]) - expected).max() <= max(tolerance, 1e-5)
-    assert measure_seam_radius(artifact, [image[:40, :40] for image in images], 1.0) == 12, "too small to measure"
+    small = [image[:40, :40] for image in images]  # under two widest tiles (2 x 26): mirrored out to measure
+    assert measure_seam_radius(artifact, small, 0.0) == 12 and measure_seam_radius(artifact, small, 1.0) < 12
+
+
+def test_square_crops_mirror_out_small_images_and_keep_the_top_left_of_large_ones(rng):
+    image = rng.random((30, 50, 1), dtype=np.float32)
+    mirrored = square_crop(image, 52, 4)
+    assert mirrored.shape == (52, 52, 1)
+    np.testing.assert_array_equal(mirrored[:30, :50], image)
+    np.testing.assert_array_equal(mirrored[30:52, :50], image[::-1][:22])
+    np.testing.assert_array_equal(square_crop(image, 16, 8), image[:24, :24])

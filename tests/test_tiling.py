@@ -52,18 +52,18 @@ def test_rejects_overlap_that_leaves_no_blend():
 
 @pytest.fixture(scope="module")
 def conv_models():
-    """A seed autoencoder (pools by 4), a residual net and a half-resolution U-Net (folds, then halves: 4), with
-    random weights."""
+    """A seed autoencoder (pools by 4), a residual net, and a U-Net at half resolution (folds, then halves: 4),
+    bare and under a full-resolution level, with random weights."""
     import keras
 
-    from train.presets import residual, seed, unet_half
+    from train.presets import residual, seed, unet_half, unet_lite
 
     keras.utils.set_random_seed(3)
     return {"seed": (seed(1), 4), "residual": (residual(3, depth=5, width=8), 1),
-            "unet-half": (unet_half(1, width=4, levels=2), 4)}
+            "unet-half": (unet_half(1, width=4, levels=2), 4), "unet-lite": (unet_lite(1, width=4, levels=2, top=4), 4)}
 
 
-@pytest.mark.parametrize("name", ["seed", "residual", "unet-half"])
+@pytest.mark.parametrize("name", ["seed", "residual", "unet-half", "unet-lite"])
 @settings(max_examples=6, deadline=None)
 @given(height=st.integers(64, 150), width=st.integers(64, 150), tile=st.sampled_from([(64, 64), (64, 96), (96, 64)]),
        seed=st.integers(0, 2**16))

@@ -131,7 +131,8 @@ def test_seed_preset_is_the_seed_architecture():
     assert model.layers[-1].activation.__name__ == "sigmoid"
 
 
-@pytest.mark.parametrize("preset, channels", [("residual", 1), ("seed", 3), ("unet", 1), ("unet-half", 1), ("matte", 3)])
+@pytest.mark.parametrize("preset, channels", [("residual", 1), ("seed", 3), ("unet", 1), ("unet-half", 1), ("unet-lite", 1),
+                                             ("matte", 3)])
 def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channels):
     from train.run import Recipe, train_and_export
 
@@ -146,7 +147,8 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
     assert card == json.loads(zipfile.ZipFile(out).read(CARD_ENTRY)) == artifact.card
     assert card["command"] == "python -m train --test"
     assert card["architecture"]["preset"] == preset
-    assert card["size_multiple"] == {"seed": 4, "residual": 1, "unet": 8, "unet-half": 16, "matte": 8}[preset]
+    assert card["size_multiple"] == {"seed": 4, "residual": 1, "unet": 8, "unet-half": 16, "unet-lite": 16,
+                                    "matte": 8}[preset]
     assert len(card["training"]["files"]) == 19 and len(card["training"]["validation_files"]) == 2
     assert len(card["training"]["fingerprint_sha256"]) == 64
     assert set(card["metrics"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10", "wm:40"}

@@ -53,12 +53,16 @@ def command_line() -> str:
               help="Where to write the .keras model (the card goes beside it as .json).")
 @click.option("-p", "--preset", type=click.Choice(sorted(PRESETS)), default="unet", show_default=True,
               help="unet = residual U-Net denoiser; unet-half = the same on 2x2-folded pixels, a quarter of the work; "
+                   "unet-lite = unet-half under one narrow full-resolution level; "
                    "matte = U-Net that finds a watermark and inverts its blend.")
 @click.option("-c", "--channels", type=click.Choice(["1", "3"]), default="1", help="1 = gray, 3 = colour.")
 @click.option("--depth", type=int, default=10, help="Conv layers (residual preset).")
 @click.option("--width", type=int, default=32,
-              help="Channels per conv layer (residual preset) or at the top scale (unet, unet-half, matte).")
-@click.option("--levels", type=int, default=4, help="Scales, each half the size of the last (unet, unet-half, matte).")
+              help="Channels per conv layer (residual preset) or at the top scale (unet, unet-half, matte), or at the "
+                   "top of the half-resolution body (unet-lite).")
+@click.option("--levels", type=int, default=4,
+              help="Scales, each half the size of the last (unet, unet-half, unet-lite's body, matte).")
+@click.option("--top-width", type=int, default=24, help="Channels at full resolution (unet-lite).")
 @click.option("-e", "--epochs", type=int, default=10)
 @click.option("-m", "--minutes", type=float, default=None,
               help="Train for this long instead of --epochs, the learning rate decaying over the time.")

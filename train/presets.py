@@ -92,6 +92,21 @@ def unet_half(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
     return keras.Model(noisy, clean, name="unet_half")
 
 
+def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24) -> keras.Model:
+    """Residual U-Net at half resolution under one narrow full-resolution level, for speed: the U-Net body runs
+    on 2x2-folded features, and `top` channels at full resolution see each pixel on its own (as impulses need).
+
+    noisy -> head -> res block -> stride-2 fold -> U-Net body -> stride-2 unfold + skip -> res block -> noise
+    """
+    noisy = keras.Input((None, None, channels), name="noisy")
+    x = res_block(layers.Conv2D(top, 3, padding="same", name="head")(noisy), top, "top_enc")
+    body = unet_body(layers.Conv2D(width, 2, strides=2, name="fold")(x), width, levels)
+    x = layers.Add(name="top_skip")([layers.Conv2DTranspose(top, 2, strides=2, name="unfold")(body), x])
+    noise = layers.Conv2D(channels, 3, padding="same", name="noise")(res_block(x, top, "top_dec"))
+    clean = layers.Subtract(name="clean")([noisy, noise])
+    return keras.Model(noisy, clean, name="unet_lite")
+
+
 def matte(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
     """Watermark remover: the U-Net body estimates the overlay, and the blend is inverted.
 
@@ -115,9 +130,10 @@ def matte_output(model: keras.Model):
     return layers.Activation("sigmoid", name="matte")(model.get_layer("matte_logit").output)
 
 
-PRESETS = {"seed": seed, "residual": residual, "unet": unet, "unet-half": unet_half, "matte": matte}
+PRESETS = {"seed": seed, "residual": residual, "unet": unet, "unet-half": unet_half, "unet-lite": unet_lite,
+           "matte": matte}
 
 def size_multiple(preset: str, levels: int = 4) -> int:
     """Tile origins must be multiples of this for the net to act the same on a tile as on the whole image."""
-    return {"seed": 4, "residual": 1, "unet": 2 ** (levels - 1), "unet-half": 2 ** levels,
+    return {"seed": 4, "residual": 1, "unet": 2 ** (levels - 1), "unet-half": 2 ** levels, "unet-lite": 2 ** levels,
             "matte": 2 ** (levels - 1)}[preset]

@@ -33,6 +33,7 @@ class Recipe(NamedTuple):
     depth: int = 10
     width: int = 32
     levels: int = 4
+    top_width: int = 24
     epochs: int = 10
     minutes: float | None = None
     steps: int = 200
@@ -72,7 +73,7 @@ def preset_params(recipe: Recipe) -> dict:
     """The recipe's settings that the preset's builder takes."""
     scales = {"width": recipe.width, "levels": recipe.levels}
     return {"residual": {"depth": recipe.depth, "width": recipe.width},
-            "unet": scales, "unet-half": scales}.get(recipe.preset, {})
+            "unet": scales, "unet-half": scales, "unet-lite": {**scales, "top": recipe.top_width}}.get(recipe.preset, {})
 
 
 def build(recipe: Recipe) -> keras.Model:
