@@ -52,15 +52,15 @@ def test_rejects_overlap_that_leaves_no_blend():
 
 @pytest.fixture(scope="module")
 def conv_models():
-    """A seed autoencoder (pools by 4), a residual net, and a U-Net at half resolution (folds, then halves: 4),
-    bare and under a full-resolution level, with random weights."""
+    """A seed autoencoder (pools by 4), a residual net, a half-resolution U-Net (folds, then halves: 4) and a
+    one-level one under a full-resolution level (folds only: 2), with random weights."""
     import keras
 
     from train.presets import residual, seed, unet_half, unet_lite
 
     keras.utils.set_random_seed(3)
     return {"seed": (seed(1), 4), "residual": (residual(3, depth=5, width=8), 1),
-            "unet-half": (unet_half(1, width=4, levels=2), 4), "unet-lite": (unet_lite(1, width=4, levels=2, top=4), 4)}
+            "unet-half": (unet_half(1, width=4, levels=2), 4), "unet-lite": (unet_lite(1, width=4, levels=1, top=4), 2)}
 
 
 @pytest.mark.parametrize("name", ["seed", "residual", "unet-half", "unet-lite"])
