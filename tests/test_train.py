@@ -131,8 +131,8 @@ def test_seed_preset_is_the_seed_architecture():
     assert model.layers[-1].activation.__name__ == "sigmoid"
 
 
-@pytest.mark.parametrize("preset, channels", [("residual", 1), ("seed", 3), ("unet", 1), ("unet-half", 1), ("unet-lite", 1),
-                                             ("matte", 3)])
+@pytest.mark.parametrize("preset, channels", [("residual", 1), ("seed", 3), ("unet", 1), ("unet-half", 1),
+                                             ("unet-lite", 1), ("matte", 3)])
 def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channels):
     from train.run import Recipe, train_and_export
 

@@ -72,8 +72,8 @@ class Recipe(NamedTuple):
 def preset_params(recipe: Recipe) -> dict:
     """The recipe's settings that the preset's builder takes."""
     scales = {"width": recipe.width, "levels": recipe.levels}
-    return {"residual": {"depth": recipe.depth, "width": recipe.width},
-            "unet": scales, "unet-half": scales, "unet-lite": {**scales, "top": recipe.top_width}}.get(recipe.preset, {})
+    return {"residual": {"depth": recipe.depth, "width": recipe.width}, "unet": scales, "unet-half": scales,
+            "unet-lite": scales | {"top": recipe.top_width}}.get(recipe.preset, {})
 
 
 def build(recipe: Recipe) -> keras.Model:
