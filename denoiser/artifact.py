@@ -16,10 +16,15 @@ DEFAULT_SCORER = "scorer"
 
 
 class Artifact(NamedTuple):
-    """A loaded model and its card."""
+    """A loaded model and its card, and the model's int8 graph (denoiser.int8.Int8Graph) where it runs in int8."""
 
     model: Any
     card: dict
+    int8: Any = None
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """The model's output for an N x H x W x C float32 batch, from the int8 graph where there is one."""
+        return self.int8(batch) if self.int8 else np.asarray(self.model.predict_on_batch(batch), np.float32)
 
     @property
     def channels(self) -> int:
@@ -39,14 +44,19 @@ class Artifact(NamedTuple):
         return int(self.card.get("seam_radius", self.receptive_radius))
 
 
-def save_artifact(model, card: dict, path: str | Path) -> Path:
-    """Save the model with the card inside the archive and beside it as `<name>.json`."""
+def save_artifact(model, card: dict, path: str | Path, int8: bytes | None = None) -> Path:
+    """Save the model with the card (and an int8 graph, where given) inside the archive, the card also beside it
+    as `<name>.json`."""
+    from denoiser.int8 import INT8_ENTRY
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rebuild(model).save(path)
     text = json.dumps(card, indent=2, sort_keys=False)
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr(CARD_ENTRY, text)
+        if int8 is not None:
+            archive.writestr(INT8_ENTRY, int8)
     path.with_suffix(".json").write_text(text + "\n")
     return path
 
@@ -81,11 +91,19 @@ def resolve_model(spec: str | Path) -> Path:
 
 
 def load_artifact(path: str | Path, precision: str = "float32") -> Artifact:
-    """Load a `.keras` model in safe mode, cast to `precision` (a Keras dtype policy name)."""
+    """Load a `.keras` model in safe mode, cast to `precision`: a Keras dtype policy name, or `int8` for its int8
+    graph (the Keras model stays float32)."""
     import keras
 
+    from denoiser.int8 import Int8Graph, read_int8
+
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    return Artifact(with_precision(model, precision), read_card(path))
+    if precision != "int8":
+        return Artifact(with_precision(model, precision), read_card(path))
+    graph = read_int8(path)
+    if graph is None:
+        raise ValueError(f"{path} has no int8 graph (make one with `python -m train quantize {path}`)")
+    return Artifact(model, read_card(path), Int8Graph(graph))
 
 
 def _set_dtype_policies(config: Any, policy: str) -> Any:

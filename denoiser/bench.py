@@ -48,10 +48,15 @@ def conv_flops_per_pixel(model) -> float:
 
 def matmul_gflops(dtype: str, device: str, sizes: tuple[int, ...] = MATMUL_SIZES,
                   repeats: int = 3) -> tuple[float, int]:
-    """The machine's ceiling: the best GFLOP/s of n x n matrix products in `dtype` through the same backend, and
-    the n that reached it (which n is fastest depends on the machine's caches and the backend's kernels)."""
+    """The machine's ceiling: the best GFLOP/s of n x n matrix products in `dtype` through the same backend (ONNX
+    Runtime for int8, an op being an int8 multiply or add), and the n that reached it (which n is fastest depends
+    on the machine's caches and the backend's kernels)."""
     import keras
 
+    if dtype == "int8":
+        from denoiser.int8 import matmul_gops
+
+        return matmul_gops(sizes, repeats)
     rng = np.random.default_rng(0)
     best = (0.0, 0)
     with keras.device(f"{device}:0"):

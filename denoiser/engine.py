@@ -12,7 +12,7 @@ from denoiser.artifact import Artifact, load_artifact
 from denoiser.tiling import Blend, TilePlan, fit_tile, plan_tiles, round_up, tile_at
 
 DEVICES = ("auto", "cpu", "gpu")
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
 SEAM_TOLERANCE = 0.5 / 255
 # Tile sides are multiples of this (and of the model's alignment), to bound the shapes traced. TensorFlow
 # traces one shape-generic function after three shapes; JAX compiles each new shape, so its steps are coarser.
@@ -51,11 +51,20 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def dtype_policy(precision: str, device: str) -> str:
-    """Keras dtype policy; `auto` is mixed float16 on a GPU, mixed bfloat16 on a CPU with bf16 units, else float32."""
-    if precision == "auto":
-        precision = "float16" if device == "gpu" else "bfloat16" if cpu_has_bf16() else "float32"
-    return precision if precision == "float32" else f"mixed_{precision}"
+def resolve_precision(precision: str, device: str) -> str:
+    """`auto` becomes float16 on a GPU, bfloat16 on a CPU with bf16 units, else float32. int8 (a model's int8
+    graph, where it has one) is chosen only by name: it is faster on CPUs with int8 dot-product units but less
+    exact (see the README)."""
+    if precision == "int8" and device != "cpu":
+        raise ValueError("int8 runs on the CPU only (--device cpu)")
+    if precision != "auto":
+        return precision
+    return "float16" if device == "gpu" else "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def dtype_policy(precision: str) -> str:
+    """The Keras dtype policy of a resolved precision (int8 graphs sit beside a float32 model)."""
+    return precision if precision in ("float32", "int8") else f"mixed_{precision}"
 
 
 def tile_step() -> int:
@@ -110,7 +119,8 @@ class Engine:
     def load(cls, model: str, settings: Settings = Settings()) -> "Engine":
         """Load a model file for the settings' device and precision."""
         device = resolve_device(settings.device)
-        return cls(load_artifact(model, dtype_policy(settings.precision, device)), settings, device)
+        return cls(load_artifact(model, dtype_policy(resolve_precision(settings.precision, device))), settings,
+                   device)
 
     @property
     def channels(self) -> int:
@@ -118,8 +128,8 @@ class Engine:
 
     @property
     def precision(self) -> str:
-        """The compute dtype of the model (float32, bfloat16 or float16)."""
-        return self.artifact.model.layers[-1].dtype_policy.compute_dtype
+        """What the model computes in: int8, or the Keras compute dtype (float32, bfloat16 or float16)."""
+        return "int8" if self.artifact.int8 else self.artifact.model.layers[-1].dtype_policy.compute_dtype
 
     def plan(self, height: int, width: int) -> TilePlan:
         """The tile plan for an image: the fewest tiles of at most `tile` a side, each side fitted to the image."""
@@ -202,7 +212,7 @@ class Engine:
         total = np.zeros(stack.shape, np.float32)
         for turns, mirror in ORIENTATIONS[:self.settings.ensemble]:
             view = np.ascontiguousarray(orient(stack, turns, mirror))
-            total += orient(np.asarray(self.artifact.model.predict_on_batch(view), np.float32), turns, mirror, True)
+            total += orient(self.artifact.predict(view), turns, mirror, True)
         return total / self.settings.ensemble
 
 

@@ -13,6 +13,7 @@ import click
 
 from train.autoencoders import AUTOENCODERS
 from train.presets import PRESETS
+from train.quantize import PERCENTILE
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -85,6 +86,9 @@ def command_line() -> str:
               help="Start from this model's weights: every layer it shares by name and shape, e.g. a shipped model's.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
               help="auto = bfloat16 on a GPU or where the CPU has AVX512_BF16.")
+@click.option("--quant-aware/--no-quant-aware", default=False,
+              help="Train for int8: each activation the int8 graph rounds is rounded to the grid that quantizing the "
+                   "starting weights (--init) gives, gradients passing straight through. Then run `quantize`.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Back up every epoch here and resume from it when rerun.")
 @click.option("--seed", type=int, default=0)
@@ -151,3 +155,26 @@ def seams(model: str) -> None:
     from train.run import remeasure_seams
 
     click.echo(f"{model}: seam radius {remeasure_seams(model)}")
+
+
+@main.command(context_settings=SETTINGS)
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("-d", "--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder holding the card's training images, if not where the card says; repeatable.")
+@click.option("-t", "--tiles", type=int, default=64, help="Noisy calibration tiles, from the card's training images.")
+@click.option("--patch", type=int, default=128, help="Calibration tile side.")
+@click.option("--percentile", type=float, default=PERCENTILE,
+              help="Each activation's range runs from the (100 - p)th to the pth percentile of its values.")
+@click.option("--seed", type=int, default=0)
+def quantize(model: str, data: tuple[str, ...], tiles: int, patch: int, percentile: float, seed: int) -> None:
+    """Store an int8 graph of MODEL in its archive, for fast CPU inference (--precision int8).
+
+    The activation ranges are calibrated on noisy tiles of the card's training images; the card records them and
+    the int8 validation PSNR beside the float one.
+    """
+    from train.quantize import quantize_saved
+
+    card = quantize_saved(model, command_line(), list(data) or None, tiles, patch, percentile, seed)
+    for noise, metrics in card["int8"]["validation"].items():
+        click.echo(f"{noise:>9}: validation PSNR float32 {card['metrics']['validation'][noise]['psnr']:.3f}, "
+                   f"int8 {metrics['psnr']:.3f}")

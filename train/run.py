@@ -15,9 +15,11 @@ import numpy as np
 from denoiser import __version__
 from denoiser.artifact import Artifact, load_artifact, measure_receptive_radius, save_artifact, with_precision
 from denoiser.engine import Engine, Settings, cpu_has_bf16, measure_seam_radius, resolve_device
+from denoiser.int8 import read_int8
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
 from train.presets import PRESETS, matte_output, size_multiple
+from train.quantize import calibration_tiles, quant_aware, quantization_grid, quantize
 
 VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10,wm:40"
 SEAM_NOISE = {"denoise": "gauss:25", "static": "sp:10", "watermark": "wm:40"}
@@ -49,6 +51,7 @@ class Recipe(NamedTuple):
     task: str = "denoise"
     init: str | None = None
     precision: str = "auto"
+    quant_aware: bool = False
     checkpoint_dir: str | None = None
     seed: int = 0
     workers: int = 1
@@ -190,15 +193,21 @@ def seam_radius(artifact: Artifact, images: list[np.ndarray], seed: int) -> int:
     return measure_seam_radius(artifact, [degrade(image, spec, rng) for image in images])
 
 
+def card_images(card: dict, which: str, folders: list[str] | None = None) -> list[np.ndarray]:
+    """A saved model's training or validation images (`which` = "files" or "validation_files"), found by name in
+    its card's data folders or in `folders`."""
+    training = card["training"]
+    folders = folders or (training["data"] if isinstance(training["data"], list) else [training["data"]])
+    names = set(training[which])
+    return [load_image(f, card["channels"]) for folder in folders for f in list_images(folder) if f.name in names]
+
+
 def remeasure_seams(path: str | Path) -> int:
     """Measure a saved model's seam radius on its card's validation images and write it into the card."""
     artifact = load_artifact(path)
-    training = artifact.card["training"]
-    folders = training["data"] if isinstance(training["data"], list) else [training["data"]]
-    names = set(training["validation_files"])
-    files = [f for folder in folders for f in list_images(folder) if f.name in names]
-    radius = seam_radius(artifact, [load_image(f, artifact.channels) for f in files], training["recipe"]["seed"])
-    save_artifact(artifact.model, artifact.card | {"seam_radius": radius}, path)
+    images = card_images(artifact.card, "validation_files")
+    radius = seam_radius(artifact, images, artifact.card["training"]["recipe"]["seed"])
+    save_artifact(artifact.model, artifact.card | {"seam_radius": radius}, path, read_int8(path))
     return radius
 
 
@@ -216,6 +225,14 @@ def lineage(card: dict) -> dict:
     """What made a model that another run starts from: its command and training record, file lists left out."""
     training = {k: v for k, v in card.get("training", {}).items() if k not in ("files", "validation_files")}
     return {"name": card.get("name"), "command": card.get("command"), "training": training}
+
+
+def int8_grid(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> dict:
+    """The grid each activation of the model's int8 graph is rounded to, calibrated as `quantize` does."""
+    if recipe.preset == "matte" or not recipe.init:
+        raise ValueError("quantization-aware training needs --init and a preset with one output (not matte)")
+    return quantization_grid(quantize(model, calibration_tiles(images, recipe.noise, patch=recipe.patch,
+                                                                seed=recipe.seed)))
 
 
 def train_and_export(recipe: Recipe, command: str) -> Path:
@@ -237,9 +254,10 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     copied = transfer_weights(parent.model, model) if parent else 0
     if parent and not copied:
         raise ValueError(f"{recipe.init} shares no layers with a {recipe.preset} model")
+    grid = int8_grid(model, train_images, recipe) if recipe.quant_aware else None
     model = with_precision(model, policy)
     started = time.time()
-    history = fit(model, train_images, recipe)
+    history = fit(quant_aware(model, grid) if grid else model, train_images, recipe)
     seconds = time.time() - started
     model = with_precision(model, "float32")
 
