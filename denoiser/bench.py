@@ -48,15 +48,10 @@ def conv_flops_per_pixel(model) -> float:
 
 def matmul_gflops(dtype: str, device: str, sizes: tuple[int, ...] = MATMUL_SIZES,
                   repeats: int = 3) -> tuple[float, int]:
-    """The machine's ceiling: the best GFLOP/s of n x n matrix products in `dtype` through the same backend (ONNX
-    Runtime for int8, an op being an int8 multiply or add), and the n that reached it (which n is fastest depends
-    on the machine's caches and the backend's kernels)."""
+    """The machine's ceiling: the best GFLOP/s of n x n matrix products in `dtype` through the same backend, and
+    the n that reached it (which n is fastest depends on the machine's caches and the backend's kernels)."""
     import keras
 
-    if dtype == "int8":
-        from denoiser.int8 import matmul_gops
-
-        return matmul_gops(sizes, repeats)
     rng = np.random.default_rng(0)
     best = (0.0, 0)
     with keras.device(f"{device}:0"):
@@ -68,6 +63,18 @@ def matmul_gflops(dtype: str, device: str, sizes: tuple[int, ...] = MATMUL_SIZES
                 keras.ops.convert_to_numpy(keras.ops.matmul(a, a)[0, :1])
             best = max(best, (2.0 * n**3 * repeats / (time.perf_counter() - started) / 1e9, n))
     return best
+
+
+def ceiling(precision: str, device: str) -> tuple[float, str]:
+    """The machine's GFLOP/s ceiling for a precision, and what reached it: a float matrix multiply through Keras, or
+    for int8 an int8 convolution through ONNX Runtime (see denoiser.int8.conv_gops)."""
+    if precision == "int8":
+        from denoiser.int8 import conv_gops
+
+        rate, width = conv_gops()
+        return rate, f"int8 3x3 conv of {width} channels (the fastest of 64/128/256)"
+    rate, side = matmul_gflops(precision, device)
+    return rate, f"matmul {side}^3 {precision} (the fastest of {'/'.join(map(str, MATMUL_SIZES))})"
 
 
 def peak_rss_mb() -> float:

@@ -86,9 +86,6 @@ def command_line() -> str:
               help="Start from this model's weights: every layer it shares by name and shape, e.g. a shipped model's.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
               help="auto = bfloat16 on a GPU or where the CPU has AVX512_BF16.")
-@click.option("--quant-aware/--no-quant-aware", default=False,
-              help="Train for int8: each activation the int8 graph rounds is rounded to the grid that quantizing the "
-                   "starting weights (--init) gives, gradients passing straight through. Then run `quantize`.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Back up every epoch here and resume from it when rerun.")
 @click.option("--seed", type=int, default=0)

@@ -1,7 +1,7 @@
 """Int8 graphs of trained models: the Keras network written out as ONNX and quantized statically with ONNX Runtime.
 
-The graph takes and returns N x H x W x C tensors like the Keras model; inside it runs N x C x H x W, where
-ONNX Runtime's int8 convolutions are fastest.
+The graph takes and returns N x H x W x C tensors like the Keras model and runs N x C x H x W inside (ONNX Runtime
+turns its int8 convolutions channels-last itself).
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import keras
 import numpy as np
-from keras import ops
 
 OPSET = 17
 ACTIVATIONS = {"linear": None, "relu": "Relu", "sigmoid": "Sigmoid", "exponential": "Exp"}
@@ -38,6 +36,17 @@ def _sources(args) -> list[str]:
 def _layer_name(reference: list) -> str:
     """The layer name in a config's ["name", node, tensor] reference (or the first of a list of them)."""
     return reference[0] if isinstance(reference[0], str) else _layer_name(reference[0])
+
+
+def _layers(model) -> tuple[str, str, list[tuple[str, str, list[str]]]]:
+    """A one-input, one-output functional model's input and output layer names, and its other layers in
+    order as (name, class name, names of the layers it takes)."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError("only models with one input and one output are exported")
+    config = model.get_config()
+    layers = [(entry["name"], entry["class_name"], _sources(entry["inbound_nodes"])) for entry in config["layers"]
+              if entry["class_name"] != "InputLayer"]
+    return _layer_name(config["input_layers"]), _layer_name(config["output_layers"]), layers
 
 
 def _conv_nodes(layer, source: str, initializers: list) -> list:
@@ -108,27 +117,21 @@ def to_onnx(model):
     """The model (convolutions, their activations, Add/Subtract/Multiply, Activation) as an ONNX graph in float32."""
     from onnx import TensorProto, helper
 
-    config = model.get_config()
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError("only models with one input and one output are exported")
-    input_name, output_name = (_layer_name(config[key]) for key in ("input_layers", "output_layers"))
+    input_name, output_name, layers = _layers(model)
     channels = int(model.input_shape[-1])
     nodes = [helper.make_node("Transpose", ["input"], [input_name], perm=[0, 3, 1, 2], name="to_nchw")]
     initializers: list = []
-    for entry in config["layers"]:
-        layer, kind = model.get_layer(entry["name"]), entry["class_name"]
-        sources = _sources(entry["inbound_nodes"])
-        if kind == "InputLayer":
-            continue
+    for name, kind, sources in layers:
+        layer = model.get_layer(name)
+        activation = ACTIVATIONS.get(layer.get_config().get("activation"))
         if kind in ("Conv2D", "Conv2DTranspose"):
             nodes += _conv_nodes(layer, sources[0], initializers)
         elif kind in MERGES and len(sources) == 2:
-            nodes.append(helper.make_node(MERGES[kind], sources, [layer.name], name=layer.name))
-        elif kind == "Activation" and ACTIVATIONS.get(layer.get_config()["activation"]):
-            nodes.append(helper.make_node(ACTIVATIONS[layer.get_config()["activation"]], sources, [layer.name],
-                                          name=layer.name))
+            nodes.append(helper.make_node(MERGES[kind], sources, [name], name=name))
+        elif kind == "Activation" and activation:
+            nodes.append(helper.make_node(activation, sources, [name], name=name))
         else:
-            raise ValueError(f"{layer.name}: {kind} layers are not exported")
+            raise ValueError(f"{name}: {kind} layers are not exported")
     nodes.append(helper.make_node("Transpose", [output_name], ["output"], perm=[0, 2, 3, 1], name="to_nhwc"))
     shape = ["batch", "height", "width", channels]
     graph = helper.make_graph(nodes, model.name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
@@ -173,18 +176,6 @@ def calibration_tiles(images: list[np.ndarray], noise, tiles: int = 64, patch: i
     return Patches(images, noise, patch, tiles, 1, seed)[0][0]
 
 
-def quantization_grid(graph: bytes) -> dict[str, tuple[float, int]]:
-    """The uint8 scale and zero point of each tensor an int8 graph quantizes, by name (a Keras layer's output has
-    the layer's name)."""
-    import onnx
-    from onnx import numpy_helper
-
-    proto = onnx.load_model_from_string(graph)
-    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in proto.graph.initializer}
-    return {node.input[0]: (float(constants[node.input[1]]), int(constants[node.input[2]]))
-            for node in proto.graph.node if node.op_type == "QuantizeLinear" and constants[node.input[1]].size == 1}
-
-
 def quantize_saved(path: str | Path, command: str, folders: list[str] | None = None, tiles: int = 64,
                    patch: int = 128, percentile: float = PERCENTILE, seed: int = 0) -> dict:
     """Quantize a saved model on noisy tiles of its card's training images and store the int8 graph in its
@@ -218,36 +209,3 @@ def quantize_saved(path: str | Path, command: str, folders: list[str] | None = N
     }}
     save_artifact(artifact.model, card, path, graph)
     return card
-
-
-class RoundToGrid(keras.layers.Layer):
-    """Rounds to a uint8 grid (scale, zero point) and clips to it, passing gradients straight through."""
-
-    def __init__(self, scale: float, zero: int, **kwargs):
-        super().__init__(dtype="float32", **kwargs)
-        self.scale, self.zero = scale, zero
-
-    def call(self, x):
-        x = ops.cast(x, "float32")
-        steps = ops.clip(ops.round(x / self.scale) + self.zero, 0.0, 255.0) - self.zero
-        return x + ops.stop_gradient(steps * self.scale - x)
-
-
-def quant_aware(model, grid: dict[str, tuple[float, int]]):
-    """The model's layers (weights shared) rewired so that each output the int8 graph quantizes is rounded to its
-    grid on the way forward, with gradients passed straight through: a model to train for int8. (A layer whose
-    filters were padded is rounded where its graph rounds it, after the slice.)"""
-    config = model.get_config()
-    input_name, output_name = (_layer_name(config[key]) for key in ("input_layers", "output_layers"))
-    tensors = {input_name: keras.Input(model.input_shape[1:], name=input_name)}
-    for entry in config["layers"]:
-        if entry["class_name"] == "InputLayer":
-            continue
-        sources = [tensors[name] for name in _sources(entry["inbound_nodes"])]
-        name = entry["name"]
-        output = model.get_layer(name)(sources if len(sources) > 1 else sources[0])
-        rounded = next((grid[tensor] for tensor in (name, f"{name}.sliced") if tensor in grid), None)
-        if rounded and name != output_name:
-            output = RoundToGrid(*rounded, name=f"{name}_int8")(output)
-        tensors[name] = output
-    return keras.Model(tensors[input_name], tensors[output_name], name=f"{model.name}_int8")

@@ -19,7 +19,6 @@ from denoiser.int8 import read_int8
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
 from train.presets import PRESETS, matte_output, size_multiple
-from train.quantize import calibration_tiles, quant_aware, quantization_grid, quantize
 
 VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10,wm:40"
 SEAM_NOISE = {"denoise": "gauss:25", "static": "sp:10", "watermark": "wm:40"}
@@ -51,7 +50,6 @@ class Recipe(NamedTuple):
     task: str = "denoise"
     init: str | None = None
     precision: str = "auto"
-    quant_aware: bool = False
     checkpoint_dir: str | None = None
     seed: int = 0
     workers: int = 1
@@ -227,14 +225,6 @@ def lineage(card: dict) -> dict:
     return {"name": card.get("name"), "command": card.get("command"), "training": training}
 
 
-def int8_grid(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> dict:
-    """The grid each activation of the model's int8 graph is rounded to, calibrated as `quantize` does."""
-    if recipe.preset == "matte" or not recipe.init:
-        raise ValueError("quantization-aware training needs --init and a preset with one output (not matte)")
-    return quantization_grid(quantize(model, calibration_tiles(images, recipe.noise, patch=recipe.patch,
-                                                                seed=recipe.seed)))
-
-
 def train_and_export(recipe: Recipe, command: str) -> Path:
     """Run the whole recipe and write the `.keras` model and its card."""
     keras.utils.set_random_seed(recipe.seed)
@@ -254,10 +244,9 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     copied = transfer_weights(parent.model, model) if parent else 0
     if parent and not copied:
         raise ValueError(f"{recipe.init} shares no layers with a {recipe.preset} model")
-    grid = int8_grid(model, train_images, recipe) if recipe.quant_aware else None
     model = with_precision(model, policy)
     started = time.time()
-    history = fit(quant_aware(model, grid) if grid else model, train_images, recipe)
+    history = fit(model, train_images, recipe)
     seconds = time.time() - started
     model = with_precision(model, "float32")
 
