@@ -33,7 +33,7 @@ def parse_size(_ctx, _param, values: tuple[str, ...]) -> list[tuple[int, int]]:
 @tiling_options
 def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Path | None, **options) -> None:
     """Throughput, latency and peak memory per image size, and the GFLOP/s the model reaches
-    next to a matrix multiply measured in the same run."""
+    next to the machine's ceiling measured in the same run (a matrix multiply; an int8 convolution for int8)."""
     from denoiser.artifact import resolve_model
     from denoiser.bench import SIZES, bench_size, ceiling, conv_flops_per_pixel
     from denoiser.engine import Engine
