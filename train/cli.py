@@ -13,7 +13,7 @@ import click
 
 from train.autoencoders import AUTOENCODERS
 from train.presets import PRESETS
-from train.quantize import PERCENTILE
+from train.quantize import PATCH, PERCENTILE, TILES
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -158,8 +158,9 @@ def seams(model: str) -> None:
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("-d", "--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folder holding the card's training images, if not where the card says; repeatable.")
-@click.option("-t", "--tiles", type=int, default=64, help="Noisy calibration tiles, from the card's training images.")
-@click.option("--patch", type=int, default=128, help="Calibration tile side.")
+@click.option("-t", "--tiles", type=int, default=TILES,
+              help="Noisy calibration tiles, from the card's training images.")
+@click.option("--patch", type=int, default=PATCH, help="Calibration tile side.")
 @click.option("--percentile", type=float, default=PERCENTILE,
               help="Each activation's range runs from the (100 - p)th to the pth percentile of its values.")
 @click.option("--seed", type=int, default=0)

@@ -21,6 +21,7 @@ MIN_FILTERS = 16
 # PSNR at sigma 15 / 50 / static 10% for gray: min-max ranges lost 0.28 / 0.09 / 1.30 dB against float32, these
 # 0.16 / 0.05 / 0.93.
 PERCENTILE = 99.999
+TILES, PATCH = 64, 128  # calibration: this many noisy tiles of this side
 
 
 def _sources(args) -> list[str]:
@@ -165,7 +166,7 @@ def quantize(model, tiles: np.ndarray, percentile: float = PERCENTILE) -> bytes:
         return target.read_bytes()
 
 
-def calibration_tiles(images: list[np.ndarray], noise, tiles: int = 64, patch: int = 128,
+def calibration_tiles(images: list[np.ndarray], noise, tiles: int = TILES, patch: int = PATCH,
                       seed: int = 0) -> np.ndarray:
     """N x patch x patch x C noisy tiles of the images (those at least `patch` a side), with training noise."""
     from train.data import Patches
@@ -176,8 +177,8 @@ def calibration_tiles(images: list[np.ndarray], noise, tiles: int = 64, patch: i
     return Patches(images, noise, patch, tiles, 1, seed)[0][0]
 
 
-def quantize_saved(path: str | Path, command: str, folders: list[str] | None = None, tiles: int = 64,
-                   patch: int = 128, percentile: float = PERCENTILE, seed: int = 0) -> dict:
+def quantize_saved(path: str | Path, command: str, folders: list[str] | None = None, tiles: int = TILES,
+                   patch: int = PATCH, percentile: float = PERCENTILE, seed: int = 0) -> dict:
     """Quantize a saved model on noisy tiles of its card's training images and store the int8 graph in its
     archive, with the calibration and the int8 validation PSNR (beside the float one) in its card; the new card.
 
@@ -187,17 +188,17 @@ def quantize_saved(path: str | Path, command: str, folders: list[str] | None = N
     import onnxruntime
 
     from denoiser.artifact import Artifact, load_artifact, save_artifact
-    from denoiser.engine import Engine, Settings
+    from denoiser.engine import Engine
     from denoiser.int8 import Int8Graph
     from train.data import NoiseSettings
-    from train.run import VALIDATION_NOISE, card_images, validate
+    from train.run import VALIDATION_NOISE, VALIDATION_SETTINGS, card_images, validate
 
     artifact = load_artifact(path)
     card = artifact.card
     noise = NoiseSettings(**{k: v for k, v in card["noise"].items() if k in NoiseSettings._fields})
     calibration = calibration_tiles(card_images(card, "files", folders), noise, tiles, patch, seed)
     graph = quantize(artifact.model, calibration, percentile)
-    engine = Engine(Artifact(artifact.model, card, Int8Graph(graph)), Settings(tile=256, batch_size=4))
+    engine = Engine(Artifact(artifact.model, card, Int8Graph(graph)), VALIDATION_SETTINGS)
     validation = validate(engine, card_images(card, "validation_files", folders), VALIDATION_NOISE,
                           card["training"]["recipe"]["seed"])
     card = card | {"int8": {

@@ -14,7 +14,7 @@ import numpy as np
 
 from denoiser import __version__
 from denoiser.artifact import Artifact, load_artifact, measure_receptive_radius, save_artifact, with_precision
-from denoiser.engine import Engine, Settings, cpu_has_bf16, measure_seam_radius, resolve_device
+from denoiser.engine import Engine, Settings, cpu_has_bf16, dtype_policy, measure_seam_radius, resolve_device
 from denoiser.int8 import read_int8
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
@@ -22,6 +22,7 @@ from train.presets import PRESETS, matte_output, size_multiple
 
 VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10,wm:40"
 SEAM_NOISE = {"denoise": "gauss:25", "static": "sp:10", "watermark": "wm:40"}
+VALIDATION_SETTINGS = Settings(tile=256, batch_size=4)  # how validation cuts images, float32 or int8 alike
 
 
 class Recipe(NamedTuple):
@@ -237,7 +238,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     precision = recipe.precision
     if precision == "auto":
         precision = "bfloat16" if device == "gpu" or cpu_has_bf16() else "float32"
-    policy = "float32" if precision == "float32" else f"mixed_{precision}"
+    policy = dtype_policy(precision)
 
     model = build(recipe)
     parent = load_artifact(recipe.init) if recipe.init else None
@@ -263,7 +264,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
         "seam_radius": seam_radius(Artifact(model, card), val_images, recipe.seed),
         "architecture": describe(model, recipe),
     }
-    engine = Engine(Artifact(model, card), Settings(tile=256, batch_size=4))
+    engine = Engine(Artifact(model, card), VALIDATION_SETTINGS)
     card |= {
         "noise": recipe.noise._asdict() | {"quantized": "8-bit, rounded and clipped"},
         "training": {
