@@ -18,7 +18,7 @@ SEAM_TOLERANCE = 0.5 / 255
 # traces one shape-generic function after three shapes; JAX compiles each new shape, so its steps are coarser.
 TILE_STEPS = {"jax": 128}
 TILE_STEP = 16
-TILE = 768  # the default longest tile side, raised to TILE_OVERLAPS overlaps for models with a wide seam
+TILE = 1280  # the default longest tile side, raised to TILE_OVERLAPS overlaps for models with a wide seam
 TILE_OVERLAPS = 7
 ENSEMBLES = (1, 2, 4, 8)
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.

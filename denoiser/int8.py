@@ -26,7 +26,11 @@ class Int8Graph:
     def __init__(self, graph: bytes):
         import onnxruntime
 
-        self.session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        # ONNX Runtime's memory patterns plan one arena block per input shape; tiles come in many shapes, and
+        # without them a 1280-px tile peaked at 640 MB instead of 1150, at the same speed.
+        options.enable_mem_pattern = False
+        self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:

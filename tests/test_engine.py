@@ -40,8 +40,8 @@ def test_each_image_is_cut_into_the_fewest_tiles_each_fitted_to_it(tiny_models):
 
 
 
-@pytest.mark.parametrize("overlap, tile", [(104, 768), (110, 768), (200, 1392), (208, 1456)])
-def test_the_default_tile_is_768_or_seven_overlaps_where_that_is_more(tiny_models, overlap, tile):
+@pytest.mark.parametrize("overlap, tile", [(104, 1280), (110, 1280), (190, 1328), (208, 1456)])
+def test_the_default_tile_is_1280_or_seven_overlaps_where_that_is_more(tiny_models, overlap, tile):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(overlap=overlap))
     assert engine.tile == tile
     assert Engine(engine.artifact, Settings(tile=640, overlap=overlap)).tile == max(640, 2 * overlap)

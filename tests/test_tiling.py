@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from denoiser.tiling import extract_tiles, pad_to_canvas, plan_tiles, stitch_tiles, tile_at, tile_origin
+from denoiser.tiling import Blend, extract_tiles, pad_to_canvas, plan_tiles, stitch_tiles, tile_at, tile_origin
 
 
 SIDES = st.sampled_from([16, 32, 48])
@@ -41,6 +41,22 @@ def test_every_pixel_is_covered_and_origins_are_aligned(size):
     assert all(y % 4 == 0 for y in plan.ys) and all(x % 4 == 0 for x in plan.xs)
     assert plan.ys[-1] + 16 == plan.canvas[0] and plan.xs[-1] + 16 == plan.canvas[1]
     assert plan.canvas[0] % 4 == 0 and plan.canvas[0] >= max(16, size[0])
+
+
+def test_blending_needs_no_memory_beyond_its_band_and_one_tile():
+    import tracemalloc
+
+    plan = plan_tiles(600, 4000, tile=256, overlap=64)
+    tiles = np.random.default_rng(0).random((plan.count, 256, 256, 3), dtype=np.float32)
+    out = np.empty((600, 4000, 3), np.float32)
+    tracemalloc.start()
+    blend = Blend(plan, out, 3)
+    for index, tile in enumerate(tiles):
+        blend.add(index, tile)
+    blend.finish()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < blend.band.nbytes + 4 * tiles[0].nbytes
 
 
 def test_rejects_overlap_that_leaves_no_blend():
