@@ -43,7 +43,7 @@ def test_every_pixel_is_covered_and_origins_are_aligned(size):
     assert plan.canvas[0] % 4 == 0 and plan.canvas[0] >= max(16, size[0])
 
 
-def test_blending_needs_no_memory_beyond_its_band_and_one_tile():
+def test_blending_needs_no_memory_beyond_its_band_and_a_few_tiles():
     import tracemalloc
 
     plan = plan_tiles(600, 4000, tile=256, overlap=64)
