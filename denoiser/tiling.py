@@ -138,9 +138,10 @@ class Blend:
     def __init__(self, plan: TilePlan, out: np.ndarray, channels: int):
         self.plan, self.out, self.top = plan, out, 0
         self.band = np.zeros((plan.tile[0], plan.canvas[1], channels), np.float32)
-        self.row_scale = (1.0 / _weight_sums(plan.ys, plan.tile[0], plan.canvas[0], plan)).astype(np.float32)
-        self.col_scale = (1.0 / _weight_sums(plan.xs, plan.tile[1], plan.canvas[1], plan)[:plan.width]).astype(
-            np.float32)[:, None]
+        rows = _weight_sums(plan.ys, plan.tile[0], plan.canvas[0], plan)
+        columns = _weight_sums(plan.xs, plan.tile[1], plan.canvas[1], plan)[:plan.width]
+        self.row_scale = (1.0 / rows).astype(np.float32)[:, None, None]
+        self.col_scale = (1.0 / columns).astype(np.float32)[:, None]
 
     def add(self, index: int, tile: np.ndarray) -> None:
         """Blend in the output for tile `index`; tiles must come in index order."""
@@ -166,7 +167,7 @@ class Blend:
         end = min(until, self.plan.height)
         if end > self.top:
             rows = self.band[:end - self.top, :self.plan.width]  # normalised in place: no band-sized temporaries
-            rows *= self.row_scale[self.top:end, None, None]
+            rows *= self.row_scale[self.top:end]
             rows *= self.col_scale
             self.out[self.top:end] = rows if rows.shape[-1] == self.out.shape[-1] else rows.mean(-1, keepdims=True)
         self.band[:-count] = self.band[count:]
