@@ -130,3 +130,32 @@ def test_the_int8_ceiling_is_an_int8_convolutions_rate():
     assert rate > 0 and width in (16, 32)
     rate, reached_by = ceiling("int8", "cpu")
     assert rate > 0 and reached_by.startswith("int8 3x3 conv of")
+
+
+def test_activation_ranges_reach_the_percentile_of_magnitudes_either_side_of_zero(rng):
+    """What train/quantize.py and the README say about ONNX Runtime's percentile calibration (width 16: no
+    padding filters, whose zeros would count too)."""
+    import keras
+    import onnx
+    from onnx import numpy_helper
+
+    from train.quantize import MIN_FILTERS, quantize
+    from train.run import Recipe, build
+
+    keras.utils.set_random_seed(3)
+    model = build(Recipe("", "", preset="unet", width=MIN_FILTERS, levels=2))
+    tiles = np.round(rng.random((8, 32, 32, 1)) * 255).astype(np.float32) / 255
+    proto = onnx.load_model_from_string(quantize(model, tiles, percentile=99.0))
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in proto.graph.initializer}
+    grids = {node.input[0]: (float(constants[node.input[1]]), int(constants[node.input[2]]))
+             for node in proto.graph.node if node.op_type == "QuantizeLinear"}
+    names = ["head", "enc0_b", "enc0_add", "dec0_add"]
+    assert set(names) <= set(grids)
+    probe = keras.Model(model.input, [model.get_layer(name).output for name in names])
+    for name, values in zip(names, probe(tiles)):
+        values = np.asarray(values)
+        bound = np.percentile(np.abs(values), 99.0)
+        scale, zero = grids[name]
+        expected = (max(-bound, values.min()), min(bound, values.max()))
+        np.testing.assert_allclose((-zero * scale, (255 - zero) * scale), expected, rtol=0.02, atol=2 * scale,
+                                   err_msg=name)

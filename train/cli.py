@@ -162,7 +162,8 @@ def seams(model: str) -> None:
               help="Noisy calibration tiles, from the card's training images.")
 @click.option("--patch", type=int, default=PATCH, help="Calibration tile side.")
 @click.option("--percentile", type=float, default=PERCENTILE,
-              help="Each activation's range runs from the (100 - p)th to the pth percentile of its values.")
+              help="Each activation ranges up to the pth percentile of its magnitudes either side of zero, and no "
+                   "further than its values go.")
 @click.option("--seed", type=int, default=0)
 def quantize(model: str, data: tuple[str, ...], tiles: int, patch: int, percentile: float, seed: int) -> None:
     """Store an int8 graph of MODEL in its archive, for fast CPU inference (--precision int8).
