@@ -62,10 +62,10 @@ int8: $(STAMP)
 	$(QUANTIZE) models/gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432
 	$(QUANTIZE) models/color.keras --data $(DATA)/cbsd432
 
-# Retrain only the shipped watermark remover (about 60 + 37 + 50 + 45 + 48 + 55 min): the matte preset, its U-Net body
-# taken from the gray model (the shipped one started from gray before its two timed passes), trained on watermarks
-# alone in six passes, each later one at the same or a lower learning rate with a new seed (the sixth timed, with
-# a moving average of the weights).
+# Retrain only the shipped watermark remover (about 60 + 37 + 50 + 45 + 48 + 55 min): the matte preset, its U-Net
+# body taken from the gray model (the shipped one started from gray before its two timed passes), trained on
+# watermarks alone in six passes, each later one at the same or a lower learning rate with a new seed (the sixth
+# timed, with a moving average of the weights).
 MATTE := $(BIN)/python -m train --preset matte --width 32 --levels 4 --steps 250 --batch-size 8 --patch 128 --task watermark --channels 1 --workers 2
 watermark: $(STAMP)
 	$(MATTE) --epochs 32 --lr 5e-4 --seed 7 --init models/gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/watermark-gray.keras --checkpoint-dir runs/wm-matte
