@@ -16,13 +16,13 @@ from denoiser.noise import NoiseSpec, degrade, psnr
 from tests.test_train import write_blocky_images
 
 
-def small(preset: str, channels: int = 1):
+def small(preset: str, channels: int = 1, width: int = 8):
     from train.run import Recipe, build
 
     import keras
 
     keras.utils.set_random_seed(3)
-    return build(Recipe("", "", preset=preset, channels=channels, depth=3, width=8, levels=2, top_width=4))
+    return build(Recipe("", "", preset=preset, channels=channels, depth=3, width=width, levels=2, top_width=4))
 
 
 @pytest.mark.parametrize("preset, channels", [("unet", 1), ("unet-half", 1), ("unet-lite", 3), ("matte", 1),
@@ -140,10 +140,8 @@ def test_activation_ranges_reach_the_percentile_of_magnitudes_either_side_of_zer
     from onnx import numpy_helper
 
     from train.quantize import MIN_FILTERS, quantize
-    from train.run import Recipe, build
 
-    keras.utils.set_random_seed(3)
-    model = build(Recipe("", "", preset="unet", width=MIN_FILTERS, levels=2))
+    model = small("unet", width=MIN_FILTERS)
     tiles = np.round(rng.random((8, 32, 32, 1)) * 255).astype(np.float32) / 255
     proto = onnx.load_model_from_string(quantize(model, tiles, percentile=99.0))
     constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in proto.graph.initializer}
