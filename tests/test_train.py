@@ -379,3 +379,15 @@ def test_a_run_with_ema_ends_with_the_average_of_its_weights_not_the_last(rng):
     # the average starts at the first step's weights and, at this momentum, barely moves from them
     assert share_kept(trained(6, 0.9999)) > 0.9
     assert share_kept(trained(6, 0.0)) < 0.1
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_a_matte_run_weighs_the_opacity_loss_by_its_matte_weight(rng, weight):
+    from train.run import Recipe, build, fit
+
+    images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
+    recipe = Recipe("d", "o", preset="matte", width=4, levels=2, task="watermark", epochs=1, steps=2,
+                    batch_size=2, patch=16, matte_weight=weight)
+    logs = fit(build(recipe), images, recipe).history
+    assert logs["matte_loss"][0] > 0
+    assert logs["loss"][0] == pytest.approx(logs["clean_loss"][0] + weight * logs["matte_loss"][0], rel=1e-3)

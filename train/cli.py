@@ -80,6 +80,8 @@ def command_line() -> str:
               help="Share of patches with a text watermark (20-60% opacity, DejaVu fonts) instead.")
 @click.option("--logo-share", type=float, default=0.0,
               help="Share of the watermarks that are logos (hexagon, triangle, cross, diamond, bars) instead of text.")
+@click.option("--matte-weight", type=float, default=0.1,
+              help="Weight of the opacity map's binary cross-entropy beside the MSE on pixels (matte preset).")
 @click.option("-t", "--task", type=click.Choice(["denoise", "static", "watermark"]), default="denoise",
               help="denoise = the mixture above; static or watermark = only that degradation.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,

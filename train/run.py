@@ -48,6 +48,7 @@ class Recipe(NamedTuple):
     sp_max: float = 15.0
     wm_prob: float = 0.0
     logo_share: float = 0.0
+    matte_weight: float = 0.1
     task: str = "denoise"
     init: str | None = None
     precision: str = "auto"
@@ -83,7 +84,6 @@ def build(recipe: Recipe) -> keras.Model:
     return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe))
 
 
-MATTE_LOSS_WEIGHT = 0.1  # binary cross-entropy on a `matte` model's overlay opacity, beside the MSE on pixels
 TIMED_EPOCHS = 1_000_000  # the bound on a run with a time budget
 LR_FLOOR = 0.02  # the cosine decays the learning rate to this share of its peak
 
@@ -135,7 +135,8 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
     Patches draw their noise from the epoch number, so a run resumed from its checkpoint goes on with new draws.
     A timed run starts its clock again when resumed.
 
-    A `matte` model also learns where the watermark is: its opacity map is a second, supervised output.
+    A `matte` model also learns where the watermark is: its opacity map is a second output, supervised with
+    binary cross-entropy weighted by `matte_weight` beside the MSE on pixels.
     """
     timed = recipe.minutes is not None
     schedule = recipe.lr if timed else keras.optimizers.schedules.CosineDecay(
@@ -145,7 +146,7 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
     if mattes:
         model = keras.Model(model.inputs, {"clean": model.outputs[0], "matte": matte_output(model)})
         model.compile(optimizer=optimizer, loss={"clean": "mse", "matte": "binary_crossentropy"},
-                      loss_weights={"clean": 1.0, "matte": MATTE_LOSS_WEIGHT})
+                      loss_weights={"clean": 1.0, "matte": recipe.matte_weight})
     else:
         model.compile(optimizer=optimizer, loss="mse")
     data = Patches(images, recipe.noise, recipe.patch, recipe.batch_size, recipe.steps, recipe.seed,
