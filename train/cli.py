@@ -63,6 +63,9 @@ def command_line() -> str:
                    "top of the half-resolution body (unet-lite).")
 @click.option("--levels", type=int, default=4,
               help="Scales, each half the size of the last (unet, unet-half, unet-lite's body, matte).")
+@click.option("--bottom", type=int, default=2,
+              help="Residual blocks at the lowest scale (unet presets); those past the second start as the identity, "
+                   "so a net with more can grow from an --init parent.")
 @click.option("--top-width", type=int, default=24, help="Channels at full resolution (unet-lite).")
 @click.option("-e", "--epochs", type=int, default=10)
 @click.option("-m", "--minutes", type=float, default=None,

@@ -41,23 +41,28 @@ def conv(width: int, name: str | None = None) -> layers.Layer:
     return layers.Conv2D(width, 3, padding="same", activation="relu", name=name)
 
 
-def res_block(x, width: int, name: str):
-    """x + conv(conv(x)): two 3x3 convolutions with a skip around them."""
+def res_block(x, width: int, name: str, identity: bool = False):
+    """x + conv(conv(x)): two 3x3 convolutions with a skip around them; with `identity`, the second conv starts at
+    zero, so the block starts as the identity."""
     y = conv(width, f"{name}_a")(x)
-    y = layers.Conv2D(width, 3, padding="same", name=f"{name}_b")(y)
+    y = layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros" if identity else "glorot_uniform",
+                      name=f"{name}_b")(y)
     return layers.Add(name=f"{name}_add")([x, y])
 
 
-def unet_features(noisy, width: int, levels: int):
+def unet_features(noisy, width: int, levels: int, bottom: int = 2):
     """The U-Net body on a 3x3 head: cheap full-resolution layers, widths doubling at each of `levels` scales."""
-    return unet_body(layers.Conv2D(width, 3, padding="same", name="head")(noisy), width, levels)
+    return unet_body(layers.Conv2D(width, 3, padding="same", name="head")(noisy), width, levels, bottom)
 
 
-def unet_body(x, width: int, levels: int):
+def unet_body(x, width: int, levels: int, bottom: int = 2):
     """The U-Net body: widths doubling at each of `levels` scales, features back at x's resolution.
 
-    x -> [res block -> stride-2 conv] x (levels-1) -> res blocks at 1/2^(levels-1)
+    x -> [res block -> stride-2 conv] x (levels-1) -> `bottom` res blocks at 1/2^(levels-1)
       -> [transposed conv + skip -> res block] x (levels-1) -> features
+
+    Bottom blocks past the second start as the identity, so a net grown from a trained one (`--init`) starts out
+    computing what its parent did.
     """
     widths = [width * 2**level for level in range(levels)]
     skips = []
@@ -65,8 +70,8 @@ def unet_body(x, width: int, levels: int):
         x = res_block(x, w, f"enc{level}")
         skips.append(x)
         x = layers.Conv2D(widths[level + 1], 2, strides=2, name=f"down{level}")(x)
-    x = res_block(x, widths[-1], "bottom_a")
-    x = res_block(x, widths[-1], "bottom_b")
+    for block in range(bottom):
+        x = res_block(x, widths[-1], f"bottom_{chr(ord('a') + block)}", identity=block >= 2)
     for level in reversed(range(levels - 1)):
         x = layers.Conv2DTranspose(widths[level], 2, strides=2, name=f"up{level}")(x)
         x = layers.Add(name=f"skip{level}")([x, skips[level]])
@@ -74,25 +79,25 @@ def unet_body(x, width: int, levels: int):
     return x
 
 
-def unet(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
+def unet(channels: int, width: int = 32, levels: int = 4, bottom: int = 2) -> keras.Model:
     """Residual U-Net: the U-Net body predicts the noise;  clean = noisy - noise."""
     noisy = keras.Input((None, None, channels), name="noisy")
-    noise = layers.Conv2D(channels, 3, padding="same", name="noise")(unet_features(noisy, width, levels))
+    noise = layers.Conv2D(channels, 3, padding="same", name="noise")(unet_features(noisy, width, levels, bottom))
     clean = layers.Subtract(name="clean")([noisy, noise])
     return keras.Model(noisy, clean, name="unet")
 
 
-def unet_half(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
+def unet_half(channels: int, width: int = 32, levels: int = 4, bottom: int = 2) -> keras.Model:
     """Residual U-Net at half resolution, for speed: a stride-2 conv folds each 2x2 block of pixels into features
     (as FFDNet does), the U-Net body runs there, and a stride-2 transposed conv unfolds the noise."""
     noisy = keras.Input((None, None, channels), name="noisy")
     folded = layers.Conv2D(width, 2, strides=2, name="fold")(noisy)
-    noise = layers.Conv2DTranspose(channels, 2, strides=2, name="noise")(unet_body(folded, width, levels))
+    noise = layers.Conv2DTranspose(channels, 2, strides=2, name="noise")(unet_body(folded, width, levels, bottom))
     clean = layers.Subtract(name="clean")([noisy, noise])
     return keras.Model(noisy, clean, name="unet_half")
 
 
-def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24) -> keras.Model:
+def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24, bottom: int = 2) -> keras.Model:
     """Residual U-Net at half resolution under one narrow full-resolution level, for speed: the U-Net body runs
     on 2x2-folded features, and `top` channels at full resolution see each pixel on its own (as impulses need).
 
@@ -100,14 +105,14 @@ def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24) ->
     """
     noisy = keras.Input((None, None, channels), name="noisy")
     x = res_block(layers.Conv2D(top, 3, padding="same", name="head")(noisy), top, "top_enc")
-    body = unet_body(layers.Conv2D(width, 2, strides=2, name="fold")(x), width, levels)
+    body = unet_body(layers.Conv2D(width, 2, strides=2, name="fold")(x), width, levels, bottom)
     x = layers.Add(name="top_skip")([layers.Conv2DTranspose(top, 2, strides=2, name="unfold")(body), x])
     noise = layers.Conv2D(channels, 3, padding="same", name="noise")(res_block(x, top, "top_dec"))
     clean = layers.Subtract(name="clean")([noisy, noise])
     return keras.Model(noisy, clean, name="unet_lite")
 
 
-def matte(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
+def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2) -> keras.Model:
     """Watermark remover: the U-Net body estimates the overlay, and the blend is inverted.
 
     A watermark blends colour c at opacity a:  noisy = (1 - a) clean + a c.  The body predicts the opacity's
@@ -115,7 +120,7 @@ def matte(channels: int, width: int = 32, levels: int = 4) -> keras.Model:
     The logit layer `matte_logit` starts near a = 0 (the identity); `matte_output` exposes a for training.
     """
     noisy = keras.Input((None, None, channels), name="noisy")
-    x = unet_features(noisy, width, levels)
+    x = unet_features(noisy, width, levels, bottom)
     logit = layers.Conv2D(1, 3, padding="same", bias_initializer=keras.initializers.Constant(-4.0),
                           name="matte_logit")(x)
     colour = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="overlay_colour")(x)

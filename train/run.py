@@ -35,6 +35,7 @@ class Recipe(NamedTuple):
     depth: int = 10
     width: int = 32
     levels: int = 4
+    bottom: int = 2
     top_width: int = 24
     epochs: int = 10
     minutes: float | None = None
@@ -74,9 +75,9 @@ class Recipe(NamedTuple):
 
 def preset_params(recipe: Recipe) -> dict:
     """The recipe's settings that the preset's builder takes."""
-    scales = {"width": recipe.width, "levels": recipe.levels}
+    scales = {"width": recipe.width, "levels": recipe.levels, "bottom": recipe.bottom}
     return {"residual": {"depth": recipe.depth, "width": recipe.width}, "unet": scales, "unet-half": scales,
-            "unet-lite": scales | {"top": recipe.top_width}}.get(recipe.preset, {})
+            "unet-lite": scales | {"top": recipe.top_width}, "matte": scales}.get(recipe.preset, {})
 
 
 def build(recipe: Recipe) -> keras.Model:
