@@ -137,16 +137,23 @@ def rebuild(model, policy: str | None = None):
 
 
 def measure_receptive_radius(model, align: int = 1, trials: int = 3) -> int:
-    """Largest distance at which one input pixel changes an output pixel, probed with random inputs."""
-    rng = np.random.default_rng(0)
+    """Largest distance at which one input pixel changes an output pixel, probed with random inputs on a square
+    that doubles (up to 2048 px) while the change reaches its edge."""
     size = max(96, 32 * align)
+    while (radius := _probe_radius(model, size, align, trials)) >= size // 2 - align and size < 2048:
+        size *= 2
+    return radius
+
+
+def _probe_radius(model, size: int, align: int, trials: int) -> int:
+    """The receptive radius seen from pixels near the centre of `size`-square random inputs."""
+    rng = np.random.default_rng(0)
     channels = int(model.input_shape[-1])
-    centre = size // 2
     radius = 0
     for trial in range(trials * align):
         base = rng.random((1, size, size, channels), dtype=np.float32)
         poked = base.copy()
-        spot = centre + trial % align
+        spot = size // 2 + trial % align
         poked[0, spot, spot, :] = 1.0 - poked[0, spot, spot, :]
         diff = np.abs(np.asarray(model(poked)) - np.asarray(model(base))).max(axis=(0, 3))
         ys, xs = np.nonzero(diff > 1e-7)

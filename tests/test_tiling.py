@@ -79,6 +79,18 @@ def conv_models():
             "unet-half": (unet_half(1, width=4, levels=2), 4), "unet-lite": (unet_lite(1, width=4, levels=1, top=4), 2)}
 
 
+@pytest.mark.parametrize("layers, expected", [(2, 20), (5, 50)])
+def test_receptive_radius_is_measured_whole_even_beyond_the_first_probe(layers, expected):
+    import keras
+
+    from denoiser.artifact import measure_receptive_radius
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((None, None, 1))] + [keras.layers.Conv2D(1, 21, padding="same")
+                                                                   for _ in range(layers)])
+    assert measure_receptive_radius(model) == expected  # the first probe is 96 px, its centre 48 px from the edge
+
+
 @pytest.mark.parametrize("name", ["seed", "residual", "unet-half", "unet-lite"])
 @settings(max_examples=6, deadline=None)
 @given(height=st.integers(64, 150), width=st.integers(64, 150), tile=st.sampled_from([(64, 64), (64, 96), (96, 64)]),

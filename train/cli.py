@@ -150,13 +150,15 @@ def scorer(**options) -> None:
 @main.command(context_settings=SETTINGS)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 def seams(model: str) -> None:
-    """Measure MODEL's seam radius on its card's validation images and write it into the card.
+    """Measure MODEL's receptive radius and its seam radius (on its card's validation images) and write them into
+    the card.
 
-    Training does this at export; this updates models exported before cards had it.
+    Training does this at export; this updates models exported before cards had it or measured it rightly.
     """
     from train.run import remeasure_seams
 
-    click.echo(f"{model}: seam radius {remeasure_seams(model)}")
+    receptive, seam = remeasure_seams(model)
+    click.echo(f"{model}: receptive radius {receptive}, seam radius {seam}")
 
 
 @main.command(context_settings=SETTINGS)

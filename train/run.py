@@ -203,13 +203,15 @@ def card_images(card: dict, which: str, folders: list[str] | None = None) -> lis
     return [load_image(f, card["channels"]) for folder in folders for f in list_images(folder) if f.name in names]
 
 
-def remeasure_seams(path: str | Path) -> int:
-    """Measure a saved model's seam radius on its card's validation images and write it into the card."""
-    artifact = load_artifact(path)
-    images = card_images(artifact.card, "validation_files")
-    radius = seam_radius(artifact, images, artifact.card["training"]["recipe"]["seed"])
-    save_artifact(artifact.model, artifact.card | {"seam_radius": radius}, path, read_int8(path))
-    return radius
+def remeasure_seams(path: str | Path) -> tuple[int, int]:
+    """Measure a saved model's receptive radius, then its seam radius on its card's validation images, and write
+    both into the card."""
+    model, card = load_artifact(path)[:2]
+    card = card | {"receptive_radius": measure_receptive_radius(model, card.get("size_multiple", 1))}
+    images = card_images(card, "validation_files")
+    card["seam_radius"] = seam_radius(Artifact(model, card), images, card["training"]["recipe"]["seed"])
+    save_artifact(model, card, path, read_int8(path))
+    return card["receptive_radius"], card["seam_radius"]
 
 
 def describe(model: keras.Model, recipe: Recipe) -> dict:
