@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from denoiser import __version__
-from denoiser.artifact import Artifact, load_artifact, measure_receptive_radius, save_artifact, with_precision
+from denoiser.artifact import (Artifact, load_artifact, measure_receptive_radius, round_to_half, save_artifact,
+                               with_precision)
 from denoiser.engine import Engine, Settings, cpu_has_bf16, dtype_policy, measure_seam_radius, resolve_device
 from denoiser.int8 import read_int8
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
@@ -254,6 +255,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     history = fit(model, train_images, recipe)
     seconds = time.time() - started
     model = with_precision(model, "float32")
+    round_to_half(model)
 
     align = size_multiple(recipe.preset, recipe.levels)
     card = {
