@@ -25,6 +25,21 @@ def tiny_card(model, name: str, align: int = 1) -> dict:
     }
 
 
+def stored_dtypes(path) -> list[str]:
+    """The dtype of each weight array as stored in a `.keras` archive, sorted."""
+    import io
+    import zipfile
+
+    import h5py
+
+    from denoiser.artifact import WEIGHTS_ENTRY
+
+    stored = []
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read(WEIGHTS_ENTRY)), "r") as weights:
+        weights.visititems(lambda name, item: stored.append(str(item.dtype)) if isinstance(item, h5py.Dataset) else None)
+    return sorted(stored)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Paths of a tiny gray and a tiny colour residual model with random weights."""

@@ -10,7 +10,7 @@ import pytest
 
 from denoiser.artifact import CARD_ENTRY, load_artifact
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
-from tests.conftest import write_image
+from tests.conftest import stored_dtypes, write_image
 
 
 def write_blocky_images(folder, rng, count: int = 21, cells: int = 6, channels: int = 1, prefix: str = ""):
@@ -154,6 +154,7 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
     assert set(card["metrics"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10", "wm:40"}
     assert artifact.model.input_shape == artifact.model.output_shape == (None, None, None, channels)
     assert all(layer.dtype_policy.name == "float32" for layer in artifact.model.layers)
+    assert set(stored_dtypes(out)) == {"float16"}, "export rounds the weights to float16 and stores them so"
 
 
 def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_path, rng):
