@@ -207,11 +207,11 @@ def card_images(card: dict, which: str, folders: list[str] | None = None) -> lis
 def remeasure_seams(path: str | Path) -> tuple[int, int]:
     """Measure a saved model's receptive radius, then its seam radius on its card's validation images, and write
     both into the card."""
-    model, card = load_artifact(path)[:2]
-    card = card | {"receptive_radius": measure_receptive_radius(model, card.get("size_multiple", 1))}
+    artifact = load_artifact(path)
+    card = artifact.card | {"receptive_radius": measure_receptive_radius(artifact.model, artifact.align)}
     images = card_images(card, "validation_files")
-    card["seam_radius"] = seam_radius(Artifact(model, card), images, card["training"]["recipe"]["seed"])
-    save_artifact(model, card, path, read_int8(path))
+    card["seam_radius"] = seam_radius(Artifact(artifact.model, card), images, card["training"]["recipe"]["seed"])
+    save_artifact(artifact.model, card, path, read_int8(path))
     return card["receptive_radius"], card["seam_radius"]
 
 
