@@ -224,16 +224,18 @@ def test_init_copies_the_layers_two_presets_share(rng):
     assert transfer_weights(unet(1, width=16, levels=2), target) == 0
 
 
-def test_a_net_grown_with_more_bottom_blocks_starts_out_computing_what_its_parent_does(rng):
+@pytest.mark.parametrize("growth, new_conv", [({"bottom": 4}, "bottom_d_b"), ({"decoder": 3}, "dec0_3_b")])
+def test_a_net_grown_with_more_blocks_starts_out_computing_what_its_parent_does(rng, growth, new_conv):
     from train.presets import matte
     from train.run import transfer_weights
 
-    parent, grown = matte(1, width=8, levels=2), matte(1, width=8, levels=2, bottom=4)
+    parent, grown = matte(1, width=8, levels=2), matte(1, width=8, levels=2, **growth)
     assert transfer_weights(parent, grown) == sum(bool(layer.weights) for layer in parent.layers)
+    assert len(grown.layers) > len(parent.layers)
     noisy = rng.random((1, 32, 24, 1), dtype=np.float32)
     np.testing.assert_allclose(grown.predict_on_batch(noisy), parent.predict_on_batch(noisy), atol=1e-6)
-    kernel, bias = grown.get_layer("bottom_d_b").get_weights()
-    grown.get_layer("bottom_d_b").set_weights([kernel, bias + 1.0])
+    kernel, bias = grown.get_layer(new_conv).get_weights()
+    grown.get_layer(new_conv).set_weights([kernel, bias + 1.0])
     assert np.abs(grown.predict_on_batch(noisy) - parent.predict_on_batch(noisy)).max() > 1e-4  # the block counts
 
 

@@ -66,6 +66,9 @@ def command_line() -> str:
 @click.option("--bottom", type=int, default=2,
               help="Residual blocks at the lowest scale (unet presets); those past the second start as the identity, "
                    "so a net with more can grow from an --init parent.")
+@click.option("--decoder", type=int, default=1,
+              help="Residual blocks at each scale on the way up (unet presets); those past the first start as the "
+                   "identity, as --bottom's do.")
 @click.option("--top-width", type=int, default=24, help="Channels at full resolution (unet-lite).")
 @click.option("-e", "--epochs", type=int, default=10)
 @click.option("-m", "--minutes", type=float, default=None,

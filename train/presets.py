@@ -50,19 +50,19 @@ def res_block(x, width: int, name: str, identity: bool = False):
     return layers.Add(name=f"{name}_add")([x, y])
 
 
-def unet_features(noisy, width: int, levels: int, bottom: int = 2):
+def unet_features(noisy, width: int, levels: int, bottom: int = 2, decoder: int = 1):
     """The U-Net body on a 3x3 head: cheap full-resolution layers, widths doubling at each of `levels` scales."""
-    return unet_body(layers.Conv2D(width, 3, padding="same", name="head")(noisy), width, levels, bottom)
+    return unet_body(layers.Conv2D(width, 3, padding="same", name="head")(noisy), width, levels, bottom, decoder)
 
 
-def unet_body(x, width: int, levels: int, bottom: int = 2):
+def unet_body(x, width: int, levels: int, bottom: int = 2, decoder: int = 1):
     """The U-Net body: widths doubling at each of `levels` scales, features back at x's resolution.
 
     x -> [res block -> stride-2 conv] x (levels-1) -> `bottom` res blocks at 1/2^(levels-1)
-      -> [transposed conv + skip -> res block] x (levels-1) -> features
+      -> [transposed conv + skip -> `decoder` res blocks] x (levels-1) -> features
 
-    Bottom blocks past the second start as the identity, so a net grown from a trained one (`--init`) starts out
-    computing what its parent did.
+    Bottom blocks past the second and decoder blocks past the first start as the identity, so a net grown from a
+    trained one (`--init`) starts out computing what its parent did.
     """
     widths = [width * 2**level for level in range(levels)]
     skips = []
@@ -76,28 +76,33 @@ def unet_body(x, width: int, levels: int, bottom: int = 2):
         x = layers.Conv2DTranspose(widths[level], 2, strides=2, name=f"up{level}")(x)
         x = layers.Add(name=f"skip{level}")([x, skips[level]])
         x = res_block(x, widths[level], f"dec{level}")
+        for block in range(2, decoder + 1):
+            x = res_block(x, widths[level], f"dec{level}_{block}", identity=True)
     return x
 
 
-def unet(channels: int, width: int = 32, levels: int = 4, bottom: int = 2) -> keras.Model:
+def unet(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, decoder: int = 1) -> keras.Model:
     """Residual U-Net: the U-Net body predicts the noise;  clean = noisy - noise."""
     noisy = keras.Input((None, None, channels), name="noisy")
-    noise = layers.Conv2D(channels, 3, padding="same", name="noise")(unet_features(noisy, width, levels, bottom))
+    features = unet_features(noisy, width, levels, bottom, decoder)
+    noise = layers.Conv2D(channels, 3, padding="same", name="noise")(features)
     clean = layers.Subtract(name="clean")([noisy, noise])
     return keras.Model(noisy, clean, name="unet")
 
 
-def unet_half(channels: int, width: int = 32, levels: int = 4, bottom: int = 2) -> keras.Model:
+def unet_half(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, decoder: int = 1) -> keras.Model:
     """Residual U-Net at half resolution, for speed: a stride-2 conv folds each 2x2 block of pixels into features
     (as FFDNet does), the U-Net body runs there, and a stride-2 transposed conv unfolds the noise."""
     noisy = keras.Input((None, None, channels), name="noisy")
     folded = layers.Conv2D(width, 2, strides=2, name="fold")(noisy)
-    noise = layers.Conv2DTranspose(channels, 2, strides=2, name="noise")(unet_body(folded, width, levels, bottom))
+    features = unet_body(folded, width, levels, bottom, decoder)
+    noise = layers.Conv2DTranspose(channels, 2, strides=2, name="noise")(features)
     clean = layers.Subtract(name="clean")([noisy, noise])
     return keras.Model(noisy, clean, name="unet_half")
 
 
-def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24, bottom: int = 2) -> keras.Model:
+def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24, bottom: int = 2,
+              decoder: int = 1) -> keras.Model:
     """Residual U-Net at half resolution under one narrow full-resolution level, for speed: the U-Net body runs
     on 2x2-folded features, and `top` channels at full resolution see each pixel on its own (as impulses need).
 
@@ -105,14 +110,14 @@ def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24, bo
     """
     noisy = keras.Input((None, None, channels), name="noisy")
     x = res_block(layers.Conv2D(top, 3, padding="same", name="head")(noisy), top, "top_enc")
-    body = unet_body(layers.Conv2D(width, 2, strides=2, name="fold")(x), width, levels, bottom)
+    body = unet_body(layers.Conv2D(width, 2, strides=2, name="fold")(x), width, levels, bottom, decoder)
     x = layers.Add(name="top_skip")([layers.Conv2DTranspose(top, 2, strides=2, name="unfold")(body), x])
     noise = layers.Conv2D(channels, 3, padding="same", name="noise")(res_block(x, top, "top_dec"))
     clean = layers.Subtract(name="clean")([noisy, noise])
     return keras.Model(noisy, clean, name="unet_lite")
 
 
-def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2) -> keras.Model:
+def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, decoder: int = 1) -> keras.Model:
     """Watermark remover: the U-Net body estimates the overlay, and the blend is inverted.
 
     A watermark blends colour c at opacity a:  noisy = (1 - a) clean + a c.  The body predicts the opacity's
@@ -120,7 +125,7 @@ def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2) -> k
     The logit layer `matte_logit` starts near a = 0 (the identity); `matte_output` exposes a for training.
     """
     noisy = keras.Input((None, None, channels), name="noisy")
-    x = unet_features(noisy, width, levels, bottom)
+    x = unet_features(noisy, width, levels, bottom, decoder)
     logit = layers.Conv2D(1, 3, padding="same", bias_initializer=keras.initializers.Constant(-4.0),
                           name="matte_logit")(x)
     colour = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="overlay_colour")(x)

@@ -37,6 +37,7 @@ class Recipe(NamedTuple):
     width: int = 32
     levels: int = 4
     bottom: int = 2
+    decoder: int = 1
     top_width: int = 24
     epochs: int = 10
     minutes: float | None = None
@@ -76,7 +77,7 @@ class Recipe(NamedTuple):
 
 def preset_params(recipe: Recipe) -> dict:
     """The recipe's settings that the preset's builder takes."""
-    scales = {"width": recipe.width, "levels": recipe.levels, "bottom": recipe.bottom}
+    scales = {"width": recipe.width, "levels": recipe.levels, "bottom": recipe.bottom, "decoder": recipe.decoder}
     return {"residual": {"depth": recipe.depth, "width": recipe.width}, "unet": scales, "unet-half": scales,
             "unet-lite": scales | {"top": recipe.top_width}, "matte": scales}.get(recipe.preset, {})
 
