@@ -92,6 +92,9 @@ def command_line() -> str:
               help="denoise = the mixture above; static or watermark = only that degradation.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from this model's weights: every layer it shares by name and shape, e.g. a shipped model's.")
+@click.option("--first", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Train a second stage on this trained matte model (matte preset): it runs frozen, and its opacity, "
+                   "colour and result join the input; with --init set to it too, training starts from its output.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
               help="auto = bfloat16 on a GPU or where the CPU has AVX512_BF16.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,

@@ -117,15 +117,23 @@ def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24, bo
     return keras.Model(noisy, clean, name="unet_lite")
 
 
-def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, decoder: int = 1) -> keras.Model:
+def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, decoder: int = 1,
+          first: keras.Model | None = None) -> keras.Model:
     """Watermark remover: the U-Net body estimates the overlay, and the blend is inverted.
 
     A watermark blends colour c at opacity a:  noisy = (1 - a) clean + a c.  The body predicts the opacity's
     logit and the colour, so  clean = noisy + odds (noisy - c)  with  odds = a / (1 - a) = exp(logit).
     The logit layer `matte_logit` starts near a = 0 (the identity); `matte_output` exposes a for training.
+
+    With `first`, a trained matte model, the net is a second stage: `first` runs frozen, and its opacity, colour
+    and result join the input at the head through `hint_head`, which starts at zero, so a second stage grown from
+    `first` (`--init`) starts out computing what `first` does.
     """
     noisy = keras.Input((None, None, channels), name="noisy")
-    x = unet_features(noisy, width, levels, bottom, decoder)
+    head = layers.Conv2D(width, 3, padding="same", name="head")(noisy)
+    if first is not None:
+        head = layers.Add(name="hinted_head")([head, first_stage_hints(noisy, first, width)])
+    x = unet_body(head, width, levels, bottom, decoder)
     logit = layers.Conv2D(1, 3, padding="same", bias_initializer=keras.initializers.Constant(-4.0),
                           name="matte_logit")(x)
     colour = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="overlay_colour")(x)
@@ -133,6 +141,17 @@ def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, deco
     lift = layers.Multiply(name="lift")([odds, layers.Subtract(name="off_colour")([noisy, colour])])
     clean = layers.Add(name="clean")([noisy, lift])
     return keras.Model(noisy, clean, name="matte")
+
+
+def first_stage_hints(noisy, first: keras.Model, width: int):
+    """A frozen first stage's opacity, overlay colour and result (clipped to [0, 1]), mapped to `width` features
+    by a 3x3 conv that starts at zero."""
+    stage = keras.Model(first.inputs, [matte_output(first), first.get_layer("overlay_colour").output, first.output],
+                        name="first_stage")
+    stage.trainable = False
+    opacity, colour, clean = stage(noisy)
+    hints = layers.Concatenate(name="hints")([opacity, colour, layers.ReLU(max_value=1.0, name="first_clean")(clean)])
+    return layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer="zeros", name="hint_head")(hints)
 
 
 def matte_output(model: keras.Model):

@@ -54,6 +54,7 @@ class Recipe(NamedTuple):
     matte_weight: float = 0.1
     task: str = "denoise"
     init: str | None = None
+    first: str | None = None
     precision: str = "auto"
     checkpoint_dir: str | None = None
     seed: int = 0
@@ -82,9 +83,13 @@ def preset_params(recipe: Recipe) -> dict:
             "unet-lite": scales | {"top": recipe.top_width}, "matte": scales}.get(recipe.preset, {})
 
 
-def build(recipe: Recipe) -> keras.Model:
-    """The preset's network."""
-    return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe))
+def build(recipe: Recipe, first: keras.Model | None = None) -> keras.Model:
+    """The preset's network; with `first`, a matte net's second stage on that frozen first stage."""
+    if first is None:
+        return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe))
+    if recipe.preset != "matte":
+        raise ValueError(f"only a matte net takes a first stage, not {recipe.preset}")
+    return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe), first=first)
 
 
 TIMED_EPOCHS = 1_000_000  # the bound on a run with a time budget
@@ -246,7 +251,8 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
         precision = "bfloat16" if device == "gpu" or cpu_has_bf16() else "float32"
     policy = dtype_policy(precision)
 
-    model = build(recipe)
+    first = load_artifact(recipe.first) if recipe.first else None
+    model = build(recipe, first.model if first else None)
     parent = load_artifact(recipe.init) if recipe.init else None
     copied = transfer_weights(parent.model, model) if parent else 0
     if parent and not copied:
@@ -287,6 +293,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
             "final_loss": float(history.history["loss"][-1]),
             "init_card": lineage(parent.card) if parent else None,
             "init_layers": f"{copied} of {sum(bool(layer.weights) for layer in model.layers)}" if parent else None,
+            "first_card": lineage(first.card) if first else None,
         },
         "command": command,
         "metrics": {"validation": validate(engine, val_images, VALIDATION_NOISE, recipe.seed)},
