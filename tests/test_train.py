@@ -239,6 +239,28 @@ def test_a_net_grown_with_more_blocks_starts_out_computing_what_its_parent_does(
     assert np.abs(grown.predict_on_batch(noisy) - parent.predict_on_batch(noisy)).max() > 1e-4  # the block counts
 
 
+def test_a_second_stage_starts_out_computing_what_its_frozen_first_stage_does(rng, tmp_path):
+    import keras
+
+    from train.presets import matte
+    from train.run import transfer_weights
+
+    first = matte(1, width=8, levels=2)
+    second = matte(1, width=8, levels=2, first=first)
+    assert transfer_weights(first, second) == sum(bool(layer.weights) for layer in first.layers)
+    noisy = rng.random((2, 32, 24, 1), dtype=np.float32)
+    np.testing.assert_allclose(second.predict_on_batch(noisy), first.predict_on_batch(noisy), atol=1e-6)
+    before = [w.copy() for w in first.get_weights()]
+    second.compile(keras.optimizers.Adam(1e-2), "mse")
+    second.fit(noisy, np.clip(noisy - 0.1, 0, 1), epochs=2, verbose=0)
+    for a, b in zip(before, first.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the first stage stays frozen
+    assert np.abs(second.get_layer("hint_head").get_weights()[0]).max() > 0  # and the hints are learnt
+    second.save(tmp_path / "two.keras")
+    loaded = keras.saving.load_model(tmp_path / "two.keras")  # stock layers only: safe_mode holds
+    np.testing.assert_allclose(loaded.predict_on_batch(noisy), second.predict_on_batch(noisy), atol=1e-6)
+
+
 def test_training_on_several_folders_uses_and_records_them_all(tmp_path, rng):
     from click.testing import CliRunner
 
