@@ -85,11 +85,10 @@ def preset_params(recipe: Recipe) -> dict:
 
 def build(recipe: Recipe, first: keras.Model | None = None) -> keras.Model:
     """The preset's network; with `first`, a matte net's second stage on that frozen first stage."""
-    if first is None:
-        return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe))
-    if recipe.preset != "matte":
+    if first is not None and recipe.preset != "matte":
         raise ValueError(f"only a matte net takes a first stage, not {recipe.preset}")
-    return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe), first=first)
+    stages = {} if first is None else {"first": first}
+    return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe), **stages)
 
 
 TIMED_EPOCHS = 1_000_000  # the bound on a run with a time budget
