@@ -243,8 +243,8 @@ class _Job:
 def measure_seam_radius(artifact: Artifact, images: list[np.ndarray], tolerance: float = SEAM_TOLERANCE) -> int:
     """The smallest tile margin at which tiled output stays within `tolerance` of whole-image output.
 
-    Overlaps shrink from the receptive field's in steps of at least 8 pixels until one fails; tiles are at
-    most twice the overlap, so each image has several seams. Runs in the artifact's precision (float32 for export).
+    Overlaps below the receptive field's, in steps of at least 8 pixels, are bisected on the premise that error
+    grows as overlap shrinks; tiles are at most twice the overlap, so each image has several seams. Runs in the artifact's precision (float32 for export).
 
     Args:
         images: float32 images, noisy as the model will see them; the first 8 are used, each cropped to a
@@ -258,12 +258,14 @@ def measure_seam_radius(artifact: Artifact, images: list[np.ndarray], tolerance:
 
     with keras.device("cpu:0"):  # where the engines below run, so that both see the same arithmetic
         wholes = [np.clip(full.model.predict_on_batch(crop[None])[0], 0.0, 1.0) for crop in crops]
-    radius = full.receptive_radius
-    for overlap in range(widest - step, step - 1, -step):
-        engine = Engine(full, Settings(tile=0, overlap=overlap))
-        if any(np.abs(out - whole).max() > tolerance for out, whole in zip(engine.denoise_many(crops), wholes)):
-            break
-        radius = engine.margin
+    overlaps, radius = list(range(widest - step, step - 1, -step))[::-1], full.receptive_radius
+    low, high = 0, len(overlaps)  # bisect for the first overlap that holds, taking every larger one to hold too
+    while low < high:
+        engine = Engine(full, Settings(tile=0, overlap=overlaps[middle := (low + high) // 2]))
+        if all(np.abs(out - whole).max() <= tolerance for out, whole in zip(engine.denoise_many(crops), wholes)):
+            high, radius = middle, engine.margin
+        else:
+            low = middle + 1
     return radius
 
 
