@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from functools import cache
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
@@ -21,6 +23,7 @@ TILE_STEP = 16
 TILE = 1280  # the default longest tile side, raised to TILE_OVERLAPS overlaps for models with a wide seam
 TILE_OVERLAPS = 7
 ENSEMBLES = (1, 2, 4, 8)
+BF16_MARGIN = 1.2  # how much faster bf16 must be on a CPU for `auto` to give up float32's exactness
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
 ORIENTATIONS = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
 
@@ -51,15 +54,38 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@cache
+def cpu_bf16_is_faster() -> bool:
+    """Whether this CPU has bf16 units and runs a mixed-bfloat16 3x3 convolution at least BF16_MARGIN times as
+    fast as a float32 one; timed once per process, as some CPUs with AVX512_BF16 run bf16 slower."""
+    return cpu_has_bf16() and conv_seconds("float32") > BF16_MARGIN * conv_seconds("mixed_bfloat16")
+
+
+def conv_seconds(policy: str, repeats: int = 5) -> float:
+    """The fastest of `repeats` runs of a 64-channel 3x3 convolution over 128 x 128 pixels on the CPU."""
+    import keras
+
+    image = np.random.default_rng(0).random((1, 128, 128, 64), dtype=np.float32)
+    with keras.device("cpu:0"):
+        conv = keras.layers.Conv2D(64, 3, padding="same", dtype=policy)
+        np.asarray(conv(image))  # builds and warms it
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            np.asarray(conv(image))
+            times.append(time.perf_counter() - started)
+    return min(times)
+
+
 def resolve_precision(precision: str, device: str) -> str:
-    """`auto` becomes float16 on a GPU, bfloat16 on a CPU with bf16 units, else float32. int8 (a model's int8
-    graph, where it has one) is chosen only by name: it is faster on CPUs with int8 dot-product units but less
-    exact (see the README)."""
+    """`auto` becomes float16 on a GPU, bfloat16 on a CPU where that is faster, else float32. int8 (a model's
+    int8 graph, where it has one) is chosen only by name: it is faster on CPUs with int8 dot-product units but
+    less exact (see the README)."""
     if precision == "int8" and device != "cpu":
         raise ValueError("int8 runs on the CPU only (--device cpu)")
     if precision != "auto":
         return precision
-    return "float16" if device == "gpu" else "bfloat16" if cpu_has_bf16() else "float32"
+    return "float16" if device == "gpu" else "bfloat16" if cpu_bf16_is_faster() else "float32"
 
 
 def dtype_policy(precision: str) -> str:

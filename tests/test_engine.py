@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from denoiser.artifact import Artifact, load_artifact
-from denoiser.engine import (ORIENTATIONS, Engine, Settings, measure_seam_radius, orient, resolve_device,
-                             square_crop)
+from denoiser import engine as engine_module
+from denoiser.engine import (ORIENTATIONS, Engine, Settings, conv_seconds, measure_seam_radius, orient,
+                             resolve_device, resolve_precision, square_crop)
 from denoiser.tiling import round_up
 
 
@@ -69,6 +70,28 @@ def test_auto_device_is_the_cpu_where_the_backend_raises_for_a_missing_gpu(monke
     assert resolve_device("auto") == "cpu"
     with pytest.raises(RuntimeError, match="no GPU"):
         resolve_device("gpu")
+
+
+@pytest.mark.parametrize("has_bf16, float32_s, bfloat16_s, expected", [
+    (True, 1.0, 0.5, "bfloat16"), (True, 1.0, 0.9, "float32"), (True, 1.0, 1.4, "float32"),
+    (False, 1.0, 0.5, "float32")])
+def test_auto_precision_on_a_cpu_is_bf16_only_where_its_units_run_a_convolution_faster(
+        monkeypatch, has_bf16, float32_s, bfloat16_s, expected):
+    timed = []
+    monkeypatch.setattr(engine_module, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(engine_module, "conv_seconds", lambda policy: timed.append(policy) or
+                        {"float32": float32_s, "mixed_bfloat16": bfloat16_s}[policy])
+    engine_module.cpu_bf16_is_faster.cache_clear()
+    try:
+        assert resolve_precision("auto", "cpu") == expected
+        assert resolve_precision("auto", "cpu") == expected and len(timed) == 2 * has_bf16, "timed once, if at all"
+        assert resolve_precision("auto", "gpu") == "float16" and resolve_precision("float32", "cpu") == "float32"
+    finally:
+        engine_module.cpu_bf16_is_faster.cache_clear()
+
+
+def test_the_precision_probe_times_a_real_convolution():
+    assert 0 < conv_seconds("float32", repeats=2) < 5 and 0 < conv_seconds("mixed_bfloat16", repeats=2) < 5
 
 
 def test_on_jax_tile_sides_step_by_128_so_few_shapes_compile(gray_engine, monkeypatch):

@@ -96,7 +96,7 @@ def command_line() -> str:
               help="Train a second stage on this trained matte model (matte preset): it runs frozen, and its opacity, "
                    "colour and result join the input; with --init set to it too, training starts from its output.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
-              help="auto = bfloat16 on a GPU or where the CPU has AVX512_BF16.")
+              help="auto = bfloat16 on a GPU, or on a CPU where a bf16 convolution is faster.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Back up every epoch here and resume from it when rerun.")
 @click.option("--seed", type=int, default=0)

@@ -15,7 +15,7 @@ import numpy as np
 from denoiser import __version__
 from denoiser.artifact import (Artifact, load_artifact, measure_receptive_radius, round_to_half, save_artifact,
                                with_precision)
-from denoiser.engine import Engine, Settings, cpu_has_bf16, dtype_policy, measure_seam_radius, resolve_device
+from denoiser.engine import Engine, Settings, cpu_bf16_is_faster, dtype_policy, measure_seam_radius, resolve_device
 from denoiser.int8 import read_int8
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
@@ -247,7 +247,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     device = resolve_device("auto")
     precision = recipe.precision
     if precision == "auto":
-        precision = "bfloat16" if device == "gpu" or cpu_has_bf16() else "float32"
+        precision = "bfloat16" if device == "gpu" or cpu_bf16_is_faster() else "float32"
     policy = dtype_policy(precision)
 
     first = load_artifact(recipe.first) if recipe.first else None

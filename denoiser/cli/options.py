@@ -26,8 +26,9 @@ def tiling_options(command):
                      help="Tiles of TILE x TILE per batch; smaller tiles fill a batch of the same area."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                     help="auto = float16 on a GPU, bfloat16 on a CPU with AVX512_BF16/AMX, else float32. "
-                          "int8 = the model's int8 graph on the CPU (ONNX Runtime): faster, slightly less clean."),
+                     help="auto = float16 on a GPU, bfloat16 on a CPU with bf16 units where a timed convolution "
+                          "runs faster in it, else float32. int8 = the model's int8 graph on the CPU (ONNX Runtime): "
+                          "faster, slightly less clean."),
         click.option("-e", "--ensemble", type=click.Choice([str(n) for n in ENSEMBLES]),
                      default=str(Settings().ensemble), show_default=True, callback=lambda ctx, param, value: int(value),
                      help="Run each tile in this many flips and quarter turns and average the outputs turned back "
