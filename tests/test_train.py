@@ -280,6 +280,19 @@ def test_training_on_several_folders_uses_and_records_them_all(tmp_path, rng):
     assert len(names) == 21 and {name[:4] for name in names} == {"gray", "colo"}
 
 
+def test_training_on_images_smaller_than_the_patch_stops_with_a_clear_error_and_writes_nothing(tmp_path, rng):
+    from click.testing import CliRunner
+
+    from train.cli import main
+
+    write_blocky_images(tmp_path / "small", rng, 6, channels=1)
+    out = tmp_path / "m.keras"
+    result = CliRunner().invoke(main, ["-d", str(tmp_path / "small"), "-o", str(out), "--patch", "256", "-e", "1"])
+
+    assert result.exit_code == 1 and not out.exists()
+    assert f"no training image in {tmp_path / 'small'} is at least --patch 256 px" in result.output
+
+
 def test_a_resumed_run_goes_on_with_new_noise_draws_instead_of_repeating_the_first(tmp_path, rng, monkeypatch):
     import keras
 

@@ -106,10 +106,13 @@ def command_line() -> str:
                    "threads can feed it.")
 def denoiser(**options) -> None:
     """Train a fully convolutional denoising autoencoder on clean images and export it."""
-    from train.run import Recipe, train_and_export
+    from train.run import Recipe, RecipeError, train_and_export
 
     options |= {"data": os.pathsep.join(options["data"]), "channels": int(options["channels"])}
-    path = train_and_export(Recipe(**options), command_line())
+    try:
+        path = train_and_export(Recipe(**options), command_line())
+    except RecipeError as error:
+        raise click.ClickException(str(error)) from error
     click.echo(f"exported {path} and {path.with_suffix('.json')}")
 
 

@@ -83,10 +83,14 @@ def preset_params(recipe: Recipe) -> dict:
             "unet-lite": scales | {"top": recipe.top_width}, "matte": scales}.get(recipe.preset, {})
 
 
+class RecipeError(ValueError):
+    """A recipe that cannot run as given: its data, preset or parent models do not fit it."""
+
+
 def build(recipe: Recipe, first: keras.Model | None = None) -> keras.Model:
     """The preset's network; with `first`, a matte net's second stage on that frozen first stage."""
     if first is not None and recipe.preset != "matte":
-        raise ValueError(f"only a matte net takes a first stage, not {recipe.preset}")
+        raise RecipeError(f"only a matte net takes a first stage, not {recipe.preset}")
     stages = {} if first is None else {"first": first}
     return PRESETS[recipe.preset](recipe.channels, **preset_params(recipe), **stages)
 
@@ -243,6 +247,9 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     train_files, val_files = split(files)
     train_images = [load_image(f, recipe.channels) for f in train_files]
     train_images = [im for im in train_images if min(im.shape[:2]) >= recipe.patch]
+    if not train_images:
+        raise RecipeError(f"no training image in {', '.join(recipe.folders)} is at least --patch {recipe.patch} px "
+                          f"on its short side")
     val_images = [load_image(f, recipe.channels) for f in val_files]
     device = resolve_device("auto")
     precision = recipe.precision
@@ -255,7 +262,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     parent = load_artifact(recipe.init) if recipe.init else None
     copied = transfer_weights(parent.model, model) if parent else 0
     if parent and not copied:
-        raise ValueError(f"{recipe.init} shares no layers with a {recipe.preset} model")
+        raise RecipeError(f"{recipe.init} shares no layers with a {recipe.preset} model")
     model = with_precision(model, policy)
     started = time.time()
     history = fit(model, train_images, recipe)
