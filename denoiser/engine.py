@@ -270,7 +270,8 @@ def measure_seam_radius(artifact: Artifact, images: list[np.ndarray], tolerance:
     """The smallest tile margin at which tiled output stays within `tolerance` of whole-image output.
 
     Overlaps below the receptive field's, in steps of at least 8 pixels, are bisected on the premise that error
-    grows as overlap shrinks; tiles are at most twice the overlap, so each image has several seams. Runs in the artifact's precision (float32 for export).
+    grows as overlap shrinks; tiles are at most twice the overlap, so each image has several seams. Runs in the
+    artifact's precision (float32 for export).
 
     Args:
         images: float32 images, noisy as the model will see them; the first 8 are used, each cropped to a

@@ -83,8 +83,8 @@ def check_jobs(jobs: list[Job]) -> None:
 
 
 def record(job: Job, started: float, picture: Picture | None = None, error: str | None = None,
-           result: Score | None = None, model: str | None = None, scorer: str | None = None,
-           output: Path | None = None, heatmap: Path | None = None) -> dict:
+           result: Score | None = None, model: str | None = None, precision: str | None = None,
+           scorer: str | None = None, output: Path | None = None, heatmap: Path | None = None) -> dict:
     """The scores.jsonl entry for one input."""
     return {
         "input": str(job.source),
@@ -99,6 +99,7 @@ def record(job: Job, started: float, picture: Picture | None = None, error: str 
         "height": picture.meta.height if picture else None,
         "seconds": round(time.perf_counter() - started, 4),
         "model": model,
+        "precision": precision,
         "scorer": scorer,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -209,7 +210,6 @@ def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], he
             in_flight.append(item)
             yield item.picture.pixels
 
-    name = engine.artifact.card.get("name")
     writing: deque[tuple[_Decoded, Score, Future]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-write") as writer:
         for restored in engine.denoise_many(pixels(), in_place=True):
@@ -219,13 +219,13 @@ def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], he
             writing.append((item, result, write))
             while writing and (len(writing) > writes_ahead or writing[0][2].done()):
                 done, result, write = writing.popleft()
-                yield _written(done, result, write.result, name, scorer.name, True, heatmaps)
+                yield _written(done, result, write.result, engine, scorer.name, True, heatmaps)
         while writing:
             done, result, write = writing.popleft()
-            yield _written(done, result, write.result, name, scorer.name, True, heatmaps)
+            yield _written(done, result, write.result, engine, scorer.name, True, heatmaps)
 
 
-def _written(item: _Decoded, result: Score, wait: Callable[[], object], model: str | None, scorer: str,
+def _written(item: _Decoded, result: Score, wait: Callable[[], object], engine: Engine | None, scorer: str,
              output: bool, heatmap: bool) -> dict:
     """The record for an image once `wait` has seen its writes finish or fail."""
     try:
@@ -233,8 +233,9 @@ def _written(item: _Decoded, result: Score, wait: Callable[[], object], model: s
     except (ImageError, OSError) as error:
         return record(item.job, item.started, item.picture, f"cannot write output: {error}")
     target = item.job.target
-    return record(item.job, item.started, item.picture, result=result, model=model, scorer=scorer,
-                  output=target if output else None, heatmap=heatmap_path(target) if heatmap else None)
+    model, precision = (engine.artifact.card.get("name"), engine.precision) if engine else (None, None)
+    return record(item.job, item.started, item.picture, result=result, model=model, precision=precision,
+                  scorer=scorer, output=target if output else None, heatmap=heatmap_path(target) if heatmap else None)
 
 
 class ScoresLog:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from denoiser.cli import main
+from denoiser.engine import resolve_precision
 from tests.conftest import write_image
 
 RECORD_FIELDS = {"input", "output", "status", "score", "anomalous", "error", "width", "height", "seconds"}
@@ -92,6 +93,7 @@ def test_default_models_are_picked_per_image(inbox, tmp_path, tiny_models, monke
     assert code == 0
     assert {Path(r["input"]).name: r["model"] for r in records} == {
         "gray.png": "tiny-gray", "colour photo.jpg": "tiny-color", "déjà-vu.tif": "tiny-color"}
+    assert {r["precision"] for r in records} == {resolve_precision("auto", "cpu")}
 
 
 BAD_FILES = {
