@@ -285,7 +285,7 @@ def measure_seam_radius(artifact: Artifact, images: list[np.ndarray], tolerance:
 
     with keras.device("cpu:0"):  # where the engines below run, so that both see the same arithmetic
         wholes = [np.clip(full.model.predict_on_batch(crop[None])[0], 0.0, 1.0) for crop in crops]
-    overlaps, radius = list(range(widest - step, step - 1, -step))[::-1], full.receptive_radius
+    overlaps, radius = range(widest - step, step - 1, -step)[::-1], full.receptive_radius
     low, high = 0, len(overlaps)  # bisect for the first overlap that holds, taking every larger one to hold too
     while low < high:
         engine = Engine(full, Settings(tile=0, overlap=overlaps[middle := (low + high) // 2]))
