@@ -56,7 +56,7 @@ fast: $(STAMP)
 	$(QUANTIZE) models/gray-fast.keras --data $(DATA)/train400 --data $(DATA)/cbsd432
 
 # Only the int8 graphs of the shipped gray and colour models (`--precision int8`; about a minute each), calibrated
-# on noisy tiles of each model's own training images. `fast` makes gray-fast's.
+# on noisy tiles of each model's own training images. `fast` and `watermark` make their models' own.
 QUANTIZE := $(BIN)/python -m train quantize
 int8: $(STAMP)
 	$(QUANTIZE) models/gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432
@@ -68,7 +68,7 @@ int8: $(STAMP)
 # of the weights; the last six weigh the opacity map's cross-entropy 0.01 instead of 0.1, closer to the pixels' PSNR).
 # The tenth grows the net: four more residual blocks at its lowest scale (--bottom 6, starting as the identity),
 # trained on 256-px patches, two a batch, so that the wider view has whole patches to see; the eleventh goes on;
-# the twelfth grows it again, to ten (--bottom 10); the thirteenth goes on at a lower rate.
+# the twelfth grows it again, to ten (--bottom 10); the thirteenth goes on at a lower rate. Then its int8 graph.
 MATTE := $(BIN)/python -m train --preset matte --width 32 --levels 4 --steps 250 --batch-size 8 --patch 128 --task watermark --channels 1 --workers 2
 watermark: $(STAMP)
 	$(MATTE) --epochs 32 --lr 5e-4 --seed 7 --init models/gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/watermark-gray.keras --checkpoint-dir runs/wm-matte
@@ -84,6 +84,7 @@ watermark: $(STAMP)
 	$(MATTE) --minutes 26 --lr 7e-5 --ema 0.999 --seed 19 --matte-weight 0.01 --bottom 6 --patch 256 --batch-size 2 --init models/watermark-gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/watermark-gray.keras --checkpoint-dir runs/wm-matte11
 	$(MATTE) --minutes 75 --lr 1e-4 --ema 0.999 --seed 20 --matte-weight 0.01 --bottom 10 --patch 256 --batch-size 2 --init models/watermark-gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/watermark-gray.keras --checkpoint-dir runs/wm-matte12
 	$(MATTE) --minutes 65 --lr 7e-5 --ema 0.999 --seed 21 --matte-weight 0.01 --bottom 10 --patch 256 --batch-size 2 --init models/watermark-gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/watermark-gray.keras --checkpoint-dir runs/wm-matte13
+	$(QUANTIZE) models/watermark-gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432
 
 # Retrain only the shipped anomaly scorer (a few minutes): natural photos from both training sets.
 scorer: $(STAMP)
