@@ -108,7 +108,7 @@ def test_watermark_models_int8_graph_removes_nearly_as_much_as_float32():
     exact, int8 = (Engine.load(path, Settings(tile=256, batch_size=2, device="cpu", precision=precision))
                    for precision in ("float32", "int8"))
     gain, exact_gain = (psnr(clean, engine.denoise(marked)) - psnr(clean, marked) for engine in (int8, exact))
-    assert gain > 0.9 * exact_gain  # measured: 12.95 dB against 13.66 (on Set12, 95% of the gain at 40%)
+    assert gain > 0.9 * exact_gain  # measured: 12.95 dB against 13.66 (Set12: 88-96% at 20-60%)
 
 
 def silhouette() -> np.ndarray:
