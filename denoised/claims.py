@@ -21,12 +21,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
+from denoiser import storage
+from denoiser.anomaly import heatmap_path
+from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, reserved
+from denoiser.storage import remove_stale_temporaries
+
 WORK_DIR = ".denoised-work"
 KEPT_DIR = ".denoised-kept"
 LOCK_FILE = ".lock"
 ATTEMPTS_FILE = ".attempts"
+TARGET_FILE = ".target"  # the output path chosen for a claim, relative to OUTPUT, fixed before it is processed
 TEMPORARY_SUFFIXES = (".part", ".tmp", ".crdownload")
-PROCESSED, FAILED, ANOMALIES = "processed", "failed", "anomalies"
+ERROR_SUFFIX = ".error.json"
 
 
 class Claim(NamedTuple):
@@ -113,14 +119,15 @@ class WorkArea:
         claim = Claim(claim_id, path.relative_to(self.inbox), self.root / claim_id)
         claim.file.parent.mkdir(parents=True)
         try:
-            os.rename(path, claim.file)
+            storage.fsync_dir(self.root)
+            storage.rename(path, claim.file)
         except OSError as error:
             shutil.rmtree(claim.folder)
             if isinstance(error, FileNotFoundError):
                 return None
             raise
         if link_target is not None:
-            replace_with_symlink(claim.file, link_target)
+            storage.point_link(claim.file, link_target)
         return claim
 
     def _inbox_link_target(self, link: Path) -> Path | None:
@@ -154,11 +161,12 @@ class WorkArea:
     def count_attempt(self, claim: Claim, step: int = 1) -> None:
         """Add `step` to the claim's attempts (written before processing, taken back on a clean stop)."""
         if claim.folder.is_dir():
-            write_atomic_text(claim.folder / ATTEMPTS_FILE, str(max(self.attempts(claim) + step, 0)))
+            storage.write_text(claim.folder / ATTEMPTS_FILE, str(max(self.attempts(claim) + step, 0)))
 
     def release(self, claim: Claim) -> None:
         """Remove a claim folder once its file has been routed out."""
         shutil.rmtree(claim.folder, ignore_errors=True)
+        storage.fsync_dir(self.root)
 
 
 def claimed_file(folder: Path) -> Path | None:
@@ -173,14 +181,6 @@ def claimed_file(folder: Path) -> Path | None:
     return None
 
 
-def replace_with_symlink(path: Path, target: Path) -> None:
-    """Atomically point the link at `path` to `target`."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
-    os.symlink(target, temporary)
-    os.replace(temporary, path)
-
-
 def refusal(claim: Claim, inbox: Path, output: Path) -> str | None:
     """Why a claimed file must not be read or its outputs written, or None when it may."""
     status = os.lstat(claim.file)
@@ -192,6 +192,8 @@ def refusal(claim: Claim, inbox: Path, output: Path) -> str | None:
             return f"symlink to {os.readlink(claim.file)} points outside INBOX; not followed"
     elif not stat.S_ISREG(status.st_mode):
         return f"not a regular file ({file_kind(status.st_mode)})"
+    if reason := reserved(claim.relative):
+        return reason
     for root in (output, output / ANOMALIES, output / PROCESSED):
         if not inside(root / claim.relative, output):
             return f"output path {root / claim.relative} escapes OUTPUT"
@@ -223,27 +225,6 @@ def scored_claims(scores: Path, claim_ids: Iterable[str]) -> dict[str, dict]:
     return found
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete the `.NAME.PID.tmp` files in `folder` whose writing process no longer runs."""
-    if not folder.is_dir():
-        return
-    for path in folder.glob(".*.tmp"):
-        pid = path.name[:-len(".tmp")].rpartition(".")[2]
-        if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
-            path.unlink(missing_ok=True)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this ID exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 class Router:
     """Moves a scored claim to its outcome; every step may be repeated after a crash with the same result."""
 
@@ -251,8 +232,18 @@ class Router:
         self.inbox, self.output, self.after = inbox, output, after
 
     def target(self, claim: Claim) -> Path:
-        """Where the cleaned image goes: OUTPUT mirrors the inbox's relative paths."""
-        return self.output / claim.relative
+        """Where the cleaned image goes: OUTPUT/REL, or OUTPUT/STEM.ID.SUFFIX when another input's output or
+        anomaly map is there. The choice is stored in the claim, so a retry writes the same path."""
+        chosen = claim.folder / TARGET_FILE
+        try:
+            return self.output / chosen.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            pass
+        wanted = self.output / claim.relative
+        if os.path.lexists(wanted) or os.path.lexists(heatmap_path(wanted)):
+            wanted = wanted.with_name(f"{wanted.stem}.{claim.id}{wanted.suffix}")
+        storage.write_text(chosen, str(wanted.relative_to(self.output)))
+        return wanted
 
     def clean_up(self, claim: Claim) -> None:
         """Remove temporary files a killed run may have left beside this claim's destinations."""
@@ -263,12 +254,13 @@ class Router:
     def route(self, claim: Claim, entry: dict) -> None:
         """Copy anomalies, file failures with their reason, then move the original out of the work area."""
         if entry["status"] == "ok":
-            if entry.get("anomalous") and Path(entry["output"]).exists():
-                copy_atomic(Path(entry["output"]), self.output / ANOMALIES / claim.relative)
+            cleaned = Path(entry["output"])
+            if entry.get("anomalous") and cleaned.exists():
+                storage.copy(cleaned, self.output / ANOMALIES / cleaned.relative_to(self.output))
             self._dispose(claim)
         else:
-            destination = self._free(claim, self.output / FAILED)
-            write_json_atomic(destination.with_name(destination.name + ".error.json"), {
+            destination = self._free(claim, self.output / FAILED, ERROR_SUFFIX)
+            storage.write_json(destination.with_name(destination.name + ERROR_SUFFIX), {
                 "input": entry["input"], "claim": claim.id, "reason": entry["error"],
                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             move(claim.file, destination)
@@ -281,13 +273,27 @@ class Router:
         else:
             move(claim.file, self._free(claim, self.output / PROCESSED))
 
-    def _free(self, claim: Claim, root: Path) -> Path:
-        """`root/REL`, unless a different file is there or it escapes `root`: then `root/STEM.ID.SUFFIX` beside it."""
+    def _free(self, claim: Claim, root: Path, sidecar: str | None = None) -> Path:
+        """`root/REL`, unless a different file is there (or at its `sidecar` name, unless that is this claim's) or it
+        escapes `root`: then `root/STEM.ID.SUFFIX` beside it."""
         wanted = root / claim.relative
-        if inside(wanted.parent, root) and (not os.path.lexists(wanted) or same_file_content(claim.file, wanted)):
+        free = not os.path.lexists(wanted) or same_file_content(claim.file, wanted)
+        if sidecar:
+            free = free and own_sidecar(wanted.with_name(wanted.name + sidecar), claim)
+        if inside(wanted.parent, root) and free:
             return wanted
         fallback = wanted.with_name(f"{wanted.stem}.{claim.id}{wanted.suffix}")
         return fallback if inside(fallback.parent, root) else root / fallback.name
+
+
+def own_sidecar(path: Path, claim: Claim) -> bool:
+    """Whether an error file is absent or was written for this claim (by a run killed before the move)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("claim") == claim.id
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def same_file_content(a: Path, b: Path) -> bool:
@@ -299,42 +305,15 @@ def same_file_content(a: Path, b: Path) -> bool:
 
 def move(source: Path, destination: Path) -> None:
     """Rename, or across filesystems copy under a temporary name, rename, then delete the source."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.rename(source, destination)
+        storage.rename(source, destination)
         return
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
     if source.is_symlink():
-        replace_with_symlink(destination, Path(os.readlink(source)))
+        storage.point_link(destination, Path(os.readlink(source)))
     elif source.is_file():
-        copy_atomic(source, destination)
+        storage.copy(source, destination)
     source.unlink()  # a FIFO, device or socket has no content to carry to another filesystem
-
-
-def copy_atomic(source: Path, destination: Path) -> None:
-    """Copy bytes and times to a temporary name beside `destination`, then rename it into place."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copy2(source, temporary)
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_json_atomic(destination: Path, value: dict) -> None:
-    """Write JSON to a temporary name, then rename it into place."""
-    write_atomic_text(destination, json.dumps(value, ensure_ascii=False, indent=2) + "\n")
-
-
-def write_atomic_text(destination: Path, text: str) -> None:
-    """Write text to a temporary name beside `destination`, then rename it into place."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
+    storage.fsync_dir(source.parent)

@@ -171,6 +171,9 @@ def heatmap_image(heat: np.ndarray) -> np.ndarray:
     return bgr[..., ::-1]
 
 
+HEATMAP_SUFFIX = ".heatmap.png"
+
+
 def heatmap_path(target: Path) -> Path:
     """Where the anomaly map for an output goes: beside it, as `<name>.heatmap.png`."""
-    return target.with_name(f"{target.name}.heatmap.png")
+    return target.with_name(f"{target.name}{HEATMAP_SUFFIX}")

@@ -15,20 +15,33 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from denoiser.anomaly import Scorer, heatmap_image, heatmap_path
+from denoiser.anomaly import HEATMAP_SUFFIX, Scorer, heatmap_image, heatmap_path
 from denoiser.artifact import DEFAULT_SCORER, default_model_path, resolve_model
 from denoiser.engine import Engine, Settings
 from denoiser.imageio import ImageError, Picture, read_image, write_image
 from denoiser.scoring import Score
+from denoiser.storage import append_line, atomic_write, is_per_input
 
 SCORES_FILE = "scores.jsonl"
+PROCESSED, FAILED, ANOMALIES = "processed", "failed", "anomalies"  # the daemon's routing folders in OUTPUT
+RESERVED_TOP = (SCORES_FILE, PROCESSED, FAILED, ANOMALIES)  # OUTPUT's top-level names the tool writes itself
 
 
 class Job(NamedTuple):
-    """One input file and where its cleaned image goes."""
+    """One input file, where its cleaned image goes, and why it must not be processed (None when it may)."""
 
     source: Path
     target: Path
+    refusal: str | None = None
+
+
+def reserved(relative: Path) -> str | None:
+    """Why an input at this path relative to INPUT would write over the tool's own files, or None."""
+    if relative.parts and relative.parts[0] in RESERVED_TOP:
+        return f"reserved name: OUTPUT/{relative.parts[0]} is the tool's own; rename or move the input"
+    if relative.name.endswith(HEATMAP_SUFFIX):
+        return f"reserved name: *{HEATMAP_SUFFIX} is the name of anomaly maps; rename the input"
+    return None
 
 
 class Options(NamedTuple):
@@ -60,7 +73,7 @@ class Models:
 def mirror_jobs(source: Path, output: Path, recursive: bool = False) -> list[Job]:
     """Jobs for a file or a folder's files (not dotfiles), mirroring relative paths under `output`."""
     if source.is_file():
-        return [Job(source, output / source.name)]
+        return [Job(source, output / source.name, reserved(Path(source.name)))]
     pattern = "**/*" if recursive else "*"
     nested_output = output.resolve() if output.resolve() != source.resolve() else None
     jobs = []
@@ -70,7 +83,7 @@ def mirror_jobs(source: Path, output: Path, recursive: bool = False) -> list[Job
             continue
         if nested_output in path.resolve().parents:
             continue
-        jobs.append(Job(path, output / relative))
+        jobs.append(Job(path, output / relative, reserved(relative)))
     return jobs
 
 
@@ -106,23 +119,17 @@ def record(job: Job, started: float, picture: Picture | None = None, error: str 
 
 
 def write_atomic(target: Path, pixels: np.ndarray, like: Picture | None = None) -> None:
-    """Write under a temporary name in the target folder, then rename over the target.
+    """Write durably under a temporary name, then rename over the target.
 
     Args:
         like: the input whose format and metadata to keep; None writes 8-bit RGB (anomaly maps).
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        if like is None:
-            from PIL import Image
+    from PIL import Image
 
-            Image.fromarray(pixels).save(temporary, format="PNG")
-        else:
-            write_image(temporary, pixels, like)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    if like is None:
+        atomic_write(target, lambda temporary: Image.fromarray(pixels).save(temporary, format="PNG"))
+    else:
+        atomic_write(target, lambda temporary: write_image(temporary, pixels, like))
 
 
 def write_outputs(target: Path, restored: np.ndarray | None, like: Picture, heat: np.ndarray | None) -> None:
@@ -143,6 +150,8 @@ class _Decoded(NamedTuple):
 def _decode(job: Job, max_pixels: int) -> _Decoded:
     started = time.perf_counter()
     try:
+        if job.refusal:
+            raise ImageError(job.refusal)
         if not job.source.is_file():
             raise ImageError("not a regular file")
         return _Decoded(job, started, read_image(job.source, max_pixels), None)
@@ -227,10 +236,17 @@ def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], he
 
 def _written(item: _Decoded, result: Score, wait: Callable[[], object], engine: Engine | None, scorer: str,
              output: bool, heatmap: bool) -> dict:
-    """The record for an image once `wait` has seen its writes finish or fail."""
+    """The record for an image once `wait` has seen its writes finish or fail.
+
+    An error of the disk (full, read-only, failing) is raised: no input is failed for it, and a rerun redoes it.
+    """
     try:
         wait()
-    except (ImageError, OSError) as error:
+    except OSError as error:
+        if not is_per_input(error):
+            raise
+        return record(item.job, item.started, item.picture, f"cannot write output: {error}")
+    except ImageError as error:
         return record(item.job, item.started, item.picture, f"cannot write output: {error}")
     target = item.job.target
     model, precision = (engine.artifact.card.get("name"), engine.precision) if engine else (None, None)
@@ -239,7 +255,7 @@ def _written(item: _Decoded, result: Score, wait: Callable[[], object], engine: 
 
 
 class ScoresLog:
-    """Appends records to scores.jsonl, one whole line per write, repairing a torn last line first."""
+    """Appends records to scores.jsonl durably, one whole line or nothing, repairing a torn last line first."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -248,16 +264,28 @@ class ScoresLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _repair(self) -> None:
-        """Drop a trailing partial line left by a crash mid-write."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        """Drop a trailing partial line left by a crash mid-write (records are far shorter than the tail read)."""
+        if not self.path.exists():
             return
-        data = self.path.read_bytes()
-        if not data.endswith(b"\n"):
-            with open(self.path, "r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
+        with open(self.path, "r+b") as handle:
+            start = max(handle.seek(0, os.SEEK_END) - 1_048_576, 0)
+            handle.seek(start)
+            tail = handle.read()
+            if tail and not tail.endswith(b"\n"):
+                handle.truncate(start + tail.rfind(b"\n") + 1)
+                os.fsync(handle.fileno())
 
     def append(self, entry: dict) -> None:
-        os.write(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        """Append one record; an OSError (a full disk) leaves the file as it was."""
+        try:
+            append_line(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, str(self.path)) from error
+
+    def inputs(self) -> set[str]:
+        """The absolute paths of the inputs that already have a record."""
+        with open(self.path, encoding="utf-8") as lines:
+            return {os.path.abspath(entry["input"]) for entry in map(_parse, lines) if entry.get("input")}
 
     def close(self) -> None:
         os.close(self._fd)
@@ -268,3 +296,11 @@ class ScoresLog:
     def __exit__(self, *exc) -> None:
         self.close()
 
+
+def _parse(line: str) -> dict:
+    """One scores.jsonl line as a dict, or an empty one when it is not a JSON object."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    return entry if isinstance(entry, dict) else {}

@@ -46,7 +46,7 @@ def test_batch_mirrors_folder_and_writes_scores(inbox, tmp_path, tiny_models):
     assert code == 0, text
     assert snapshot(inbox) == before, "inputs must never change"
     assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
-        "gray.png", "colour photo.jpg", "sub/déjà-vu.tif", "scores.jsonl"}
+        "gray.png", "colour photo.jpg", "sub/déjà-vu.tif", "scores.jsonl", ".denoise.lock"}
     assert len(records) == 3 and all(RECORD_FIELDS <= set(r) for r in records)
     assert all(r["status"] == "ok" and r["error"] is None and 0 <= r["score"] <= 1 for r in records)
     by_name = {Path(r["input"]).name: r for r in records}
@@ -130,7 +130,7 @@ def test_bad_inputs_fail_with_reasons_and_others_go_through(tmp_path, tiny_model
     assert "pixel" in failed["big.png"].lower()
     assert "mode" in failed["float.tif"].lower()
     assert all(status[name]["output"] is None for name in failed)
-    assert sorted(p.name for p in out.iterdir()) == ["scores.jsonl", "whole.png"], "no partial outputs"
+    assert sorted(p.name for p in out.iterdir()) == [".denoise.lock", "scores.jsonl", "whole.png"], "no partial outputs"
 
 
 def test_fail_fast_stops_at_first_failure(tmp_path, tiny_models, rng):

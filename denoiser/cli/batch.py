@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from contextlib import closing
@@ -10,6 +11,7 @@ from pathlib import Path
 import click
 
 from denoiser.cli.options import engine_options, scorer_options, settings_from
+from denoiser.cli.writing import writing_to
 
 
 @click.command()
@@ -18,7 +20,7 @@ from denoiser.cli.options import engine_options, scorer_options, settings_from
 @engine_options
 @scorer_options
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of INPUT.")
-@click.option("-f", "--overwrite", is_flag=True, help="Redo inputs whose output already exists.")
+@click.option("-f", "--overwrite", is_flag=True, help="Redo inputs that already have a record.")
 @click.option("-x", "--fail-fast", is_flag=True, help="Stop at the first failure.")
 @click.option("-p", "--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a before/after sheet of the first images here.")
@@ -27,33 +29,38 @@ from denoiser.cli.options import engine_options, scorer_options, settings_from
 def batch(input_path: Path, output: Path, **options) -> None:
     """Denoise INPUT (a file or folder) into OUTPUT, mirroring relative paths.
 
-    Writes OUTPUT/scores.jsonl with one record per input. Exit code 0 when every input
-    succeeded, 1 when some failed.
+    Writes OUTPUT/scores.jsonl with one record per input. Inputs that already have a record are skipped, so
+    running the same command again resumes a run that was stopped. Exit code 0 when every input succeeded,
+    1 when some failed, 3 when the disk failed (full): free space and run it again.
     """
-    from denoiser.pipeline import SCORES_FILE, Models, Options, ScoresLog, check_jobs, mirror_jobs, process
+    from denoiser.pipeline import Models, Options, check_jobs, mirror_jobs, process
+    from denoiser.storage import remove_stale_temporaries
 
     jobs = mirror_jobs(input_path, output, options["recursive"])
     try:
         check_jobs(jobs)
+        models = Models(settings_from(options), options["model"], options["scorer"])
     except ValueError as error:
         raise click.UsageError(str(error)) from error
-    todo = [job for job in jobs if options["overwrite"] or not job.target.exists()]
-    try:
-        models = Models(settings_from(options), options["model"], options["scorer"])
     except FileNotFoundError as error:
         raise click.BadParameter(str(error), param_hint="--model/--scorer") from error
     started = time.perf_counter()
     done = []
-    with ScoresLog(output / SCORES_FILE) as log, closing(process(todo, models, Options(options["max_pixels"], heatmaps=options["heatmaps"]))) as records:
-        with click.progressbar(records, length=len(todo), label="denoising", file=sys.stderr,
-                               hidden=options["quiet"]) as bar:
-            for entry in bar:
-                log.append(entry)
-                done.append(entry)
-                if entry["status"] == "failed":
-                    click.echo(f"\nfailed: {entry['input']}: {entry['error']}", err=True)
-                    if options["fail_fast"]:
-                        break
+    with writing_to(output) as log:
+        recorded = set() if options["overwrite"] else log.inputs()
+        todo = [job for job in jobs if os.path.abspath(job.source) not in recorded]
+        for folder in {job.target.parent for job in todo}:
+            remove_stale_temporaries(folder)  # left by a run that was killed mid-write
+        with closing(process(todo, models, Options(options["max_pixels"], heatmaps=options["heatmaps"]))) as records:
+            with click.progressbar(records, length=len(todo), label="denoising", file=sys.stderr,
+                                   hidden=options["quiet"]) as bar:
+                for entry in bar:
+                    log.append(entry)
+                    done.append(entry)
+                    if entry["status"] == "failed":
+                        click.echo(f"\nfailed: {entry['input']}: {entry['error']}", err=True)
+                        if options["fail_fast"]:
+                            break
     if options["preview"]:
         write_preview(done, options["preview"], options["preview_count"])
     click.echo(summary(done, len(jobs) - len(todo), time.perf_counter() - started))
@@ -75,4 +82,4 @@ def summary(records: list[dict], skipped: int, seconds: float) -> str:
     megapixels = sum(r["width"] * r["height"] for r in ok) / 1e6
     rate = megapixels / seconds if seconds > 0 else 0.0
     return (f"{len(ok)} images, {megapixels:.2f} MP, {rate:.2f} MP/s, "
-            f"{len(records) - len(ok)} failed, {skipped} skipped (output exists)")
+            f"{len(records) - len(ok)} failed, {skipped} skipped (already recorded)")

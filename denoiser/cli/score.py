@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from denoiser.cli.options import scorer_options
+from denoiser.cli.writing import writing_to
 
 
 @click.command()
@@ -28,7 +29,7 @@ def score(input_path: Path, output: Path, **options) -> None:
     """
     from denoiser.anomaly import Scorer
     from denoiser.artifact import DEFAULT_SCORER
-    from denoiser.pipeline import SCORES_FILE, Options, ScoresLog, check_jobs, mirror_jobs, score_only
+    from denoiser.pipeline import Options, check_jobs, mirror_jobs, score_only
 
     jobs = mirror_jobs(input_path, output, options["recursive"])
     try:
@@ -39,7 +40,7 @@ def score(input_path: Path, output: Path, **options) -> None:
     except FileNotFoundError as error:
         raise click.BadParameter(str(error), param_hint="--scorer") from error
     failed = flagged = 0
-    with ScoresLog(output / SCORES_FILE) as log, closing(score_only(jobs, scorer, Options(
+    with writing_to(output) as log, closing(score_only(jobs, scorer, Options(
             options["max_pixels"], heatmaps=options["heatmaps"]))) as records:
         with click.progressbar(records, length=len(jobs), label="scoring", file=sys.stderr,
                                hidden=options["quiet"]) as bar:
