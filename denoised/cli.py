@@ -45,7 +45,7 @@ def install_unit(config: Path, user: str, out: Path | None) -> None:
         settings = load_config(config)
     except StartupError as error:
         raise click.UsageError(str(error)) from error
-    unit = render_unit(config, settings.inbox, settings.output, user)
+    unit = render_unit(config, settings, user)
     if out is None:
         click.echo(unit, nl=False)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import typing
@@ -45,6 +46,7 @@ class Config(NamedTuple):
     max_latency: float = 100.0
     queue_size: int = 64
     metrics_port: int = 0
+    metrics_address: str = "127.0.0.1"
 
     def settings(self) -> Settings:
         """Engine settings (tile, overlap, batch, device, precision, ensemble)."""
@@ -63,11 +65,21 @@ class Config(NamedTuple):
             self.max_pixels < 1 and "max_pixels must be at least 1",
             (self.settle < 0 or self.max_latency < 0) and "settle and max_latency must not be negative",
             not 0 <= self.metrics_port < 65536 and "metrics_port must be 0 (off) or a TCP port",
+            not is_ip_address(self.metrics_address) and "metrics_address must be an IP address such as 127.0.0.1",
         ]
         problems = [problem for problem in problems if problem]
         if problems:
             raise StartupError("; ".join(problems))
         return self
+
+
+def is_ip_address(text: str) -> bool:
+    """True for an IPv4 or IPv6 address literal (the metrics endpoint binds to one)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 FIELD_TYPES = typing.get_type_hints(Config)

@@ -24,7 +24,7 @@ from denoised.claims import ANOMALIES, FAILED, PROCESSED, Claim, Router, WorkAre
 from denoised.config import Config, StartupError
 from denoised.intake import InboxEvents, Intake, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
-from denoised.systemd import WatchdogPinger, notify, reloading_message, watchdog_interval
+from denoised.systemd import WARM_UP_SECONDS, WatchdogPinger, extend_timeout, notify, reloading_message, watchdog_sec
 from denoiser.pipeline import SCORES_FILE, Job, Models, Options, ScoresLog, process, record
 
 log = logging.getLogger("denoised")
@@ -114,8 +114,9 @@ def serve(load: Callable[[], Config]) -> int:
     config = load()
     work = prepare(config)
     signals, counters, health = Signals(), Counters(), []
-    interval = watchdog_interval()
-    pinger = WatchdogPinger(interval, lambda: bool(health) and all(t.is_alive() for t in health)) if interval else None
+    timeout = watchdog_sec()  # pings go on while the watch threads live and the pipeline progresses or idles
+    pinger = WatchdogPinger(timeout / 2, lambda: bool(health) and all(t.is_alive() for t in health)
+                            and counters.progressing(timeout)) if timeout else None
     models = None
     signals.install()
     try:
@@ -124,7 +125,7 @@ def serve(load: Callable[[], Config]) -> int:
         while True:
             try:
                 signals.arm()
-                models = warm_models(config, models)
+                models = warm_models(config, models, counters)
                 watch(config, models, work, counters, signals, health)
             except Reload:
                 config, work = reload(load, config, work)
@@ -200,15 +201,21 @@ def reload(load: Callable[[], Config], config: Config, work: WorkArea) -> tuple[
     return new, new_work
 
 
-def warm_models(config: Config, models: Models | None) -> Models:
-    """Load and warm the engines once; reused across reloads while the model settings stay."""
+def warm_models(config: Config, models: Models | None, counters: Counters) -> Models:
+    """Load and warm the engines once; reused across reloads while the model settings stay.
+
+    Each engine's load and warm-up asks systemd for WARM_UP_SECONDS more start (or reload) time first and
+    counts as progress for the watchdog once done.
+    """
     path, scorer = model_path(config.model), model_path(config.scorer)
     if models is not None and (models.settings, models.model, models.scorer_path) == (config.settings(), path, scorer):
         return models
     models = Models(config.settings(), path, scorer)
     for channels in (1,) if path else (1, 3):
+        extend_timeout(WARM_UP_SECONDS)
         engine = models.for_channels(channels)
         engine.warm()
+        counters.beat()
     return models
 
 
@@ -230,7 +237,7 @@ def watch(config: Config, models: Models, work: WorkArea, counters: Counters, si
             stack.callback(stop_thread, intake)
             intake.start()
             if config.metrics_port:
-                stack.callback(start_metrics(config.metrics_port, counters, claims, settler).close)
+                stack.callback(start_metrics(config, counters, claims, settler).close)
             health[:] = [observer, intake]
             stack.callback(health.clear)
             ready(config)
@@ -247,12 +254,15 @@ def stop_thread(thread) -> None:
         thread.join()
 
 
-def start_metrics(port: int, counters: Counters, claims: queue.Queue, settler: Settler) -> MetricsServer:
+def start_metrics(config: Config, counters: Counters, claims: queue.Queue, settler: Settler) -> MetricsServer:
+    """Serve the counters on metrics_address:metrics_port while this watch lives, the queue counted from here."""
+    counters.count_queue(lambda: claims.qsize() + len(settler))
+    host = f"[{config.metrics_address}]" if ":" in config.metrics_address else config.metrics_address
     try:
-        server = MetricsServer(port, lambda: counters.prometheus(claims.qsize() + len(settler)))
+        server = MetricsServer(counters.registry, config.metrics_address, config.metrics_port)
     except OSError as error:
-        raise StartupError(f"cannot serve metrics on 127.0.0.1:{port}: {error}") from error
-    log.info("metrics on http://127.0.0.1:%d/metrics", server.port)
+        raise StartupError(f"cannot serve metrics on {host}:{config.metrics_port}: {error}") from error
+    log.info("metrics on http://%s:%d/metrics", host, server.port)
     return server.start()
 
 
@@ -296,7 +306,7 @@ def batches(claims: queue.Queue, intake: Intake, run: Run) -> Iterator[list[Clai
     """
     held = None
     while True:
-        first, held = held or next_claim(claims, intake), None
+        first, held = held or next_claim(claims, intake, run.counters), None
         if first.attempts:
             yield [first]
             continue
@@ -316,15 +326,18 @@ def batches(claims: queue.Queue, intake: Intake, run: Run) -> Iterator[list[Clai
         yield [batch[i] for i in sorted(range(len(batch)), key=lambda i: needs[i][0])]
 
 
-def next_claim(claims: queue.Queue, intake: Intake) -> Claim:
-    """The next claim, raising whatever stopped the intake thread."""
-    while True:
-        if intake.error is not None:
-            raise intake.error
-        try:
-            return claims.get(timeout=0.5)
-        except queue.Empty:
-            continue
+def next_claim(claims: queue.Queue, intake: Intake, counters: Counters) -> Claim:
+    """The next claim, raising whatever stopped the intake thread; idle for the watchdog while the queue is empty."""
+    try:
+        while True:
+            if intake.error is not None:
+                raise intake.error
+            try:
+                return claims.get(timeout=0.5)
+            except queue.Empty:
+                counters.set_idle(True)
+    finally:
+        counters.set_idle(False)
 
 
 def footprint(path: Path, models: Models) -> tuple[int, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -10,9 +11,13 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
+
+if TYPE_CHECKING:
+    from denoised.config import Config
 
 log = logging.getLogger("denoised")
+WARM_UP_SECONDS = 300.0  # start (or reload) time asked of systemd for loading and warming one engine
 
 
 def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -36,12 +41,27 @@ def reloading_message() -> str:
     return f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
 
 
-def watchdog_interval(environ: Mapping[str, str] = os.environ) -> float | None:
-    """Seconds between keep-alive pings (half of WatchdogSec) when systemd expects them from this process."""
+def watchdog_sec(environ: Mapping[str, str] = os.environ) -> float | None:
+    """WatchdogSec in seconds when systemd expects keep-alive pings from this process, else None."""
     usec, pid = environ.get("WATCHDOG_USEC", ""), environ.get("WATCHDOG_PID", "")
     if not usec.isdigit() or int(usec) == 0 or (pid.isdigit() and int(pid) != os.getpid()):
         return None
-    return int(usec) / 2e6
+    return int(usec) / 1e6
+
+
+def watchdog_interval(environ: Mapping[str, str] = os.environ) -> float | None:
+    """Seconds between keep-alive pings (half of WatchdogSec) when systemd expects them from this process."""
+    timeout = watchdog_sec(environ)
+    return timeout / 2 if timeout else None
+
+
+def extend_timeout(seconds: float, environ: Mapping[str, str] = os.environ) -> bool:
+    """Ask for `seconds` more before the start-up (or reload) timeout, counted from now (sd_notify EXTEND_TIMEOUT_USEC).
+
+    systemd only lets a timeout pass while such messages keep coming, each before the last one's time is up;
+    a watchdog due sooner is pushed back too.
+    """
+    return notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", environ)
 
 
 class WatchdogPinger(threading.Thread):
@@ -54,8 +74,11 @@ class WatchdogPinger(threading.Thread):
 
     def run(self) -> None:
         while not self._stopped.wait(self.interval):
-            if self.healthy():
-                notify("WATCHDOG=1")
+            self.ping()
+
+    def ping(self) -> bool:
+        """Send WATCHDOG=1 if `healthy()` holds now; whether it was sent."""
+        return self.healthy() and notify("WATCHDOG=1")
 
     def stop(self) -> None:
         self._stopped.set()
@@ -73,17 +96,31 @@ def systemd_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_unit(config: Path, inbox: Path, output: Path, user: str, template: str | None = None) -> str:
-    """The shipped unit with ExecStart, ReadWritePaths, User and Group filled in for this installation."""
-    command = [sys.executable, "-m", "denoised", "--config", str(config.resolve())]
+def render_unit(path: Path, config: "Config", user: str, template: str | None = None) -> str:
+    """The shipped unit filled in for this installation: ExecStart, ReadWritePaths, User, Group and the network.
+
+    With metrics off the service gets no network at all (PrivateNetwork=yes, AF_UNIX only); with metrics on a
+    loopback address only localhost may talk to it; on any other address IPAddressAllow must be narrowed by hand.
+    """
+    command = [sys.executable, "-m", "denoised", "--config", str(path.resolve())]
     values = {
         "ExecStart": " ".join(systemd_quote(word) for word in command),
-        "ReadWritePaths": f"{systemd_quote(str(inbox.resolve()))} {systemd_quote(str(output.resolve()))}",
+        "ReadWritePaths": f"{systemd_quote(str(config.inbox.resolve()))} {systemd_quote(str(config.output.resolve()))}",
         "User": user,
         "Group": user,
+        **network_settings(config),
     }
     lines = []
     for line in (template or unit_template()).splitlines():
         key = line.partition("=")[0]
         lines.append(f"{key}={values[key]}" if key in values else line)
     return "\n".join(lines) + "\n"
+
+
+def network_settings(config: "Config") -> dict[str, str]:
+    """PrivateNetwork, RestrictAddressFamilies and IPAddressAllow for the metrics endpoint the config asks for."""
+    if not config.metrics_port:
+        return {"PrivateNetwork": "yes", "RestrictAddressFamilies": "AF_UNIX", "IPAddressAllow": "localhost"}
+    loopback = ipaddress.ip_address(config.metrics_address).is_loopback
+    return {"PrivateNetwork": "no", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+            "IPAddressAllow": "localhost" if loopback else "any"}

@@ -244,10 +244,11 @@ def test_status_and_metrics_agree_with_the_records(watcher):
     while True:  # the counters follow the record by the time it takes to move the original
         with urllib.request.urlopen(f"http://127.0.0.1:{watcher['port']}/metrics", timeout=5) as response:
             metrics = response.read().decode()
-        if f"denoise_processed_total {ok}\n" in metrics or time.monotonic() > deadline:
+        if f"denoise_processed_total {ok}.0\n" in metrics or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert f"denoise_processed_total {ok}\n" in metrics and "denoise_queue_depth 0\n" in metrics
+    assert f"denoise_processed_total {ok}.0\n" in metrics and "denoise_queue_depth 0.0\n" in metrics
+    assert "denoise_stalled 0.0\n" in metrics and "process_resident_memory_bytes " in metrics
 
 
 def test_sigterm_exits_0_within_10_s_losing_nothing(watcher, rng):
@@ -263,7 +264,9 @@ def test_sigterm_exits_0_within_10_s_losing_nothing(watcher, rng):
     assert recorded | waiting == names and not recorded & waiting
     time.sleep(0.3)
     messages = watcher["notify"]
-    assert messages[0].startswith("READY=1") and "WATCHDOG=1" in messages and "STOPPING=1" in messages
+    ready = messages.index(next(m for m in messages if m.startswith("READY=1")))
+    assert ready and all(m.startswith("EXTEND_TIMEOUT_USEC=") for m in messages[:ready])  # asked while warming
+    assert "WATCHDOG=1" in messages[ready:] and "STOPPING=1" in messages
 
 
 def test_kill_9_at_random_moments_then_restart_gives_each_input_one_outcome(tmp_path, tiny_models):

@@ -322,14 +322,15 @@ def test_metrics_endpoint_serves_prometheus_text():
     counters.add({"status": "ok", "anomalous": True, "width": 1000, "height": 1000})
     counters.add({"status": "failed"})
     counters.add_busy(2.0)
-    server = MetricsServer(0, lambda: counters.prometheus(queue_depth=3)).start()
+    counters.count_queue(lambda: 3)
+    server = MetricsServer(counters.registry, "127.0.0.1", 0).start()
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
             text = response.read().decode()
     finally:
         server.close()
-    assert "denoise_processed_total 1\n" in text and "denoise_failed_total 1\n" in text
-    assert "denoise_queue_depth 3\n" in text and "denoise_megapixels_per_second 0.5\n" in text
+    assert "denoise_processed_total 1.0\n" in text and "denoise_failed_total 1.0\n" in text
+    assert "denoise_queue_depth 3.0\n" in text and "denoise_megapixels_per_second 0.5\n" in text
 
 
 def test_status_reports_counts_last_error_and_throughput(tmp_path):
@@ -360,7 +361,7 @@ def test_unit_file_renders_and_verifies(tmp_path):
                  "Restart=on-failure", f'ReadWritePaths="{tmp_path / "in box"}" {tmp_path / "out"}'):
         assert line + "\n" in unit
     assert "WatchdogSec=" in unit and f"ExecStart={sys.executable} -m denoised --config {config}" in unit
-    assert render_unit(config, tmp_path, tmp_path, "x").count("\n[Service]\n") == 1
+    assert render_unit(config, Config(tmp_path, tmp_path), "x").count("\n[Service]\n") == 1
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
     (tmp_path / "denoised.service").write_text(unit)
