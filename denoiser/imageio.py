@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -33,6 +35,13 @@ from PIL import (
 )
 
 FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP")
+
+DEFAULT_MAX_PIXELS = 100_000_000
+# A 100-MP 16-bit RGBA TIFF stored uncompressed, the largest image the pixel limit lets in, is 800 MB: 1 GiB leaves
+# room for its metadata, and a bigger file cannot be an image within the default pixel limit (or is mostly padding).
+DEFAULT_MAX_BYTES = 1 << 30
+# The most a PNG iCCP profile may inflate to: ICC profiles are at most a few MB.
+MAX_ICC_BYTES = 16 << 20
 
 # source mode -> (colour channels, bits per sample); the alpha plane, when any, comes on top
 MODES = {
@@ -67,7 +76,7 @@ _MAGIC = (
     (b"BM", "BMP"),
 )
 # what the decoders raise on malformed data (Pillow, tifffile, OpenCV, zlib)
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError,
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, ArithmeticError,
                   TypeError, struct.error, zlib.error, cv2.error)
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 _ENCODE_ERRORS = (OSError, ValueError, KeyError, TypeError, struct.error, zlib.error, cv2.error)
@@ -87,6 +96,10 @@ _TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "
 _TIFF16_MODES = {(1, 1, 0): "L;16", (1, 2, 1): "LA;16", (2, 3, 0): "RGB;16",
                  (2, 4, 1): "RGBA;16", (5, 4, 0): "CMYK;16"}
 _TIFF16_PHOTOMETRIC = {1: "minisblack", 2: "rgb", 5: "separated"}
+# The 16-bit TIFF compressions tifffile decodes here: none and deflate, each strip's inflated size checked first (see
+# _check_inflation). The rest (LZW, PackBits, ...) go through OpenCV's libtiff, which decodes into strip-sized buffers.
+_TIFFFILE_CODECS = (1, 8, 32946)
+_INFLATE_STEP = 1 << 20  # bytes inflated at a time while counting
 
 
 class ImageError(ValueError):
@@ -126,27 +139,43 @@ class Picture(NamedTuple):
 # ---------------------------------------------------------------- reading
 
 
-def read_image(path, max_pixels: int = 100_000_000) -> Picture:
-    """Read an image file; multi-frame files (APNG, animated WebP, multi-page TIFF, MPO) give their first frame."""
+def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES) -> Picture:
+    """Read an image file; multi-frame files (APNG, animated WebP, multi-page TIFF, MPO) give their first frame.
+
+    A file over max_bytes is refused before it is read; an image over max_pixels before it is decoded.
+    """
     path = Path(path)
-    data = _read_file(path)
+    data = _read_file(path, max_bytes)
     fmt = _sniff(data, path.name)
     reader = {"PNG": _read_png, "TIFF": _read_tiff}.get(fmt, _read_pillow)
     samples, meta = reader(data, fmt, path.name, max_pixels)
     return _picture(samples, meta)
 
 
-def _read_file(path: Path) -> bytes:
-    """The file's bytes; a missing, unreadable or empty file is an ImageError."""
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes; a missing, unreadable, empty or over-max_bytes file is an ImageError.
+
+    The size is checked before reading, and at most max_bytes + 1 bytes are read, so a file still growing cannot
+    slip past the limit.
+    """
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            _check_bytes(os.fstat(handle.fileno()).st_size, max_bytes, path.name)
+            data = handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot read file ({e.strerror or e})") from None
+    _check_bytes(len(data), max_bytes, path.name)
     if not data:
         raise ImageError(f"{path.name}: empty file")
     return data
+
+
+def _check_bytes(size: int, max_bytes: int, name: str) -> None:
+    """Refuse a file of more than max_bytes bytes."""
+    if size > max_bytes:
+        raise ImageError(f"{name}: file is too large: {size:,} bytes exceeds the limit of {max_bytes:,}")
 
 
 def _sniff(data: bytes, name: str) -> str:
@@ -250,7 +279,10 @@ _UNDO_ORIENTATION = {
 def _read_pillow(data: bytes, fmt: str, name: str, max_pixels: int, **extra) -> tuple[np.ndarray, ImageMeta]:
     """Read a JPEG, BMP, WebP, 8-bit TIFF or Pillow-readable PNG."""
     im = _open_pillow(data, fmt, name, max_pixels)
-    format_fields = _FORMAT_FIELDS[fmt](im, data)  # before decoding: Pillow drops a TIFF's Orientation then
+    try:
+        format_fields = _FORMAT_FIELDS[fmt](im, data)  # before decoding: Pillow drops a TIFF's Orientation then
+    except _DECODE_ERRORS as e:
+        raise _corrupt(name, fmt, e) from None
     im = _load_pillow(im, fmt, name)
     samples, mode, palette = _pillow_samples(im, fmt, name, extra.pop("bit_depth", 8))
     info = im.info
@@ -299,10 +331,12 @@ def _palette_alpha(transparency, entries: int) -> np.ndarray | None:
 
 
 def _dpi(dpi) -> tuple[float, float] | None:
-    """A (x, y) DPI pair as floats, or None when absent or zero."""
-    if not dpi or not all(dpi):
+    """A (x, y) DPI pair as floats, or None when absent, zero or not two positive finite numbers."""
+    try:
+        x, y = (float(value) for value in dpi)
+    except _DECODE_ERRORS:
         return None
-    return float(dpi[0]), float(dpi[1])
+    return (x, y) if x > 0 and y > 0 and math.isfinite(x + y) else None
 
 
 def _meta(fmt: str, mode: str, size: tuple[int, int], **fields) -> ImageMeta:
@@ -409,19 +443,18 @@ def _read_png(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.nda
     _check_size(width, height, max_pixels, name)
     if not complete:
         raise _corrupt(name, fmt, "the file is truncated: no IEND chunk")
-    fields = _png_fields(chunks)
+    fields = _png_fields(chunks, name)
     if depth == 16 and colour in (2, 4, 6):
         return _read_png16(data, name, colour, (width, height), fields)
     return _read_pillow(data, fmt, name, max_pixels, bit_depth=depth, **fields)
 
 
-def _png_fields(chunks: list[tuple[bytes, bytes]]) -> dict:
+def _png_fields(chunks: list[tuple[bytes, bytes]], name: str) -> dict:
     """ICC profile, EXIF, DPI and the verbatim-copied chunks of a PNG."""
     found = dict(chunks)
     fields: dict[str, Any] = {"icc_profile": None, "exif": None, "dpi": None}
     if b"iCCP" in found:
-        with contextlib.suppress(zlib.error, ValueError):
-            fields["icc_profile"] = zlib.decompress(found[b"iCCP"].split(b"\0", 1)[1][1:]) or None
+        fields["icc_profile"] = _iccp_profile(found[b"iCCP"], name)
     if found.get(b"eXIf"):
         fields["exif"] = b"Exif\x00\x00" + found[b"eXIf"]
     if len(found.get(b"pHYs", b"")) == 9:
@@ -429,6 +462,23 @@ def _png_fields(chunks: list[tuple[bytes, bytes]]) -> dict:
         fields["dpi"] = _dpi((x * 0.0254, y * 0.0254)) if unit == 1 else None
     fields["options"] = {"chunks": tuple((k, v) for k, v in chunks if k in _PNG_COPY + (b"tRNS",))}
     return fields
+
+
+def _iccp_profile(payload: bytes, name: str) -> bytes | None:
+    """The profile of an iCCP chunk (name, NUL, method, zlib stream), inflated to at most MAX_ICC_BYTES.
+
+    A corrupt chunk gives None, as the decoders ignore it too; one that inflates past MAX_ICC_BYTES is an
+    ImageError rather than dropped, as writing the output without it would change its colours.
+    """
+    _, nul, rest = payload.partition(b"\0")
+    inflate = zlib.decompressobj()
+    try:
+        profile = inflate.decompress(rest[1:], MAX_ICC_BYTES) if nul else b""
+    except zlib.error:
+        return None
+    if inflate.unconsumed_tail or (len(profile) == MAX_ICC_BYTES and not inflate.eof):
+        raise ImageError(f"{name}: the ICC profile inflates to more than {MAX_ICC_BYTES >> 20} MiB")
+    return profile if inflate.eof and profile else None
 
 
 def _read_png16(data: bytes, name: str, colour: int, size, fields: dict) -> tuple[np.ndarray, ImageMeta]:
@@ -471,7 +521,8 @@ def _read_tiff16(page, data: bytes, name: str) -> tuple[np.ndarray, ImageMeta]:
         raise _unsupported(name, f"{_enum_name(page.photometric)} with {page.samplesperpixel} samples "
                                  f"of 16-bit {_enum_name(page.sampleformat)} data")
     separate = page.planarconfig == 2 and page.samplesperpixel > 1
-    if page.compression in tifffile.TIFF.DECOMPRESSORS:
+    if page.compression in _TIFFFILE_CODECS:
+        _check_inflation(page, data, name)
         samples = page.asarray()
         samples = np.moveaxis(samples, 0, -1) if separate else samples
     else:
@@ -482,6 +533,43 @@ def _read_tiff16(page, data: bytes, name: str) -> tuple[np.ndarray, ImageMeta]:
                "compress": int(page.compression) != 1, "predictor": int(page.predictor) == 2}
     fields = _tiff16_tags({tag.code: tag.value for tag in page.tags})
     return samples, _meta("TIFF", mode, (page.imagewidth, page.imagelength), options=options, **fields)
+
+
+def _check_inflation(page, data: bytes, name: str) -> None:
+    """Refuse a deflate-compressed page any of whose strips or tiles inflates past the size it holds.
+
+    tifffile inflates each one whole with zlib.decompress, which a tiny strip can make allocate gigabytes; counting
+    first, a megabyte at a time, bounds that.
+    """
+    if page.compression == 1:
+        return
+    limit, view = _segment_bytes(page), memoryview(data)
+    for offset, count in zip(page.dataoffsets, page.databytecounts):
+        if _inflated_size(view[offset:offset + count], limit) > limit:
+            raise ImageError(f"{name}: a strip of this TIFF inflates past its {limit:,} bytes")
+
+
+def _segment_bytes(page) -> int:
+    """The bytes one strip or tile of a 16-bit page holds once decoded."""
+    samples = page.samplesperpixel if page.planarconfig == 1 else 1
+    if page.is_tiled:
+        return page.tilelength * page.tilewidth * max(page.tiledepth, 1) * samples * 2
+    return min(page.rowsperstrip, page.imagelength) * page.imagewidth * samples * 2
+
+
+def _inflated_size(stream, limit: int) -> int:
+    """The size a zlib stream inflates to, counted _INFLATE_STEP bytes at a time; stops once past limit."""
+    inflate, size = zlib.decompressobj(), 0
+    for start in range(0, len(stream), _INFLATE_STEP):
+        pending = stream[start:start + _INFLATE_STEP]
+        while pending and size <= limit and not inflate.eof:
+            size += len(inflate.decompress(pending, _INFLATE_STEP))
+            pending = inflate.unconsumed_tail
+        if size > limit or inflate.eof:
+            return size
+    while size <= limit and not inflate.eof and (chunk := inflate.decompress(b"", _INFLATE_STEP)):
+        size += len(chunk)
+    return size
 
 
 def _enum_name(value) -> str:
@@ -504,12 +592,20 @@ def _tiff16_tags(tags: dict[int, Any]) -> dict:
     for code in (*_TIFF_ASCII, 274, 700):
         if code in tags:
             exif[code] = int(tags[code]) if code == 274 else tags[code]
-    dpi = None
-    if 282 in tags and 283 in tags and int(tags.get(296, 2)) in (2, 3):
-        scale = 2.54 if int(tags.get(296, 2)) == 3 else 1.0
-        dpi = _dpi(tuple(scale * n / d for n, d in (tags[282], tags[283])))
     icc = tags.get(34675)
-    return {"icc_profile": bytes(icc) if icc else None, "exif": exif.tobytes() if len(exif) else None, "dpi": dpi}
+    return {"icc_profile": bytes(icc) if icc else None, "exif": exif.tobytes() if len(exif) else None,
+            "dpi": _tiff16_dpi(tags)}
+
+
+def _tiff16_dpi(tags: dict[int, Any]) -> tuple[float, float] | None:
+    """DPI from the resolution tags (per inch or per centimetre), or None when absent or unusable."""
+    unit = tags.get(296, 2)
+    if 282 not in tags or 283 not in tags or unit not in (2, 3):
+        return None
+    scale = 2.54 if unit == 3 else 1.0
+    with contextlib.suppress(*_DECODE_ERRORS):
+        return _dpi([scale * n / d for n, d in (tags[282], tags[283])])
+    return None
 
 
 # ---------------------------------------------------------------- pixels
