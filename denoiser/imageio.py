@@ -697,18 +697,14 @@ def write_image(path, pixels: np.ndarray, like: Picture) -> None:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    """Write the encoded bytes; on failure remove what was written and raise ImageError."""
+    """Write encoded bytes; an OSError (a full disk, a bad name) is raised as it is, for the caller to judge."""
     try:
-        handle = open(path, "wb")
-    except OSError as e:
-        raise ImageError(f"{path}: cannot write file ({e.strerror or e})") from None
-    try:
-        with handle:
+        with open(path, "wb") as handle:
             handle.write(data)
-    except OSError as e:
+    except OSError:
         with contextlib.suppress(OSError):
             path.unlink()
-        raise ImageError(f"{path}: cannot write file ({e.strerror or e})") from None
+        raise
 
 
 def _pillow_image(samples: np.ndarray, meta: ImageMeta) -> Image.Image:

@@ -55,6 +55,10 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
             fsync_file(temporary)
         os.replace(temporary, target)
         fsync_dir(target.parent)
+    except OSError as error:
+        if error.filename is None:  # a write() names no file
+            raise OSError(error.errno, error.strerror, str(target)) from error
+        raise
     finally:
         if os.path.lexists(temporary):
             temporary.unlink()
@@ -129,9 +133,11 @@ def is_per_input(error: OSError) -> bool:
 
 
 def cause(error: OSError, folders: dict[str, Path]) -> str:
-    """A short reason such as "no space left on OUTPUT", naming the folder the failed path lies in."""
-    where = next((name for name, folder in folders.items() if error.filename and
-                  Path(os.path.abspath(error.filename)).is_relative_to(os.path.abspath(folder))), None)
+    """A short reason such as "no space left on OUTPUT", naming the folder the failed path (a copy's or rename's
+    destination first) lies in."""
+    paths = [Path(os.path.abspath(path)) for path in (error.filename2, error.filename) if path]
+    where = next((name for path in paths for name, folder in folders.items()
+                  if path.is_relative_to(os.path.abspath(folder))), None)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         what = "no space left"
     else:

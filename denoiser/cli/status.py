@@ -1,4 +1,4 @@
-"""`denoise status OUTPUT`: health of a watch (or batch) OUTPUT folder, read from its scores.jsonl alone."""
+"""`denoise status OUTPUT`: health of a watch (or batch) OUTPUT folder, from its scores.jsonl and its writer's lock."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ import click
 def status(output: Path, window: float, as_json: bool) -> None:
     """Counts of ok, failed and anomalous inputs, the last error, and recent throughput in OUTPUT/scores.jsonl."""
     from denoiser.pipeline import SCORES_FILE
+    from denoiser.storage import read_stall
 
     scores = output / SCORES_FILE
     if not scores.is_file():
         raise click.UsageError(f"{scores} does not exist: nothing has been processed into {output}")
     health = read_health(scores, window * 60)
+    stall = read_stall(output)
+    health["stalled"] = stall._asdict() if stall and stall.cause else None
     click.echo(json.dumps(health, ensure_ascii=False) if as_json else describe(health, scores, window))
 
 
@@ -75,6 +78,9 @@ def describe(health: dict, scores: Path, window: float) -> str:
     """The health report as a few lines."""
     lines = [f"{scores}: {health['records']} records",
              f"ok {health['ok']}, failed {health['failed']}, anomalous {health['anomalous']}"]
+    if health["stalled"]:
+        stalled = health["stalled"]
+        lines.append(f"stalled: {stalled['cause']} since {stalled['since']} (pid {stalled['pid']} retries with backoff)")
     error = health["last_error"]
     lines.append(f"last error: {error['time']} {error['input']}: {error['error']}" if error else "last error: none")
     if health["last_time"]:

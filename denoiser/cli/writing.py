@@ -34,7 +34,7 @@ def writing_to(output: Path) -> Iterator["ScoresLog"]:
         with ScoresLog(output / SCORES_FILE) as log:
             yield log
     except OSError as error:
-        raise DiskStop(f"stopped: {cause(error, {'OUTPUT': output})} ({error.strerror}: {error.filename}). "
+        raise DiskStop(f"stopped: {cause(error, {'OUTPUT': output})} (writing {error.filename}). "
                        "No partial file was left; free space and run the same command again to resume.") from error
     finally:
         lock.release()
