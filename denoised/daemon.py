@@ -15,17 +15,22 @@ import stat
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager, suppress
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, TypeVar
 
 
-from denoised.claims import ANOMALIES, FAILED, PROCESSED, Claim, Router, WorkArea, inside, refusal, scored_claims
+from denoised.claims import Claim, Router, WorkArea, inside, refusal, scored_claims
 from denoised.config import Config, StartupError
 from denoised.intake import InboxEvents, Intake, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
 from denoised.systemd import WARM_UP_SECONDS, WatchdogPinger, extend_timeout, notify, reloading_message, watchdog_sec
-from denoiser.pipeline import SCORES_FILE, Job, Models, Options, ScoresLog, process, record
+from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, SCORES_FILE, Job, Models, Options, ScoresLog, process, record
+from denoiser.storage import OutputLock, Stall, cause
+
+T = TypeVar("T")
+MAX_BACKOFF = 60.0  # seconds between retries of a write that failed for the disk's sake (a full OUTPUT)
 
 log = logging.getLogger("denoised")
 MAX_ATTEMPTS = 5  # runs that died with a claim in flight before it is given up (kill -9 counts too)
@@ -87,16 +92,31 @@ class Signals:
             self.pending = kind
 
 
+class Folders(NamedTuple):
+    """The two folders a daemon holds for its life: the inbox's work area and OUTPUT's lock."""
+
+    work: WorkArea
+    output: OutputLock
+
+    def release(self) -> None:
+        self.work.unlock()
+        self.output.release()
+
+
 class Run(NamedTuple):
     """What one life of the watch loop shares between its steps."""
 
     config: Config
     models: Models
-    work: WorkArea
+    folders: Folders
     router: Router
     scores: ScoresLog
     counters: Counters
     signals: Signals = Signals()
+
+    @property
+    def work(self) -> WorkArea:
+        return self.folders.work
 
 
 def run_daemon(load: Callable[[], Config]) -> int:
@@ -112,7 +132,7 @@ def run_daemon(load: Callable[[], Config]) -> int:
 def serve(load: Callable[[], Config]) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP re-reads the config. Raises StartupError when it cannot start."""
     config = load()
-    work = prepare(config)
+    folders = prepare(config)
     signals, counters, health = Signals(), Counters(), []
     timeout = watchdog_sec()  # pings go on while the watch threads live and the pipeline progresses or idles
     pinger = WatchdogPinger(timeout / 2, lambda: bool(health) and all(t.is_alive() for t in health)
@@ -126,9 +146,9 @@ def serve(load: Callable[[], Config]) -> int:
             try:
                 signals.arm()
                 models = warm_models(config, models, counters)
-                watch(config, models, work, counters, signals, health)
+                watch(config, models, folders, counters, signals, health)
             except Reload:
-                config, work = reload(load, config, work)
+                config, folders = reload(load, config, folders)
     except Shutdown:
         log.info("stopped")
         return 0
@@ -137,21 +157,51 @@ def serve(load: Callable[[], Config]) -> int:
         if pinger:
             pinger.stop()
             pinger.join()
-        work.unlock()
+        folders.release()
         signals.restore()
 
 
-def prepare(config: Config) -> WorkArea:
-    """Check the folders and take the inbox's work area; StartupError says what is wrong."""
+def prepare(config: Config, held: Folders | None = None) -> Folders:
+    """Check the folders and take the inbox's work area and OUTPUT (reusing those `held` already holds).
+
+    StartupError says what is wrong; nothing new stays taken then.
+    """
     check_folders(config)
-    work = WorkArea(config.inbox)
+    same = held and (same_folder(config.inbox, held.work.inbox), same_folder(config.output, held.output.output))
+    work = held.work if same and same[0] else take_inbox(config.inbox)
+    try:
+        output = held.output if same and same[1] else take_output(config.output)
+    except StartupError:
+        if not (same and same[0]):
+            work.unlock()
+        raise
+    return Folders(work, output)
+
+
+def same_folder(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def take_inbox(inbox: Path) -> WorkArea:
+    """Lock INBOX's work area; StartupError when another daemon watches it."""
+    work = WorkArea(inbox)
     try:
         work.lock()
     except BlockingIOError as error:
-        raise StartupError(f"another denoised is already watching {config.inbox}") from error
+        raise StartupError(f"another denoised is already watching {inbox}") from error
     except OSError as error:
-        raise StartupError(f"INBOX {config.inbox} is not writable: {error}") from error
+        raise StartupError(f"INBOX {inbox} is not writable: {error}") from error
     return work
+
+
+def take_output(output: Path) -> OutputLock:
+    """Lock OUTPUT; StartupError when another daemon or a `denoise batch` writes there."""
+    try:
+        return OutputLock(output).acquire()
+    except BlockingIOError as error:
+        raise StartupError(f"another denoised or denoise command is already writing to {output}") from error
+    except OSError as error:
+        raise StartupError(f"OUTPUT {output} is not writable: {error}") from error
 
 
 def check_folders(config: Config) -> None:
@@ -161,6 +211,8 @@ def check_folders(config: Config) -> None:
         raise StartupError(f"INBOX {inbox} is not a folder")
     if inside(output, inbox):
         raise StartupError(f"OUTPUT {output} must not be INBOX or inside it")
+    if inside(inbox, output):
+        raise StartupError(f"INBOX {inbox} must not be inside OUTPUT: originals would be fed back in")
     try:
         for folder in (output, output / PROCESSED, output / FAILED, output / ANOMALIES):
             folder.mkdir(parents=True, exist_ok=True)
@@ -184,21 +236,20 @@ def model_path(spec: str | None) -> str | None:
         raise StartupError(str(error)) from error
 
 
-def reload(load: Callable[[], Config], config: Config, work: WorkArea) -> tuple[Config, WorkArea]:
-    """The new config and work area, or the old ones (with a logged reason) when the new config is unusable."""
+def reload(load: Callable[[], Config], config: Config, held: Folders) -> tuple[Config, Folders]:
+    """The new config and folders, or the old ones (with a logged reason) when the new config is unusable."""
     try:
         new = load()
-        if new.inbox.resolve() == config.inbox.resolve():
-            check_folders(new)
-            log.info("config reloaded")
-            return new, work
-        new_work = prepare(new)
+        folders = prepare(new, held)
     except StartupError as error:
         log.error("config not reloaded, keeping the running one: %s", error)
-        return config, work
-    work.unlock()
+        return config, held
+    if folders.work is not held.work:
+        held.work.unlock()
+    if folders.output is not held.output:
+        held.output.release()
     log.info("config reloaded")
-    return new, new_work
+    return new, folders
 
 
 def warm_models(config: Config, models: Models | None, counters: Counters) -> Models:
@@ -219,7 +270,7 @@ def warm_models(config: Config, models: Models | None, counters: Counters) -> Mo
     return models
 
 
-def watch(config: Config, models: Models, work: WorkArea, counters: Counters, signals: Signals,
+def watch(config: Config, models: Models, folders: Folders, counters: Counters, signals: Signals,
           health: list) -> None:
     """One life of the watch: recover leftovers, then claim and process until Shutdown or Reload is raised."""
     claims: queue.Queue[Claim] = queue.Queue(config.queue_size)
@@ -227,13 +278,13 @@ def watch(config: Config, models: Models, work: WorkArea, counters: Counters, si
     with ExitStack() as stack:
         try:
             scores = stack.enter_context(ScoresLog(config.output / SCORES_FILE))
-            run = Run(config, models, work, Router(config.inbox, config.output, config.after), scores, counters,
+            run = Run(config, models, folders, Router(config.inbox, config.output, config.after), scores, counters,
                       signals)
-            leftovers = recover(run)
+            leftovers = retrying(run, lambda: recover(run))
             observer = start_observer(config.inbox, InboxEvents(config.inbox, config.recursive, settler),
                                       config.recursive, config.polling)
             stack.callback(stop_thread, observer)
-            intake = Intake(work, settler, claims, leftovers, config.recursive)
+            intake = Intake(folders.work, settler, claims, leftovers, config.recursive)
             stack.callback(stop_thread, intake)
             intake.start()
             if config.metrics_port:
@@ -282,14 +333,12 @@ def recover(run: Run) -> list[Claim]:
     for claim in pending:
         run.router.clean_up(claim)
         if claim.id in scored:
-            with run.signals.held():
-                run.router.route(claim, scored[claim.id])
-                run.work.release(claim)
-                run.counters.add(scored[claim.id])
-            log.info("finished %s, scored by an earlier run", claim.relative)
+            log.info("finishing %s, scored by an earlier run", claim.relative)
+            settle(claim, scored[claim.id], run)
         elif claim.attempts >= MAX_ATTEMPTS:
             reason = f"gave up: the daemon stopped {claim.attempts} times while processing it"
-            finish(claim, record(Job(claim.file, run.router.target(claim)), time.perf_counter(), error=reason), run)
+            entry = record(Job(claim.file, run.router.target(claim)), time.perf_counter(), error=reason)
+            finish(claim, entry, run, {})
         else:
             again.append(claim)
     if again:
@@ -358,37 +407,78 @@ def footprint(path: Path, models: Models) -> tuple[int, float]:
 
 
 def handle(batch: list[Claim], run: Run) -> None:
-    """Run claims through the shared pipeline together (refused ones fail at once); record and route each."""
+    """Finish a batch of claims, retrying with backoff while the disk fails (a full OUTPUT) until all are done."""
     started = time.perf_counter()
-    jobs, claims = [], []
-    for claim in batch:
-        if not os.path.lexists(claim.file):
-            log.warning("claimed file %s vanished from the work area", claim.file)
-            run.work.release(claim)
-            continue
-        job = Job(claim.file, run.router.target(claim))
-        reason = refusal(claim, run.config.inbox, run.config.output)
-        if reason:
-            finish(claim, record(job, time.perf_counter(), error=reason), run)
-        else:
-            jobs.append(job)
-            claims.append(claim)
-    for claim in claims:
-        run.work.count_attempt(claim)
-    done = 0
-    try:
-        with closing(process(jobs, run.models, Options(run.config.max_pixels, heatmaps=run.config.heatmaps))) as records:
-            for claim, entry in zip(claims, records):
-                finish(claim, entry, run)
-                done += 1
-    except (Shutdown, Reload):
-        for claim in claims[done:]:
-            run.work.count_attempt(claim, -1)  # a clean stop is not the file's fault
-        raise
+    recorded: dict[str, dict] = {}
+    retrying(run, lambda: finish_open(batch, run, recorded))
     run.counters.add_busy(time.perf_counter() - started)
 
 
-def finish(claim: Claim, entry: dict, run: Run) -> None:
+def finish_open(batch: list[Claim], run: Run, recorded: dict[str, dict]) -> None:
+    """Run the claims still open through the shared pipeline together (refused ones fail at once); record and
+    route each. Claims `recorded` by an earlier try whose routing failed are only routed."""
+    jobs, claims = [], []
+    for claim in batch:
+        if claim.id in recorded and claim.folder.is_dir():
+            settle(claim, recorded[claim.id], run)
+        elif not os.path.lexists(claim.file):
+            if claim.id not in recorded:
+                log.warning("claimed file %s vanished from the work area", claim.file)
+            run.work.release(claim)
+        else:
+            jobs.append(Job(claim.file, run.router.target(claim), refusal(claim, run.config.inbox, run.config.output)))
+            claims.append(claim)
+    try:
+        for claim in claims:
+            run.work.count_attempt(claim)
+        options = Options(run.config.max_pixels, heatmaps=run.config.heatmaps)
+        with closing(process(jobs, run.models, options)) as records:
+            for claim, entry in zip(claims, records):
+                finish(claim, entry, run, recorded)
+    except (Shutdown, Reload, OSError):
+        for claim in claims:
+            with suppress(OSError):
+                run.work.count_attempt(claim, -1)  # a clean stop or a full disk is not the file's fault
+        raise
+
+
+def retrying(run: Run, action: Callable[[], T]) -> T:
+    """`action()`, called again after an OSError with backoff (1 s doubling to a minute) while the cause is shown
+    in the log, the metrics and `denoise status`; progress is reported to the watchdog while waiting."""
+    delay, stalled = 1.0, False
+    while True:
+        try:
+            result = action()
+        except OSError as error:
+            reason = cause(error, {"OUTPUT": run.config.output, "INBOX": run.config.inbox})
+            log.error("%s: %s; retrying in %.0f s", reason, error, delay)
+            show_stall(run, reason)
+            stalled = True
+            wait_beating(run, delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+            continue
+        if stalled:
+            log.info("recovered: writing again")
+            show_stall(run, None)
+        return result
+
+
+def show_stall(run: Run, reason: str | None) -> None:
+    """Publish the stall cause (None: cleared) to the metrics and to OUTPUT's lock file for `denoise status`."""
+    run.counters.set_stall(reason)
+    since = datetime.now(timezone.utc).isoformat(timespec="seconds") if reason else None
+    run.folders.output.publish(Stall(os.getpid(), reason, since))
+
+
+def wait_beating(run: Run, seconds: float) -> None:
+    """Sleep (a signal still stops it), telling the watchdog every second that the loop is alive."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        run.counters.beat()
+        time.sleep(min(left, 1.0))
+
+
+def finish(claim: Claim, entry: dict, run: Run, recorded: dict[str, dict]) -> None:
     """Append the record (the commit point), then route the files, release the claim and count it.
 
     Signals wait until all of this is done, so a reload cannot count a record twice or not at all.
@@ -396,6 +486,12 @@ def finish(claim: Claim, entry: dict, run: Run) -> None:
     entry.update(input=str(run.config.inbox / claim.relative), claim=claim.id)
     with run.signals.held():
         run.scores.append(entry)
+        recorded[claim.id] = entry
+        settle(claim, entry, run)
+
+def settle(claim: Claim, entry: dict, run: Run) -> None:
+    """Route a recorded claim's files, release it, count it and log it."""
+    with run.signals.held():
         run.router.route(claim, entry)
         run.work.release(claim)
         run.counters.add(entry)

@@ -21,12 +21,13 @@ from click.testing import CliRunner
 
 from denoised.claims import Claim, Router, WorkArea, inbox_files, is_candidate, refusal, scored_claims
 from denoised.config import Config, StartupError, load_config
-from denoised.daemon import MAX_ATTEMPTS, Reload, Run, Signals, batches, check_folders, recover, stop_thread
+from denoised.daemon import MAX_ATTEMPTS, Folders, Reload, Run, Signals, batches, check_folders, recover, stop_thread
 from denoised.intake import InboxEvents, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
 from denoised.systemd import notify, render_unit, watchdog_interval
 from denoiser.cli import main
 from denoiser.pipeline import SCORES_FILE, ScoresLog
+from denoiser.storage import OutputLock
 from tests.conftest import write_image
 
 
@@ -167,7 +168,7 @@ def test_recovery_finishes_scored_claims_without_a_second_record(folders):
     (work.root / "emptied-claim").mkdir()
     with ScoresLog(output / SCORES_FILE) as scores:
         scores.append(ok_record(done, output, anomalous=True))
-        again = recover(Run(Config(inbox, output), None, work, router, scores, Counters()))
+        again = recover(Run(Config(inbox, output), None, Folders(work, OutputLock(output)), router, scores, Counters()))
     assert again == [todo]
     assert (output / "processed" / "done.png").exists() and (output / "anomalies" / "done.png").exists()
     assert not done.folder.exists() and not (work.root / "emptied-claim").exists() and todo.file.exists()
@@ -184,7 +185,7 @@ def test_a_file_in_flight_at_every_crash_is_given_up_and_suspects_go_alone(folde
         work.count_attempt(poison)
     work.count_attempt(suspect)
     with ScoresLog(output / SCORES_FILE) as scores:
-        again = recover(Run(Config(inbox, output), None, work, router, scores, Counters()))
+        again = recover(Run(Config(inbox, output), None, Folders(work, OutputLock(output)), router, scores, Counters()))
     assert again == [suspect._replace(attempts=1)]
     entry = json.loads((output / SCORES_FILE).read_text())
     assert entry["status"] == "failed" and f"stopped {MAX_ATTEMPTS} times" in entry["error"]
@@ -196,7 +197,7 @@ def test_a_file_in_flight_at_every_crash_is_given_up_and_suspects_go_alone(folde
     for claim in (plain[0], plain[1], suspect._replace(attempts=1), plain[2]):
         queued.put(claim)
     one_tile = SimpleNamespace(for_channels=lambda c: SimpleNamespace(plan=lambda h, w: SimpleNamespace(count=1)))
-    run = Run(Config(inbox, output, max_latency=0), one_tile, work, router, None, Counters())
+    run = Run(Config(inbox, output, max_latency=0), one_tile, Folders(work, OutputLock(output)), router, None, Counters())
     made = batches(queued, SimpleNamespace(error=None), run)
     assert [[c.id for c in next(made)] for _ in range(3)] == [["c0", "c1"], [suspect.id], ["c2"]]
 
