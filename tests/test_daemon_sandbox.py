@@ -1,0 +1,182 @@
+"""The systemd unit's sandbox: it verifies, scores 2.0 or better, and TensorFlow runs the daemon inside it.
+
+systemd is not PID 1 on the machines this runs on, so the last test rebuilds the unit's sandbox by hand
+(a mount and network namespace, setpriv and a libseccomp filter taken from the unit's SystemCallFilter=
+lines) rather than with `systemd-run`; docs/daemon-sandbox.md says what that leaves out.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from denoised.config import Config
+from denoised.systemd import render_unit, unit_template
+from tests.conftest import write_image
+
+MAX_EXPOSURE = 2.0
+NEEDS_ANALYZE = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+
+
+def rendered(tmp_path: Path, **settings) -> Path:
+    """The unit install-unit writes for a config with these settings, saved as denoised.service."""
+    config = Config(tmp_path / "in", tmp_path / "out", **settings)
+    unit = tmp_path / "denoised.service"
+    unit.write_text(render_unit(tmp_path / "denoised.toml", config, "denoise"))
+    return unit
+
+
+def exposure(unit: Path) -> float:
+    """The overall exposure level `systemd-analyze security --offline=yes` gives the unit."""
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True,
+                            text=True)
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    return float(found.group(1))
+
+
+@NEEDS_ANALYZE
+@pytest.mark.parametrize("settings", [{}, {"metrics_port": 9187}, {"metrics_port": 9187, "metrics_address": "::"}],
+                         ids=["metrics-off", "metrics-loopback", "metrics-any"])
+def test_rendered_unit_verifies_and_scores_at_most_2(tmp_path, settings):
+    unit = rendered(tmp_path, **settings)
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and "denoised.service" not in verify.stderr, verify.stderr
+    assert exposure(unit) <= MAX_EXPOSURE
+    threshold = subprocess.run(["systemd-analyze", "security", "--offline=yes", f"--threshold={MAX_EXPOSURE * 10:.0f}",
+                                str(unit)], capture_output=True, text=True)
+    assert threshold.returncode == 0, threshold.stdout[-2000:]
+
+
+@NEEDS_ANALYZE
+def test_shipped_unit_scores_at_most_2(tmp_path):
+    unit = tmp_path / "denoised.service"
+    unit.write_text(unit_template())
+    assert exposure(unit) <= MAX_EXPOSURE
+
+
+def allowed_syscalls(unit: str) -> list[str]:
+    """The system calls the unit's SystemCallFilter= lines allow, groups expanded by systemd-analyze."""
+    listing = subprocess.run(["systemd-analyze", "syscall-filter"], capture_output=True, text=True).stdout
+    groups, group = {}, None
+    for line in listing.splitlines():
+        if line.startswith("@"):
+            group = groups.setdefault(line.strip(), [])
+        elif line.startswith("    ") and not line.strip().startswith("#") and group is not None:
+            group.append(line.strip())
+
+    def expand(item: str) -> set[str]:
+        return set().union(*map(expand, groups[item])) if item.startswith("@") else {item}
+
+    allowed: set[str] = set()
+    for value in re.findall(r"^SystemCallFilter=(.*)$", unit, re.M):
+        names = set().union(*map(expand, value.lstrip("~").split()))
+        allowed = allowed - names if value.startswith("~") else allowed | names
+    return sorted(allowed)
+
+
+# The unit's file system, by hand: ProtectProc=invisible, read-only /sys (ProtectKernelTunables),
+# PrivateDevices, PrivateTmp with the work folder as ReadWritePaths, ProtectSystem=strict; then
+# NoNewPrivileges and an empty CapabilityBoundingSet before the seccomp filter.
+SANDBOX = r"""
+set -eu
+work=$1; shift
+mount -t proc -o hidepid=invisible proc /proc
+mount -o remount,bind,ro /sys
+mount -t tmpfs -o mode=755 tmpfs /mnt
+mkdir /mnt/dev /mnt/work
+mount -t tmpfs -o mode=755,nosuid tmpfs /mnt/dev
+for node in null zero full random urandom tty; do
+    touch /mnt/dev/$node
+    mount --bind /dev/$node /mnt/dev/$node
+done
+mkdir /mnt/dev/shm
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /mnt/dev/shm
+mount --move /mnt/dev /dev
+mount --bind "$work" /mnt/work
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mkdir -p "$work"
+mount --bind /mnt/work "$work"
+umount /mnt/work
+mount -o remount,bind,ro /
+exec setpriv --no-new-privs --bounding-set=-all --inh-caps=-all "$@"
+"""
+
+
+def sandbox_missing() -> str | None:
+    """Why the hand-made sandbox cannot be built here, or None."""
+    if os.geteuid() != 0:
+        return "building the sandbox's namespaces needs root"
+    for tool in ("systemd-analyze", "unshare", "setpriv"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if ctypes.util.find_library("seccomp") is None:
+        return "libseccomp is not installed"
+    return None
+
+
+def receive_until(sink: socket.socket, prefix: str, daemon: subprocess.Popen, log: Path) -> list[str]:
+    """Datagrams from the daemon up to and including the first that starts with `prefix`."""
+    messages = []
+    while not (messages and messages[-1].startswith(prefix)):
+        assert daemon.poll() is None, f"daemon exited {daemon.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            messages.append(sink.recv(4096).decode())
+        except TimeoutError:
+            continue
+    return messages
+
+
+@pytest.mark.skipif(sandbox_missing() is not None, reason=str(sandbox_missing()))
+def test_tensorflow_cleans_images_inside_the_units_sandbox(tmp_path, tiny_models):
+    work = tmp_path / "work"
+    (work / "in").mkdir(parents=True)
+    model = shutil.copy(tiny_models["gray"], work / "gray.keras")
+    config = Config(work / "in", work / "out", model=str(model), tile=32, settle=0.2)
+    (work / "denoised.toml").write_text(f'inbox = "{config.inbox}"\noutput = "{config.output}"\n'
+                                        f'model = "{model}"\ntile = 32\nsettle = 0.2\n')
+    unit = render_unit(work / "denoised.toml", config, "root")
+    assert "PrivateNetwork=yes" in unit.splitlines(), "metrics are off: no network"
+    (work / "syscalls").write_text("\n".join(allowed_syscalls(unit)))
+    error_number = getattr(errno, re.search(r"^SystemCallErrorNumber=(\w+)$", unit, re.M).group(1))
+    seccomp = [sys.executable, str(Path(__file__).with_name("seccomp_exec.py")), str(work / "syscalls"),
+               str(error_number), "--"]
+    command = ["unshare", "--mount", "--propagation", "private", "--net", "sh", "-c", SANDBOX, "sandbox", str(work),
+               *seccomp, sys.executable, "-m", "denoised", "--config", str(work / "denoised.toml")]
+    log = tmp_path / "daemon.log"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink, open(log, "wb") as sink_log:
+        sink.bind(str(work / "notify"))
+        sink.settimeout(0.5)
+        env = {**os.environ, "NOTIFY_SOCKET": str(work / "notify"), "TF_CPP_MIN_LOG_LEVEL": "3",
+               "PYTHONPATH": str(Path(__file__).parents[1])}
+        daemon = subprocess.Popen(command, stdout=sink_log, stderr=subprocess.STDOUT, env=env)
+        try:
+            started = receive_until(sink, "READY=1", daemon, log)
+            assert started[0].startswith("EXTEND_TIMEOUT_USEC=")
+            write_image(config.inbox / "a.png", np.random.default_rng(0).integers(0, 256, (48, 48), np.uint8))
+            scores = config.output / "scores.jsonl"
+            while not scores.exists() or not scores.read_text().endswith("\n"):
+                assert daemon.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.1)
+            entry = json.loads(scores.read_text().splitlines()[0])
+            assert entry["status"] == "ok", entry
+            assert (config.output / "a.png").exists()
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(60) == 0, log.read_text()[-3000:]
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
