@@ -121,7 +121,9 @@ def denoiser(**options) -> None:
               help="Folder of normal images, or an IDX folder such as Fashion-MNIST's. Repeat for more folders.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the .keras scorer (card .json and report .report.png beside it).")
-@click.option("-p", "--preset", type=click.Choice(sorted(AUTOENCODERS)), default="conv-ae")
+@click.option("-p", "--preset", type=click.Choice(sorted(AUTOENCODERS) + ["photo"]), default="conv-ae",
+              help="An autoencoder, or `photo`: Gaussian models of global and patch statistics of natural photos "
+                   "(the shipped scorer; --crops, --holdout, --fpr and --neighbours apply; every 5th file is left out).")
 @click.option("-l", "--label", type=int, default=None, help="IDX data: train on this label only.")
 @click.option("--size", type=int, default=28, help="Images are resized to size x size (a multiple of 4).")
 @click.option("-c", "--channels", type=click.Choice(["1", "3"]), default="1", help="1 = gray, 3 = colour.")

@@ -12,6 +12,7 @@ import numpy as np
 
 from denoiser import __version__
 from denoiser.anomaly import Scorer, Standardiser, prepare, write_banks
+from denoiser.anomaly_features import LOCAL_NAMES
 from denoiser.artifact import save_artifact
 from denoiser.imageio import read_image
 from denoiser.scoring import calibrate
@@ -231,6 +232,163 @@ def views(pixels: np.ndarray, recipe: ScorerRecipe, rng: np.random.Generator) ->
 
 
 def train_scorer(recipe: ScorerRecipe, command: str) -> Path:
-    """Load the normal images, fit, calibrate and export."""
+    """Load the normal images, fit, calibrate and export (the photo preset: see `train_photo_scorer`)."""
+    if recipe.preset == "photo":
+        return train_photo_scorer(recipe, command)
     images, data, probe = normal_images(recipe)
     return export_scorer(fit_scorer(images, recipe), recipe, command, data, probe)
+
+
+VALIDATION_EVERY = 5  # every 5th file of each photo folder is never fitted on: the benchmark's validation split
+
+
+def validation_files(files: list[Path]) -> list[Path]:
+    """The files of a photo folder that the photo scorer leaves out, for validating design choices."""
+    return list(files)[::VALIDATION_EVERY]
+
+
+def fitting_files(files: list[Path]) -> list[Path]:
+    """The files of a photo folder that the photo scorer fits and calibrates on."""
+    return [path for i, path in enumerate(files) if i % VALIDATION_EVERY]
+
+
+def training_condition(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A normal view as the scorer must pass it: clean, with Gaussian noise (sigma 0-55) or with static (0.5-12%)."""
+    from denoiser.noise import gaussian, quantize8, salt_and_pepper
+
+    draw = rng.random()
+    if draw < 0.35:
+        return quantize8(image)
+    if draw < 0.8:
+        return gaussian(image, rng.uniform(0, 55), rng)
+    return salt_and_pepper(image, rng.uniform(0.5, 12), rng)
+
+
+def photo_views(files: list[Path], crops: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Each file whole and as `crops` random crops (40-100% of each side, at least 96 px), each in a random
+    training condition."""
+    out = []
+    for path in files:
+        photo = read_image(path).pixels
+        for view in [photo] + [random_crop(photo, rng) for _ in range(crops)]:
+            out.append(training_condition(view, rng))
+    return out
+
+
+def random_crop(image: np.ndarray, rng: np.random.Generator, low: float = 0.4, minimum: int = 96) -> np.ndarray:
+    """A random crop, its sides `low` to all of the image's, at least `minimum` pixels, maybe mirrored."""
+    height, width = image.shape[:2]
+    h = max(min(minimum, height), int(height * rng.uniform(low, 1.0)))
+    w = max(min(minimum, width), int(width * rng.uniform(low, 1.0)))
+    y, x = int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1))
+    out = image[y:y + h, x:x + w]
+    return out[:, ::-1] if rng.random() < 0.5 else out
+
+
+def photo_features(views: list[np.ndarray], patches: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Global statistics of every view, and the statistics of `patches` random patches of each."""
+    from denoiser.anomaly_features import global_features, local_features
+
+    glob, local = [], []
+    for view in views:
+        glob.append(global_features(view))
+        grid = local_features(view).reshape(-1, len(LOCAL_NAMES))
+        local.append(grid[rng.choice(len(grid), min(patches, len(grid)), replace=False)])
+    return np.stack(glob), np.concatenate(local)
+
+
+def whitening(features: np.ndarray, shrink: float) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and bias that map features to whitened ones: squared norm = Mahalanobis distance (with the
+    standardised covariance shrunk toward the identity by `shrink`)."""
+    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
+    covariance = np.cov((features - mean) / std, rowvar=False) + shrink * np.eye(features.shape[1])
+    root = np.linalg.cholesky(np.linalg.inv(covariance))
+    kernel = root / std[:, None]
+    return kernel.astype(np.float32), (-(mean / std) @ root).astype(np.float32)
+
+
+def ranges(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and bias that map each continuous global statistic (`RANGE_NAMES`) to its offset from the median in
+    half-widths of its 1-99% range, and the others to 0."""
+    from denoiser.anomaly_features import GLOBAL_NAMES, RANGE_NAMES
+
+    low, middle, high = np.quantile(features, [0.01, 0.5, 0.99], axis=0)
+    scale = np.array([name in RANGE_NAMES for name in GLOBAL_NAMES]) / np.maximum((high - low) / 2, 1e-3)
+    return np.diag(scale).astype(np.float32), (-middle * scale).astype(np.float32)
+
+
+def photo_model(kernels: dict):
+    """A Keras model whose Dense layers hold the maps of the global and local statistics (one per name)."""
+    inputs = {name: keras.Input((kernel.shape[0],), name=f"{name}_statistics") for name, (kernel, _) in kernels.items()}
+    layers = {name: keras.layers.Dense(kernel.shape[1], name=name) for name, (kernel, _) in kernels.items()}
+    model = keras.Model(inputs, {name: layers[name](inputs[name]) for name in kernels}, name="photo_scorer")
+    for name, weights in kernels.items():
+        layers[name].set_weights(list(weights))
+    return model
+
+
+def fit_photo_scorer(files: list[Path], recipe: ScorerRecipe, shrink: float = 0.01, patches: int = 40,
+                     top: int = 3) -> tuple[Scorer, dict]:
+    """Fit the two Gaussians on most of `files`, calibrate on the held-out rest; returns the scorer and counts."""
+    from denoiser.anomaly import PhotoScorer
+
+    rng = np.random.default_rng(recipe.seed)
+    order = rng.permutation(len(files))
+    cut = max(1, int(round(len(files) * recipe.holdout)))
+    held_out, fitting = [files[i] for i in order[:cut]], [files[i] for i in order[cut:]]
+    glob, local = photo_features(photo_views(fitting, recipe.crops, rng), patches, rng)
+    model = photo_model({"global": whitening(glob, shrink), "range": ranges(glob), "local": whitening(local, shrink)})
+    bank = np.asarray(model.get_layer("global")(glob), np.float16)
+    card = {"kind": PhotoScorer.KIND, "neighbours": recipe.neighbours, "top": top}
+    scorer = PhotoScorer(model, {"global": bank}, card)
+    measured = [scorer.components(view) for view in photo_views(held_out, recipe.crops, rng)]
+    components = {k: np.array([m[0][k] for m in measured]) for k in measured[0][0]}
+    scales = {k: float(np.quantile(v, 1.0 - recipe.fpr)) for k, v in components.items()}
+    card["scales"] = scales
+    raw = np.max([components[k] / scales[k] for k in scales], axis=0)
+    patch_values = np.concatenate([m[1].ravel() for m in measured])
+    card |= {"calibration": calibrate(raw, recipe.fpr)._asdict() | {"images": len(raw)},
+             "pixel_threshold": float(np.quantile(patch_values, 1.0 - recipe.fpr))}
+    counts = {"fitting_files": len(fitting), "fitting_views": len(glob), "fitting_patches": len(local),
+              "calibration_files": len(held_out), "calibration_views": len(raw)}
+    return PhotoScorer(model, {"global": bank}, card), counts
+
+
+def photo_files(recipe: ScorerRecipe) -> tuple[list[Path], dict]:
+    """The files a photo scorer fits and calibrates on (every folder less its validation files), for the card."""
+    files, left_out = [], 0
+    for folder in map(Path, recipe.data.split(os.pathsep)):
+        listed = list_images(folder)
+        files += fitting_files(listed)
+        left_out += len(validation_files(listed))
+    return files, {"data": recipe.data.split(os.pathsep), "images": len(files), "validation_left_out": left_out,
+                   "validation_rule": f"every {VALIDATION_EVERY}th file of each folder, by sorted name",
+                   "fingerprint_sha256": fingerprint(files)}
+
+
+def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
+    """Fit, calibrate and export a photo scorer; its card is written inside the `.keras` and beside it."""
+    from denoiser.anomaly_features import GLOBAL_NAMES
+
+    files, data = photo_files(recipe)
+    started = time.time()
+    scorer, counts = fit_photo_scorer(files, recipe)
+    card = {
+        "format": "denoise-card/1", "name": Path(recipe.out).stem, "task": "score",
+        "architecture": {"preset": "photo", "global_statistics": list(GLOBAL_NAMES),
+                         "local_statistics": list(LOCAL_NAMES), "parameters": int(scorer.model.count_params())},
+        "score": "max of two components, each divided by its (1 - fpr) quantile on held-out training photos: "
+                 "global = mean Mahalanobis distance of the image's statistics to the nearest normal training "
+                 "images; local = mean of the largest patch Mahalanobis distances",
+        **scorer.card,
+        "training": data | counts | {"recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
+                                     "seconds": round(time.time() - started, 1)},
+        "intended_use": "flag inputs of a photo denoiser that are not natural photos (documents, charts, UI, "
+                        "noise fields, flat or black frames, patterns, product shots) or photos with local damage",
+        "limits": "see docs/anomaly.md: calibrated on BSD photos; photos unlike them (macro, bokeh, night) score higher",
+        "command": command,
+        "versions": {"denoise": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
+    }
+    path = save_artifact(scorer.model, card, recipe.out)
+    write_banks(path, {"global": scorer.bank})
+    return path
