@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import sys
+import tomllib
 import typing
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
 from denoiser.engine import DEVICES, ENSEMBLES, PRECISIONS, Settings
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - python 3.10
-    import tomli as tomllib
+from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 ENV_PREFIX = "DENOISED_"
 AFTER_CHOICES = ("processed", "delete", "keep")
@@ -38,7 +34,8 @@ class Config(NamedTuple):
     device: str = "auto"
     precision: str = "auto"
     ensemble: int = Settings().ensemble
-    max_pixels: int = 100_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
     recursive: bool = False
     polling: bool = False
     settle: float = 2.0
@@ -63,6 +60,7 @@ class Config(NamedTuple):
             self.batch_size < 1 and "batch_size must be at least 1",
             self.queue_size < 1 and "queue_size must be at least 1",
             self.max_pixels < 1 and "max_pixels must be at least 1",
+            self.max_bytes < 1 and "max_bytes must be at least 1",
             (self.settle < 0 or self.max_latency < 0) and "settle and max_latency must not be negative",
             not 0 <= self.metrics_port < 65536 and "metrics_port must be 0 (off) or a TCP port",
             not is_ip_address(self.metrics_address) and "metrics_address must be an IP address such as 127.0.0.1",

@@ -156,12 +156,15 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
     """The file's bytes; a missing, unreadable, empty or over-max_bytes file is an ImageError.
 
     The size is checked before reading, and at most max_bytes + 1 bytes are read, so a file still growing cannot
-    slip past the limit.
+    slip past the limit (nor is a buffer of max_bytes reserved for a small file).
     """
     try:
         with open(path, "rb") as handle:
-            _check_bytes(os.fstat(handle.fileno()).st_size, max_bytes, path.name)
-            data = handle.read(max_bytes + 1)
+            size = os.fstat(handle.fileno()).st_size
+            _check_bytes(size, max_bytes, path.name)
+            data = handle.read(size + 1)
+            if len(data) > size:  # it grew since its size was taken
+                data += handle.read(max_bytes + 1 - len(data))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except OSError as e:

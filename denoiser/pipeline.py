@@ -18,7 +18,7 @@ import numpy as np
 from denoiser.anomaly import HEATMAP_SUFFIX, Scorer, heatmap_image, heatmap_path
 from denoiser.artifact import DEFAULT_SCORER, default_model_path, resolve_model
 from denoiser.engine import Engine, Settings
-from denoiser.imageio import ImageError, Picture, read_image, write_image
+from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, Picture, read_image, write_image
 from denoiser.scoring import Score
 from denoiser.storage import append_line, atomic_write, is_per_input
 
@@ -47,7 +47,8 @@ def reserved(relative: Path) -> str | None:
 class Options(NamedTuple):
     """What a run does besides denoising."""
 
-    max_pixels: int = 100_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES  # larger input files are refused before they are read
     prefetch: int = 2  # decoded images held ahead of inference (decoding is far faster than inference)
     heatmaps: bool = False  # write each image's anomaly map beside its output
 
@@ -147,14 +148,14 @@ class _Decoded(NamedTuple):
     error: str | None
 
 
-def _decode(job: Job, max_pixels: int) -> _Decoded:
+def _decode(job: Job, options: Options) -> _Decoded:
     started = time.perf_counter()
     try:
         if job.refusal:
             raise ImageError(job.refusal)
         if not job.source.is_file():
             raise ImageError("not a regular file")
-        return _Decoded(job, started, read_image(job.source, max_pixels), None)
+        return _Decoded(job, started, read_image(job.source, options.max_pixels, options.max_bytes), None)
     except ImageError as error:
         return _Decoded(job, started, None, str(error))
 
@@ -177,7 +178,7 @@ def prefetch(function: Callable, items: Iterable, depth: int) -> Iterator:
 
 def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -> Iterator[dict]:
     """Denoise, score and write each job; yield one record per job, in order."""
-    decoded = prefetch(lambda job: _decode(job, options.max_pixels), jobs, options.prefetch)
+    decoded = prefetch(lambda job: _decode(job, options), jobs, options.prefetch)
     try:
         for engine, group in groupby(decoded, key=lambda d: d.picture and models.for_channels(d.picture.pixels.shape[-1])):
             if engine is None:
@@ -190,7 +191,7 @@ def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -
 
 def score_only(jobs: Iterable[Job], scorer: Scorer, options: Options = Options()) -> Iterator[dict]:
     """Score each job's input as it is, writing only its anomaly map (with `options.heatmaps`)."""
-    decoded = prefetch(lambda job: _decode(job, options.max_pixels), jobs, options.prefetch)
+    decoded = prefetch(lambda job: _decode(job, options), jobs, options.prefetch)
     try:
         for item in decoded:
             if item.picture is None:

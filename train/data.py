@@ -14,6 +14,7 @@ from denoiser.engine import orient
 from denoiser.noise import NoiseSpec, WatermarkStyle, degrade, watermark_with_matte
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+MAX_IDX_BYTES = 1 << 30  # what an IDX file may hold unpacked: Fashion-MNIST's largest holds 47 MB
 
 
 WATERMARK_FONTS = "/usr/share/fonts/truetype/dejavu"  # Debian's fonts-dejavu-core; evaluation uses another font
@@ -124,11 +125,13 @@ class Patches(keras.utils.PyDataset):
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzipped or not), as used by MNIST and Fashion-MNIST."""
+    """An IDX file (gzipped or not), as used by MNIST and Fashion-MNIST, of at most MAX_IDX_BYTES unpacked."""
     import gzip
 
     with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
-        data = handle.read()
+        data = handle.read(MAX_IDX_BYTES + 1)
+    if len(data) > MAX_IDX_BYTES:
+        raise ValueError(f"{path} holds more than {MAX_IDX_BYTES:,} bytes unpacked")
     if data[:2] != b"\0\0" or data[2] != 8:
         raise ValueError(f"{path} is not an unsigned-byte IDX file")
     dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3])]

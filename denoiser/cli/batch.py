@@ -51,7 +51,8 @@ def batch(input_path: Path, output: Path, **options) -> None:
         todo = [job for job in jobs if os.path.abspath(job.source) not in recorded]
         for folder in {job.target.parent for job in todo}:
             remove_stale_temporaries(folder)  # left by a run that was killed mid-write
-        with closing(process(todo, models, Options(options["max_pixels"], heatmaps=options["heatmaps"]))) as records:
+        run = Options(options["max_pixels"], max_bytes=options["max_bytes"], heatmaps=options["heatmaps"])
+        with closing(process(todo, models, run)) as records:
             with click.progressbar(records, length=len(todo), label="denoising", file=sys.stderr,
                                    hidden=options["quiet"]) as bar:
                 for entry in bar:

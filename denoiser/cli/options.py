@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from denoiser.engine import DEVICES, ENSEMBLES, PRECISIONS, TILE, TILE_OVERLAPS, Settings
+from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 
 def _apply(command, options):
@@ -36,14 +37,22 @@ def tiling_options(command):
     ])
 
 
+def limit_options(command):
+    """Add the input limits: pixels and bytes per file."""
+    return _apply(command, [
+        click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+                     help="Refuse images with more pixels than this."),
+        click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT_MAX_BYTES, show_default=True,
+                     help="Refuse files larger than this many bytes, before reading them."),
+    ])
+
+
 def engine_options(command):
-    """Add the model option, the tiling options and the pixel limit."""
-    return _apply(tiling_options(command), [
+    """Add the model option, the tiling options and the input limits."""
+    return _apply(limit_options(tiling_options(command)), [
         click.option("-m", "--model", default=None, metavar="PATH|NAME",
                      help="Model file or shipped name (gray, gray-fast, color, watermark-gray). "
                           "Default: gray or color per image."),
-        click.option("--max-pixels", type=click.IntRange(1), default=100_000_000, show_default=True,
-                     help="Refuse images with more pixels than this."),
     ])
 
 

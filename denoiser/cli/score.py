@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from denoiser.cli.options import scorer_options
+from denoiser.cli.options import limit_options, scorer_options
 from denoiser.cli.writing import writing_to
 
 
@@ -17,8 +17,7 @@ from denoiser.cli.writing import writing_to
 @click.argument("output", metavar="OUTPUT", type=click.Path(file_okay=False, path_type=Path))
 @scorer_options
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of INPUT.")
-@click.option("--max-pixels", type=click.IntRange(1), default=100_000_000, show_default=True,
-              help="Refuse images with more pixels than this.")
+@limit_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def score(input_path: Path, output: Path, **options) -> None:
     """Score how anomalous each image in INPUT is, into OUTPUT/scores.jsonl.
@@ -41,7 +40,7 @@ def score(input_path: Path, output: Path, **options) -> None:
         raise click.BadParameter(str(error), param_hint="--scorer") from error
     failed = flagged = 0
     with writing_to(output) as log, closing(score_only(jobs, scorer, Options(
-            options["max_pixels"], heatmaps=options["heatmaps"]))) as records:
+            options["max_pixels"], max_bytes=options["max_bytes"], heatmaps=options["heatmaps"]))) as records:
         with click.progressbar(records, length=len(jobs), label="scoring", file=sys.stderr,
                                hidden=options["quiet"]) as bar:
             for entry in bar:
