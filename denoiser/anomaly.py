@@ -19,7 +19,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from denoiser.artifact import read_card, resolve_model
+from denoiser.artifact import load_keras, read_card, resolve_model
 from denoiser.scoring import Calibration, Score, normalise
 
 BANK_ENTRY = "denoise-banks.npz"
@@ -59,13 +59,12 @@ class Scorer:
 
     @classmethod
     def load(cls, spec: str | Path) -> "Scorer":
-        """Load from a `.keras` path or a shipped name (`scorer`); raises FileNotFoundError."""
-        import keras
-
+        """Load from a `.keras` path or a shipped name (`scorer`); raises FileNotFoundError (ModelRefused for a file
+        that is not safe to load, see `denoiser.artifact.check_model`)."""
         from denoiser import layers  # noqa: F401  registers custom layers such as TiedDense
 
         path = resolve_model(spec)
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = load_keras(path)
         return cls(model, read_banks(path), read_card(path))
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,18 @@ CARD_ENTRY = "denoise-card.json"
 WEIGHTS_ENTRY = "model.weights.h5"
 DEFAULT_MODELS = {1: "gray", 3: "color"}
 DEFAULT_SCORER = "scorer"
+MODEL_SUFFIX = ".keras"
+CONFIG_ENTRY = "config.json"
+# What a model archive may hold in all, unpacked (its entries, and the arrays of an .npz entry): the shipped ones hold
+# 10 to 40 MB, and Keras writes every entry stored, so reading one inflates nothing.
+MAX_MODEL_BYTES = 1 << 30
+# Keras layers that run code or files named in the model rather than in Keras: refused whatever Keras's safe mode says.
+UNSAFE_LAYERS = {"Lambda": "a Lambda layer", "TFSMLayer": "a TFSMLayer (an external SavedModel)"}
+
+
+class ModelRefused(FileNotFoundError, ValueError):
+    """A model file that is not loaded (not a `.keras` archive, too large, or needing code from outside Keras and this
+    project); a FileNotFoundError and a ValueError, so every command that reports a bad model reports it cleanly."""
 
 
 class Artifact(NamedTuple):
@@ -118,23 +131,125 @@ def default_model_path(channels: int) -> Path:
 
 def resolve_model(spec: str | Path) -> Path:
     """A model path from a file path or a shipped model's name (`gray`, `gray-fast`, `color`, `watermark-gray`,
-    `scorer`)."""
+    `scorer`); FileNotFoundError when it is neither, ModelRefused when the file is not safe to load (see
+    `check_model`)."""
     path = Path(spec)
     if path.suffix == "" and path.name == str(spec) and shipped_path(str(spec)).is_file():
-        return shipped_path(str(spec))
+        return check_model(shipped_path(str(spec)))
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {spec}")
+    return check_model(path)
+
+
+def check_model(path: str | Path) -> Path:
+    """Refuse, with ModelRefused, a model file that is not a `.keras` archive as Keras writes it (entries stored,
+    MAX_MODEL_BYTES in all) or whose config names a layer of UNSAFE_LAYERS, Python bytecode, or a class that is
+    neither Keras's nor registered in this process; returns the path.
+
+    Only the archive's listing, its config and its .npz headers are read, and nothing is imported from it."""
+    path = Path(path)
+    if path.suffix != MODEL_SUFFIX:
+        raise ModelRefused(f"model {path}: only {MODEL_SUFFIX} files are loaded, not {path.suffix or 'no suffix'}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _check_entries(path, archive)
+            config = json.loads(archive.read(CONFIG_ENTRY))
+    except ModelRefused:
+        raise
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError, RecursionError) as error:
+        raise ModelRefused(f"model {path} is not a readable {MODEL_SUFFIX} archive ({error})") from None
+    problem = _unsafe_object(config)
+    if problem:
+        raise ModelRefused(f"model {path} {problem}")
     return path
 
 
-def load_artifact(path: str | Path, precision: str = "float32") -> Artifact:
-    """Load a `.keras` model in safe mode, cast to `precision`: a Keras dtype policy name, or `int8` for its int8
-    graph (the Keras model stays float32)."""
+def _check_entries(path: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse an archive with a compressed entry or more than MAX_MODEL_BYTES unpacked, .npz arrays included."""
+    infos = archive.infolist()
+    packed = [info.filename for info in infos if info.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise ModelRefused(f"model {path} has compressed entries ({', '.join(packed)}); Keras stores them as they are")
+    total = sum(info.file_size for info in infos)
+    if total <= MAX_MODEL_BYTES:
+        total += sum(_npz_bytes(archive.read(info)) for info in infos if info.filename.endswith(".npz"))
+    if total > MAX_MODEL_BYTES:
+        raise ModelRefused(f"model {path} unpacks to over {MAX_MODEL_BYTES:,} bytes")
+
+
+def _npz_bytes(data: bytes) -> int:
+    """The bytes an .npz archive's arrays take once loaded, from their headers (NumPy allocates that much before
+    reading); a header that claims more bytes than its member holds is refused."""
+    import numpy.lib.format as npy
+
+    total = 0
+    with zipfile.ZipFile(io.BytesIO(data)) as npz:
+        for member in npz.infolist():
+            with npz.open(member) as array:
+                version = npy.read_magic(array)
+                read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                shape, _, dtype = read_header(array)
+            size = math.prod(shape) * dtype.itemsize
+            if size > member.file_size:
+                raise ModelRefused(f"array {member.filename} claims {size:,} bytes in {member.file_size:,}")
+            total += size
+    return total
+
+
+def _unsafe_object(config: Any) -> str | None:
+    """What in a Keras config would run code from outside Keras and the registered classes (as the rest of a
+    sentence beginning with the model's name), or None; walked without recursion, however deep the config."""
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            name = item.get("class_name")
+            problem = isinstance(name, str) and _unsafe_class(name, item.get("module"), item.get("registered_name"))
+            if problem:
+                return problem
+            stack.extend(item.values())
+    return None
+
+
+def _unsafe_class(name: str, module: Any, registered: Any) -> str | None:
+    """Why one serialized object (its class name, module and registered name) is refused, or None."""
+    if name in UNSAFE_LAYERS:
+        return f"uses {UNSAFE_LAYERS[name]}, which is not loaded for safety"
+    if name == "__lambda__":
+        return "holds Python bytecode (a serialized lambda), which is not loaded for safety"
+    if name.startswith("__") or (isinstance(module, str) and (module == "keras" or module.startswith("keras."))):
+        return None
     import keras
 
+    from denoiser import layers  # noqa: F401  registers this project's own classes
+
+    if (registered or name) in keras.saving.get_custom_objects():
+        return None
+    origin = f" from {module}" if isinstance(module, str) else ""
+    return (f"uses class {name}{origin}, which is neither Keras's nor registered in this process, "
+            "so it is not loaded for safety")
+
+
+def load_keras(path: str | Path):
+    """The Keras model of a checked `.keras` file (see `check_model`), loaded in safe mode; ModelRefused when Keras
+    cannot load it."""
+    import keras
+
+    check_model(path)
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (TypeError, ValueError, KeyError, OSError) as error:
+        raise ModelRefused(f"model {path} cannot be loaded: {str(error).splitlines()[0]}") from error
+
+
+def load_artifact(path: str | Path, precision: str = "float32") -> Artifact:
+    """Load a `.keras` model in safe mode (refused as `check_model` says), cast to `precision`: a Keras dtype policy
+    name, or `int8` for its int8 graph (the Keras model stays float32)."""
     from denoiser.int8 import Int8Graph, read_int8
 
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    model = load_keras(path)
     if precision != "int8":
         return Artifact(with_precision(model, precision), read_card(path))
     graph = read_int8(path)
