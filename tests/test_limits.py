@@ -74,7 +74,7 @@ def test_planted_zlib_bombs_are_refused_without_inflating_them(seeds, seed, kind
     assert reason in errors[0]
 
 
-def test_batch_score_and_watch_take_max_bytes(tmp_path, tiny_models, rng):
+def test_batch_score_and_watch_take_max_bytes(tmp_path, tiny_models, rng, monkeypatch):
     folder = tmp_path / "in"
     small = write_image(folder / "small.png", rng.integers(0, 256, (16, 16), np.uint8))
     big = write_image(folder / "big.png", rng.integers(0, 256, (64, 64), np.uint8))
@@ -86,7 +86,10 @@ def test_batch_score_and_watch_take_max_bytes(tmp_path, tiny_models, rng):
         records = {Path(r["input"]).name: r for r in map(json.loads, (out / "scores.jsonl").read_text().splitlines())}
         assert records["small.png"]["status"] == "ok"
         assert f"{big.stat().st_size:,} bytes exceeds the limit of {int(limit):,}" in records["big.png"]["error"]
-    assert "--max-bytes" in CliRunner().invoke(main, ["watch", "--help"]).output
+    started = []
+    monkeypatch.setattr("denoised.daemon.run_daemon", lambda load: started.append(load()) or 0)
+    result = CliRunner().invoke(main, ["watch", str(folder), str(tmp_path / "watched"), "--max-bytes", limit])
+    assert result.exit_code == 0 and started[0].max_bytes == int(limit)
 
 
 def test_daemon_config_takes_max_bytes(tmp_path):
