@@ -23,6 +23,7 @@ from denoiser.artifact import load_keras, read_card, resolve_model
 from denoiser.scoring import Calibration, Score, normalise
 
 BANK_ENTRY = "denoise-banks.npz"
+WHITENING = "_map"  # suffix of the photo scorer's Dense layers that map statistics
 
 
 class Standardiser(NamedTuple):
@@ -65,7 +66,9 @@ class Scorer:
 
         path = resolve_model(spec)
         model = load_keras(path)
-        return cls(model, read_banks(path), read_card(path))
+        card = read_card(path)
+        kind = PhotoScorer if card.get("kind") == PhotoScorer.KIND else cls
+        return kind(model, read_banks(path), card)
 
     @property
     def name(self) -> str:
@@ -113,6 +116,85 @@ class Scorer:
         """Per-pixel errors scaled so that the calibrated pixel threshold is 0.5, resized to `shape`."""
         scale = 0.5 / self.pixel_threshold if self.pixel_threshold else 1.0 / max(float(errors.max()), 1e-12)
         heat = np.clip(errors * scale, 0.0, 1.0).astype(np.float32)
+        return cv2.resize(heat, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+class PhotoScorer:
+    """Scores whether an input is a natural photo and whether a part of it is damaged.
+
+    Models of normal photos (clean and noisy), each stored as a Dense layer of the `.keras` model that whitens
+    statistics (see `denoiser.anomaly_features`). Three components: `global`, the mean Mahalanobis distance of the
+    image's global statistics to the `neighbours` nearest normal training images; `range`, how far the most
+    outlying single statistic lies from its median, in half-widths of its 1-99% range on training photos (one
+    statistic far out, as the coarse contrast of a noise field, is diluted in the distance); `local`, the mean of
+    the `top` largest Mahalanobis distances of patch statistics, which also compare a patch to its neighbourhood.
+    Each is divided by its (1 - fpr) quantile on held-out normal photos, and the raw score is the largest.
+    """
+
+    KIND = "photo"
+
+    def __init__(self, model, banks: dict, card: dict):
+        self.model, self.card = model, card
+        self.whitening = {layer.name.removesuffix(WHITENING): [np.asarray(w, np.float64) for w in layer.get_weights()]
+                          for layer in model.layers if layer.name.endswith(WHITENING)}
+        self.bank = np.asarray(banks.get("global", np.zeros((0, 0))), np.float64)
+        self.neighbours, self.top = int(card.get("neighbours", 5)), int(card.get("top", 3))
+        self.scales = dict(card.get("scales", {"global": 1.0, "range": 1.0, "local": 1.0}))
+        self.calibration = Calibration.from_card(card)
+        self.pixel_threshold = float(card.get("pixel_threshold", 0.0)) or None
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", "scorer"))
+
+    def whiten(self, name: str, features: np.ndarray) -> np.ndarray:
+        """Features mapped by the model's whitening layer `name` (rows: samples)."""
+        kernel, bias = self.whitening[name]
+        return np.asarray(features, np.float64) @ kernel + bias
+
+    def components(self, pixels: np.ndarray) -> tuple[dict, np.ndarray]:
+        """The image's global and local components, and its patch distances (rows x cols)."""
+        from denoiser.anomaly_features import global_features, local_features
+
+        statistics = global_features(pixels)[None]
+        white = self.whiten("global", statistics)
+        if len(self.bank):
+            glob = float(nearest_distance(white, self.bank, self.neighbours)[0])
+        else:
+            glob = float(np.sqrt((white ** 2).sum()))
+        local = local_features(pixels)
+        patches = np.sqrt((self.whiten("local", local.reshape(-1, local.shape[-1])) ** 2).sum(axis=1))
+        top = np.sort(patches)[-min(self.top, len(patches)):].mean()
+        outlying = float(np.abs(self.whiten("range", statistics)).max())
+        return {"global": glob, "range": outlying, "local": float(top)}, patches.reshape(local.shape[:2])
+
+    def raw(self, components: dict) -> float:
+        """The larger of the components, each divided by its quantile on held-out normal photos."""
+        return max(components[k] / self.scales[k] for k in self.scales)
+
+    def score(self, pixels: np.ndarray, heatmap: bool = False) -> tuple[Score, np.ndarray | None]:
+        """One image's score and, if asked, its anomaly map (H x W in [0, 1], 0.5 at the pixel threshold)."""
+        components, patches = self.components(pixels)
+        raw = self.raw(components)
+        if self.calibration is None:
+            result = Score(raw, float("nan"), False)
+        else:
+            result = Score(raw, normalise(raw, self.calibration), raw >= self.calibration.threshold)
+        return result, self.anomaly_map(patches, pixels.shape[:2]) if heatmap else None
+
+    def anomaly_map(self, patches: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Patch distances spread over their windows (the largest where they overlap), scaled so that the pixel
+        threshold is 0.5, at `shape`."""
+        from denoiser.anomaly_features import PATCH, STRIDE, WORK
+
+        scale = 0.5 / self.pixel_threshold if self.pixel_threshold else 1.0 / max(float(patches.max()), 1e-12)
+        ratio = WORK / min(shape)
+        work = (max(WORK, int(round(shape[0] * ratio))), max(WORK, int(round(shape[1] * ratio))))
+        heat = np.zeros(work, np.float32)
+        for (row, col), value in np.ndenumerate(patches):
+            window = heat[row * STRIDE:row * STRIDE + PATCH, col * STRIDE:col * STRIDE + PATCH]
+            np.maximum(window, value, out=window)
+        heat = np.clip(heat * scale, 0.0, 1.0)
         return cv2.resize(heat, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 

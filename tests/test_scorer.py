@@ -171,3 +171,94 @@ def test_batch_writes_heatmaps_with_a_given_scorer(tmp_path, stripe_scorer, tiny
 
     with Image.open(entry["heatmap"]) as heat:
         assert heat.size == (40, 40) and heat.mode == "RGB"
+
+
+def pink(rng, count: int, size: int = 112) -> list[np.ndarray]:
+    """Stand-ins for natural photos: colour noise with a 1/f amplitude spectrum, as photos have."""
+    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij"))
+    out = []
+    for _ in range(count):
+        field = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size, 3)), axes=(0, 1))
+                                     / np.maximum(frequency, 1.0 / size)[..., None], axes=(0, 1)))
+        field = (field - field.mean()) / field.std() * rng.uniform(0.1, 0.2) + rng.uniform(0.3, 0.7)
+        out.append(np.round(np.clip(field, 0, 1) * 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def photo_scorer(tmp_path_factory):
+    """A photo scorer trained through `python -m train scorer --preset photo` on 1/f images."""
+    from train.cli import main
+
+    from conftest import write_image
+
+    folder = tmp_path_factory.mktemp("photo")
+    for i, image in enumerate(pink(np.random.default_rng(3), 50)):
+        write_image(folder / "normal" / f"{i:03d}.png", image)
+    out = folder / "photo.keras"
+    result = CliRunner().invoke(main, ["scorer", "--preset", "photo", "--data", str(folder / "normal"), "--out",
+                                       str(out), "--crops", "2", "--holdout", "0.3", "--neighbours", "3"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_photo_scorer_card_and_artifact(photo_scorer):
+    from denoiser.anomaly import PhotoScorer
+
+    scorer = Scorer.load(photo_scorer)
+    card = json.loads(photo_scorer.with_suffix(".json").read_text())
+    assert isinstance(scorer, PhotoScorer) and card["kind"] == "photo" and card["architecture"]["preset"] == "photo"
+    assert card["training"]["images"] == 40 and card["training"]["validation_left_out"] == 10  # every 5th file
+    assert card["training"]["calibration_files"] == 12 and set(card["scales"]) == {"global", "range", "local"}
+    assert {type(layer).__name__ for layer in scorer.model.layers} == {"InputLayer", "Dense"}
+    assert scorer.bank.shape == (card["training"]["fitting_views"], 22)
+
+
+def test_photo_scorer_passes_held_out_photos_and_flags_odd_inputs(photo_scorer):
+    scorer = Scorer.load(photo_scorer)
+    rng = np.random.default_rng(11)
+    normal = [scorer.score(image.astype(np.float32) / 255)[0] for image in pink(rng, 30)]
+    odd = [np.full((120, 160, 3), 0.4, np.float32), rng.random((130, 150, 1)).astype(np.float32),
+           np.clip(0.5 + rng.normal(0, 0.1, (140, 140, 3)), 0, 1).astype(np.float32),
+           np.indices((128, 128)).sum(axis=0)[..., None] // 16 % 2 * np.ones(3, np.float32)]
+    flagged = [scorer.score(image)[0] for image in odd]
+    assert sum(r.anomalous for r in normal) <= 2, normal
+    assert all(r.anomalous and r.score > 0.5 for r in flagged), flagged
+    assert all(0.0 <= r.score <= 1.0 for r in normal + flagged)
+    assert min(r.raw for r in flagged) > np.median([r.raw for r in normal])
+
+
+def test_photo_scorer_heatmap_points_at_a_pasted_square(photo_scorer):
+    scorer = Scorer.load(photo_scorer)
+    image = pink(np.random.default_rng(5), 1, 160)[0].astype(np.float32) / 255
+    image[40:90, 60:110] = 0.5  # a flat gray square pasted in
+    _, heat = scorer.score(image, heatmap=True)
+    assert heat.shape == (160, 160) and 0.0 <= heat.min() and heat.max() <= 1.0
+    assert heat[45:85, 65:105].mean() > 2 * heat[120:, :40].mean()
+
+
+def test_noise_level_estimate_and_statistics_shapes(rng):
+    from denoiser.anomaly_features import GLOBAL_NAMES, LOCAL_NAMES, global_features, local_features, noise_sigma
+
+    flat = 0.5 + rng.normal(0, 20 / 255, (256, 256))
+    assert abs(noise_sigma(flat) * 255 - 20) < 1.5
+    assert global_features(rng.random((90, 300, 3))).shape == (len(GLOBAL_NAMES),)
+    assert local_features(rng.random((128, 256, 1))).shape == (15, 31, len(LOCAL_NAMES))
+
+
+def test_batch_records_score_the_input_not_the_cleaned_image(tmp_path, photo_scorer, tiny_models, rng):
+    from denoiser.cli import main
+    from denoiser.imageio import read_image
+
+    from conftest import write_image
+
+    source = write_image(tmp_path / "in" / "noise.png", (rng.random((96, 96)) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(out), "-m", str(tiny_models["gray"]),
+                                       "--scorer", str(photo_scorer), "-q"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((out / "scores.jsonl").read_text())
+    scorer = Scorer.load(photo_scorer)
+    expected = scorer.score(read_image(source).pixels)[0]
+    assert abs(entry["raw_score"] - expected.raw) < 1e-6 and entry["anomalous"]
+    assert abs(entry["raw_score"] - scorer.score(read_image(out / "noise.png").pixels)[0].raw) > 1e-3

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from denoiser import __version__
-from denoiser.anomaly import Scorer, Standardiser, prepare, write_banks
+from denoiser.anomaly import WHITENING, Scorer, Standardiser, prepare, write_banks
 from denoiser.anomaly_features import LOCAL_NAMES
 from denoiser.artifact import save_artifact
 from denoiser.imageio import read_image
@@ -319,8 +319,8 @@ def ranges(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def photo_model(kernels: dict):
     """A Keras model whose Dense layers hold the maps of the global and local statistics (one per name)."""
-    inputs = {name: keras.Input((kernel.shape[0],), name=f"{name}_statistics") for name, (kernel, _) in kernels.items()}
-    layers = {name: keras.layers.Dense(kernel.shape[1], name=name) for name, (kernel, _) in kernels.items()}
+    inputs = {name: keras.Input((kernel.shape[0],), name=name) for name, (kernel, _) in kernels.items()}
+    layers = {name: keras.layers.Dense(kernel.shape[1], name=f"{name}{WHITENING}") for name, (kernel, _) in kernels.items()}
     model = keras.Model(inputs, {name: layers[name](inputs[name]) for name in kernels}, name="photo_scorer")
     for name, weights in kernels.items():
         layers[name].set_weights(list(weights))
@@ -338,7 +338,7 @@ def fit_photo_scorer(files: list[Path], recipe: ScorerRecipe, shrink: float = 0.
     held_out, fitting = [files[i] for i in order[:cut]], [files[i] for i in order[cut:]]
     glob, local = photo_features(photo_views(fitting, recipe.crops, rng), patches, rng)
     model = photo_model({"global": whitening(glob, shrink), "range": ranges(glob), "local": whitening(local, shrink)})
-    bank = np.asarray(model.get_layer("global")(glob), np.float16)
+    bank = np.asarray(model.get_layer(f"global{WHITENING}")(glob), np.float16)
     card = {"kind": PhotoScorer.KIND, "neighbours": recipe.neighbours, "top": top}
     scorer = PhotoScorer(model, {"global": bank}, card)
     measured = [scorer.components(view) for view in photo_views(held_out, recipe.crops, rng)]
@@ -366,6 +366,21 @@ def photo_files(recipe: ScorerRecipe) -> tuple[list[Path], dict]:
                    "fingerprint_sha256": fingerprint(files)}
 
 
+def validation_flagged(scorer, recipe: ScorerRecipe) -> dict:
+    """Share of the left-out files flagged, whole, clean and in each kind of noise the scorer must pass."""
+    from denoiser.noise import NoiseSpec, degrade, quantize8
+
+    files = [path for folder in recipe.data.split(os.pathsep) for path in validation_files(list_images(folder))]
+    photos = [read_image(path).pixels for path in files]
+    rng = np.random.default_rng(recipe.seed)
+    out = {"images": len(photos)}
+    for name in ("clean", "gauss:25", "gauss:50", "sp:5"):
+        kind, _, level = name.partition(":")
+        views = [quantize8(p) if kind == "clean" else degrade(p, NoiseSpec(kind, float(level)), rng) for p in photos]
+        out[name] = round(float(np.mean([scorer.score(view)[0].anomalous for view in views])), 4)
+    return out
+
+
 def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
     """Fit, calibrate and export a photo scorer; its card is written inside the `.keras` and beside it."""
     from denoiser.anomaly_features import GLOBAL_NAMES
@@ -377,15 +392,19 @@ def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
         "format": "denoise-card/1", "name": Path(recipe.out).stem, "task": "score",
         "architecture": {"preset": "photo", "global_statistics": list(GLOBAL_NAMES),
                          "local_statistics": list(LOCAL_NAMES), "parameters": int(scorer.model.count_params())},
-        "score": "max of two components, each divided by its (1 - fpr) quantile on held-out training photos: "
+        "score": "max of three components, each divided by its (1 - fpr) quantile on held-out training photos: "
                  "global = mean Mahalanobis distance of the image's statistics to the nearest normal training "
-                 "images; local = mean of the largest patch Mahalanobis distances",
+                 "images; range = the most outlying continuous statistic, in half-widths of its 1-99% range; "
+                 "local = mean of the largest patch Mahalanobis distances",
         **scorer.card,
         "training": data | counts | {"recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
                                      "seconds": round(time.time() - started, 1)},
+        "metrics": {"validation_flagged": validation_flagged(scorer, recipe)},
         "intended_use": "flag inputs of a photo denoiser that are not natural photos (documents, charts, UI, "
-                        "noise fields, flat or black frames, patterns, product shots) or photos with local damage",
-        "limits": "see docs/anomaly.md: calibrated on BSD photos; photos unlike them (macro, bokeh, night) score higher",
+                        "noise fields, flat or black frames, patterns, product shots)",
+        "limits": "local damage on a photo (a scratch, a stain, a pasted patch) barely raises the score; noise "
+                  "fields that are slightly smoothed or over a faint picture can pass; calibrated on BSD photos, so "
+                  "photos unlike them score higher (see docs/anomaly.md)",
         "command": command,
         "versions": {"denoise": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
     }
