@@ -203,11 +203,14 @@ def throughput(work: Path, files: dict[str, bytes], args: argparse.Namespace) ->
     stage, batch_out = work / "stage", work / "batch-out"
     stage.mkdir()
     write_files(stage, files)
-    command = [DENOISE, "batch", stage, batch_out, "-q", "-t", str(args.tile), "-b", str(args.batch_size)]
+    command = [DENOISE, "batch", stage, batch_out, "-q", "-b", str(args.batch_size)]
+    command += ["-t", str(args.tile)] if args.tile else []
     command += ["-m", args.model] if args.model else []
     batch = subprocess.run([str(c) for c in command], capture_output=True, text=True,
                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    batch_rate = float(re.search(r"([\d.]+) MP/s", batch.stdout).group(1))
+    found = re.search(r"([\d.]+) MP/s", batch.stdout)
+    assert found, f"denoise batch exited {batch.returncode}: {batch.stderr[-2000:]}"
+    batch_rate = float(found.group(1))
     warm_rate = pipeline_rate(stage, work / "pipeline-out", args)
     inbox, output = work / "warm-in", work / "warm-out"
     inbox.mkdir()
