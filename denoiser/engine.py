@@ -6,7 +6,7 @@ import time
 from collections import deque
 from functools import cache
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -180,10 +180,12 @@ class Engine:
         """Denoise one H x W x C image."""
         return next(self.denoise_many([image], in_place))
 
-    def denoise_many(self, images: Iterable[np.ndarray], in_place: bool = False) -> Iterator[np.ndarray]:
+    def denoise_many(self, images: Iterable[np.ndarray], in_place: bool = False,
+                     progress: Callable[[], object] | None = None) -> Iterator[np.ndarray]:
         """Denoise images lazily, in order; tiles of the same size from consecutive images share batches.
 
         With `in_place`, each float32 image is overwritten by its result, so no second image-sized array is made.
+        `progress` is called after each batch of tiles.
 
         When more images wait behind an unfinished one than two of its batches hold, its partial batch is run,
         so a large image among many small ones cannot hold their results back without bound.
@@ -198,21 +200,23 @@ class Engine:
                 for index in range(job.plan.count):
                     batch.append((job, unit, index))
                     if len(batch) == capacity:
-                        self._flush(batch)
+                        self._flush(batch, progress)
             if len(pending) > 2 * self.capacity(pending[0].plan.tile) and pending[0].remaining:
-                self._flush(batches[pending[0].plan.tile])
+                self._flush(batches[pending[0].plan.tile], progress)
             while pending and pending[0].remaining == 0:
                 yield pending.popleft().result()
         for batch in batches.values():
-            self._flush(batch)
+            self._flush(batch, progress)
         while pending:
             yield pending.popleft().result()
 
-    def _flush(self, batch: list[tuple["_Job", int, int]]) -> None:
-        """Run a batch if it holds any tiles, and empty it."""
+    def _flush(self, batch: list[tuple["_Job", int, int]], progress: Callable[[], object] | None = None) -> None:
+        """Run a batch if it holds any tiles, and empty it; then report progress."""
         if batch:
             self._run(batch)
             batch.clear()
+            if progress:
+                progress()
 
     def _run(self, batch: list[tuple["_Job", int, int]]) -> None:
         """Predict one batch and hand tiles back to their jobs.

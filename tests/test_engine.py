@@ -123,6 +123,15 @@ def test_tiles_of_one_shape_from_consecutive_images_share_batches_of_few_shapes(
         assert batch_sizes[-1] == min(capacity, 1 << (short - 1).bit_length()), "short batches pad to a power of two"
 
 
+def test_progress_is_reported_after_every_batch_of_tiles(tiny_models, rng):
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=2))
+    shapes, reports = record_batch_shapes(engine), []
+    images = [rng.random((70, 70, 1), dtype=np.float32), rng.random((20, 20, 1), dtype=np.float32)]
+    for _ in engine.denoise_many(images, progress=lambda: reports.append(len(shapes))):
+        pass
+    assert len(shapes) > 2 and reports == list(range(1, len(shapes) + 1)), "one report after each batch run"
+
+
 def test_a_large_image_does_not_hold_back_many_small_ones(tiny_models, rng):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=2))
     capacities = [engine.capacity(shape) for shape in ((16, 16), (16, 32), (32, 32))]
