@@ -29,9 +29,9 @@ test: $(STAMP)
 # images added as gray (50 min, then 80 and 105 min timed with a weight average and sigma up to 55), colour
 # twice (25 and 15 min, the last with a new seed). DATA holds train400/ and cbsd432/.
 DATA ?= ../shared/data
-TRAIN := $(BIN)/python -m train --preset unet --width 32 --levels 4 --epochs 25 --steps 250 --batch-size 32 --patch 64 --lr 1e-3
-TUNE := $(BIN)/python -m train --preset unet --width 32 --levels 4 --steps 250 --batch-size 8 --patch 128
-SCORER := $(BIN)/python -m train scorer --preset photo --crops 4 --neighbours 5
+TRAIN := $(BIN)/python -m denoise_train --preset unet --width 32 --levels 4 --epochs 25 --steps 250 --batch-size 32 --patch 64 --lr 1e-3
+TUNE := $(BIN)/python -m denoise_train --preset unet --width 32 --levels 4 --steps 250 --batch-size 8 --patch 128
+SCORER := $(BIN)/python -m denoise_train scorer --preset photo --crops 4 --neighbours 5
 models: $(STAMP)
 	$(TRAIN) --data $(DATA)/train400 --out models/gray.keras --channels 1 --checkpoint-dir runs/gray
 	$(TUNE) --epochs 60 --lr 3e-4 --init models/gray.keras --data $(DATA)/train400 --out models/gray.keras --channels 1 --sp-prob 0.1 --checkpoint-dir runs/gray-ft
@@ -49,7 +49,7 @@ models: $(STAMP)
 
 # Retrain only the shipped fast gray model (65 + 30 min timed): the U-Net at half resolution, its body started from
 # gray's, then a pass with static in 30% of the patches, which the first pass had not learned.
-FAST := $(BIN)/python -m train --preset unet-half --width 32 --levels 4 --data $(DATA)/train400 --data $(DATA)/cbsd432 --channels 1 --patch 128 --batch-size 16 --steps 100 --ema 0.999 --sigma-max 55 --workers 2 --out models/gray-fast.keras
+FAST := $(BIN)/python -m denoise_train --preset unet-half --width 32 --levels 4 --data $(DATA)/train400 --data $(DATA)/cbsd432 --channels 1 --patch 128 --batch-size 16 --steps 100 --ema 0.999 --sigma-max 55 --workers 2 --out models/gray-fast.keras
 fast: $(STAMP)
 	$(FAST) --init models/gray.keras --minutes 65 --lr 5e-4 --sp-prob 0.1 --seed 11 --checkpoint-dir runs/gray-fast
 	$(FAST) --init models/gray-fast.keras --minutes 30 --lr 2e-4 --sp-prob 0.3 --seed 12 --checkpoint-dir runs/gray-fast2
@@ -57,7 +57,7 @@ fast: $(STAMP)
 
 # Only the int8 graphs of the shipped gray and colour models (`--precision int8`; about a minute each), calibrated
 # on noisy tiles of each model's own training images. `fast` and `watermark` make their models' own.
-QUANTIZE := $(BIN)/python -m train quantize
+QUANTIZE := $(BIN)/python -m denoise_train quantize
 int8: $(STAMP)
 	$(QUANTIZE) models/gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432
 	$(QUANTIZE) models/color.keras --data $(DATA)/cbsd432
@@ -69,7 +69,7 @@ int8: $(STAMP)
 # The tenth grows the net: four more residual blocks at its lowest scale (--bottom 6, starting as the identity),
 # trained on 256-px patches, two a batch, so that the wider view has whole patches to see; the eleventh goes on;
 # the twelfth grows it again, to ten (--bottom 10); the thirteenth goes on at a lower rate. Then its int8 graph.
-MATTE := $(BIN)/python -m train --preset matte --width 32 --levels 4 --steps 250 --batch-size 8 --patch 128 --task watermark --channels 1 --workers 2
+MATTE := $(BIN)/python -m denoise_train --preset matte --width 32 --levels 4 --steps 250 --batch-size 8 --patch 128 --task watermark --channels 1 --workers 2
 watermark: $(STAMP)
 	$(MATTE) --epochs 32 --lr 5e-4 --seed 7 --init models/gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/watermark-gray.keras --checkpoint-dir runs/wm-matte
 	$(MATTE) --epochs 20 --lr 2e-4 --seed 8 --init models/watermark-gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/watermark-gray.keras --checkpoint-dir runs/wm-matte2
@@ -91,7 +91,7 @@ watermark: $(STAMP)
 scorer: $(STAMP)
 	$(SCORER) --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/scorer.keras
 
-# What a GPU machine with JAX but no TensorFlow needs to train (train/on-gpu.sh runs it there): the wheels of
+# What a GPU machine with JAX but no TensorFlow needs to train (denoise_train/on-gpu.sh runs it there): the wheels of
 # this Keras and of the two Keras needs that such machines lack, for KIT_PYTHON, and the train400 images.
 KIT ?= .kit
 KIT_PYTHON ?= 3.12

@@ -8,7 +8,7 @@ compared with the pasted masks (pixel AUROC). Every scorer given is measured on 
     python benchmarks/anomaly_benchmark.py ../shared/data --split test -S scorer -S old-scorer.keras
     python benchmarks/anomaly_benchmark.py ../shared/data --split validation -S scorer
 
-`validation` takes the photos from the training folders' files that `python -m train scorer --preset photo` never
+`validation` takes the photos from the training folders' files that `python -m denoise_train scorer --preset photo` never
 fits on (every 5th file) and draws the odd kinds with another seed; `test` takes set12/, mcmaster/ and photos/.
 Decide on validation; report test.
 """
@@ -33,8 +33,8 @@ SEEDS = {"validation": 1001, "test": 2001}
 
 def build(data: Path, split: str, odd_count: int, crops: int, damaged_per_file: int):
     """The split's samples and damaged crops."""
-    from train.data import list_images
-    from train.scorer import validation_files
+    from denoise_train.data import list_images
+    from denoise_train.scorer import validation_files
 
     if split == "test":
         files = S.test_files(data)

@@ -8,7 +8,7 @@ Three parts, each drawn with a fixed seed:
 - crops of those photos with a scratch, a stain or a patch of another photo pasted in, with the pasted mask.
 
 The test split takes its photos from set12/, mcmaster/ and photos/; the validation split from the training
-folders' files that the photo scorer never fits on (`train.scorer.validation_files`), and draws the odd kinds
+folders' files that the photo scorer never fits on (`denoise_train.scorer.validation_files`), and draws the odd kinds
 with another seed.
 """
 
@@ -252,7 +252,7 @@ class Fashion:
     """Fashion-MNIST test items, upscaled to 84-336 pixels."""
 
     def __init__(self, folder: str | Path):
-        from train.data import load_idx
+        from denoise_train.data import load_idx
 
         self.items = load_idx(folder, "t10k")[0]
 
@@ -388,6 +388,6 @@ def damaged_samples(files: list[Path], per_file: int, seed: int, side_range=(160
 
 def test_files(data: str | Path) -> list[Path]:
     """The held-out photos of the final report: Set12, McMaster and photos/."""
-    from train.data import list_images
+    from denoise_train.data import list_images
 
     return [p for name in ("set12", "mcmaster", "photos") for p in list_images(Path(data) / name)]

@@ -19,7 +19,7 @@ import numpy as np
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
-@click.option("-p", "--preset", default="conv-ae", help="Autoencoder preset (python -m train scorer --help).")
+@click.option("-p", "--preset", default="conv-ae", help="Autoencoder preset (python -m denoise_train scorer --help).")
 @click.option("-e", "--epochs", type=int, default=4, help="Epochs over the four turns of every image.")
 @click.option("-w", "--weights", default=None, help="Component weights of the raw score. Default: the recipe's.")
 @click.option("--fpr", type=float, default=0.01, help="Configured false-positive rate.")
@@ -29,8 +29,8 @@ def main(data: str, preset: str, epochs: int, weights: str, fpr: float, classes:
     """Run the protocol and print AUROC per class and component, the mean, and the flagged rates."""
     from sklearn.metrics import roc_auc_score
 
-    from train.data import load_idx
-    from train.scorer import ScorerRecipe, fit_scorer, measure_all
+    from denoise_train.data import load_idx
+    from denoise_train.scorer import ScorerRecipe, fit_scorer, measure_all
 
     test, labels = load_idx(data, "t10k")
     rows = []

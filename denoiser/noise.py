@@ -170,7 +170,7 @@ def _bars(draw, x, y, size, cx, cy, line):
 # Logo shapes, each drawn filling a square of `size` at (x, y) (centre cx, cy; stroke `line`): 255 shape, 0 cut-out.
 LOGO_SHAPES = {"ring-star": _ring_star, "shield": _shield, "target": _target, "play": _play, "badge": _badge,
                "hexagon": _hexagon, "triangle": _triangle, "cross": _cross, "diamond": _diamond, "bars": _bars}
-# What evaluation's logo:OPACITY draws: shapes that training (train.data.TRAINING_LOGOS) never does.
+# What evaluation's logo:OPACITY draws: shapes that training (denoise_train.data.TRAINING_LOGOS) never does.
 LOGOS = ("ring-star", "shield", "target", "play", "badge")
 
 

@@ -43,7 +43,7 @@ def stored_dtypes(path) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Paths of a tiny gray and a tiny colour residual model with random weights."""
-    from train.presets import residual
+    from denoise_train.presets import residual
 
     import keras
 

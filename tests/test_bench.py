@@ -13,14 +13,14 @@ from denoiser.cli import main
 
 
 def test_flops_of_a_plain_conv_stack():
-    from train.presets import residual
+    from denoise_train.presets import residual
 
     # 3x3 convs 1->8, 8->8, 8->1: (9*8 + 9*64 + 9*8) multiply-adds per pixel
     assert conv_flops_per_pixel(residual(1, depth=3, width=8)) == pytest.approx(2 * 720)
 
 
 def test_flops_of_a_two_level_unet_count_strides():
-    from train.presets import unet
+    from denoise_train.presets import unet
 
     full = 9 * 1 * 4 + 2 * 9 * 4 * 4 + 2 * 9 * 4 * 4 + 9 * 4 * 1  # head, enc0, dec0, noise
     quarter = (2 * 2 * 4 * 8 + 4 * 9 * 8 * 8 + 2 * 2 * 8 * 4) / 4  # down0, bottom blocks, up0

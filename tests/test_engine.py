@@ -241,7 +241,7 @@ def test_seam_radius_shrinks_with_tolerance_and_keeps_tiles_within_it(rng):
     import keras
 
     from tests.conftest import tiny_card
-    from train.presets import residual
+    from denoise_train.presets import residual
 
     keras.utils.set_random_seed(4)
     model = residual(1, depth=12, width=8)
@@ -277,7 +277,7 @@ def test_an_artifact_stores_as_float16_the_weights_float16_holds_and_loads_every
     from denoiser.artifact import read_card, round_to_half, save_artifact
     from denoiser.int8 import read_int8
     from tests.conftest import stored_dtypes, tiny_card
-    from train.presets import residual
+    from denoise_train.presets import residual
 
     keras.utils.set_random_seed(5)
     model = residual(1, depth=3, width=64)  # wide enough for the weights to outweigh the archive's overhead

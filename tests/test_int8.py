@@ -17,7 +17,7 @@ from tests.test_train import write_blocky_images
 
 
 def small(preset: str, channels: int = 1, width: int = 8):
-    from train.run import Recipe, build
+    from denoise_train.run import Recipe, build
 
     import keras
 
@@ -30,7 +30,7 @@ def small(preset: str, channels: int = 1, width: int = 8):
 def test_the_onnx_graph_computes_what_the_keras_model_does(rng, preset, channels):
     import onnxruntime
 
-    from train.quantize import to_onnx
+    from denoise_train.quantize import to_onnx
 
     model = small(preset, channels)
     session = onnxruntime.InferenceSession(to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
@@ -41,7 +41,7 @@ def test_the_onnx_graph_computes_what_the_keras_model_does(rng, preset, channels
 def test_layers_the_export_cannot_write_are_refused():
     import keras
 
-    from train.quantize import to_onnx
+    from denoise_train.quantize import to_onnx
 
     inputs = keras.Input((None, None, 1))
     model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", dilation_rate=2)(inputs))
@@ -50,7 +50,7 @@ def test_layers_the_export_cannot_write_are_refused():
 
 
 def test_an_int8_graph_stays_near_the_float_model(rng):
-    from train.quantize import quantize
+    from denoise_train.quantize import quantize
 
     model = small("unet")
     tiles = np.round(rng.random((8, 32, 32, 1)) * 255).astype(np.float32) / 255
@@ -73,16 +73,16 @@ def test_an_int8_graph_stays_near_the_float_model(rng):
 @pytest.fixture
 def trained(tmp_path, rng):
     """A small U-Net trained for a few steps, saved with its card."""
-    from train.run import Recipe, train_and_export
+    from denoise_train.run import Recipe, train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng, cells=16)
     recipe = Recipe(str(data), str(tmp_path / "m.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
                     batch_size=4, patch=32, precision="float32")
-    return train_and_export(recipe, "python -m train --test")
+    return train_and_export(recipe, "python -m denoise_train --test")
 
 
 def test_quantize_command_stores_the_graph_and_its_validation_in_the_card(trained):
-    from train.cli import main
+    from denoise_train.cli import main
 
     out = trained
     assert read_int8(out) is None
@@ -90,7 +90,7 @@ def test_quantize_command_stores_the_graph_and_its_validation_in_the_card(traine
     assert result.exit_code == 0, result.output
     card = load_artifact(out).card
     assert card == json.loads(out.with_suffix(".json").read_text())
-    assert card["int8"]["command"].startswith("python -m train ")  # as typed (here, pytest's own arguments)
+    assert card["int8"]["command"].startswith("python -m denoise_train ")  # as typed (here, pytest's own arguments)
     assert card["int8"]["calibration"]["tiles"] == 8
     assert set(card["int8"]["validation"]) == set(card["metrics"]["validation"])
     assert "gauss:25: validation PSNR float32" in result.output
@@ -103,9 +103,9 @@ def test_quantize_command_stores_the_graph_and_its_validation_in_the_card(traine
 
 def test_the_engine_runs_the_int8_graph_by_name_only(trained, rng):
     out = trained
-    from train.quantize import quantize_saved
+    from denoise_train.quantize import quantize_saved
 
-    quantize_saved(out, "python -m train quantize m.keras", tiles=8, patch=64)
+    quantize_saved(out, "python -m denoise_train quantize m.keras", tiles=8, patch=64)
     clean = rng.random((40, 56, 1), dtype=np.float32) * 0.5 + 0.25
     noisy = degrade(clean, NoiseSpec("gauss", 25), rng)
     int8 = Engine.load(str(out), Settings(precision="int8", device="cpu"))
@@ -116,7 +116,7 @@ def test_the_engine_runs_the_int8_graph_by_name_only(trained, rng):
 
 
 def test_int8_is_refused_where_it_cannot_run(tiny_models):
-    with pytest.raises(ValueError, match="python -m train quantize"):
+    with pytest.raises(ValueError, match="python -m denoise_train quantize"):
         Engine.load(str(tiny_models["gray"]), Settings(precision="int8", device="cpu"))
     with pytest.raises(ValueError, match="CPU only"):
         resolve_precision("int8", "gpu")
@@ -133,13 +133,13 @@ def test_the_int8_ceiling_is_an_int8_convolutions_rate():
 
 
 def test_activation_ranges_reach_the_percentile_of_magnitudes_either_side_of_zero(rng):
-    """What train/quantize.py and the README say about ONNX Runtime's percentile calibration (width 16: no
+    """What denoise_train/quantize.py and the README say about ONNX Runtime's percentile calibration (width 16: no
     padding filters, whose zeros would count too)."""
     import keras
     import onnx
     from onnx import numpy_helper
 
-    from train.quantize import MIN_FILTERS, quantize
+    from denoise_train.quantize import MIN_FILTERS, quantize
 
     model = small("unet", width=MIN_FILTERS)
     tiles = np.round(rng.random((8, 32, 32, 1)) * 255).astype(np.float32) / 255

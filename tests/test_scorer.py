@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from denoiser.anomaly import Scorer, heatmap_path, prepare
-from train.autoencoders import AUTOENCODERS, build_autoencoder
-from train.scorer import ScorerRecipe, export_scorer, fit_scorer, raw_scores
+from denoise_train.autoencoders import AUTOENCODERS, build_autoencoder
+from denoise_train.scorer import ScorerRecipe, export_scorer, fit_scorer, raw_scores
 
 
 def stripes(rng, count: int, size: int = 28, vertical: bool = False) -> np.ndarray:
@@ -53,7 +53,7 @@ def test_every_preset_trains_exports_and_scores(tmp_path, rng, preset):
     recipe = ScorerRecipe("stripes", str(tmp_path / f"{preset}.keras"), preset=preset, epochs=1, batch_size=32,
                           holdout=0.25)
     fitted = fit_scorer(stripes(rng, 96), recipe)
-    path = export_scorer(fitted, recipe, f"python -m train --preset {preset}", {"data": ["stripes"]})
+    path = export_scorer(fitted, recipe, f"python -m denoise_train --preset {preset}", {"data": ["stripes"]})
     scorer = Scorer.load(path)
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["architecture"]["preset"] == preset and card["command"].endswith(preset)
@@ -120,7 +120,7 @@ def test_prepare_converts_channels_and_size(rng):
 
 
 def test_train_cli_routes_seed_presets_to_the_scorer(tmp_path, rng):
-    from train.cli import main
+    from denoise_train.cli import main
 
     data = tmp_path / "fashion"
     images = (stripes(rng, 120)[..., 0] * 255).astype(np.uint8)
@@ -187,8 +187,8 @@ def pink(rng, count: int, size: int = 112) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def photo_scorer(tmp_path_factory):
-    """A photo scorer trained through `python -m train scorer --preset photo` on 1/f images."""
-    from train.cli import main
+    """A photo scorer trained through `python -m denoise_train scorer --preset photo` on 1/f images."""
+    from denoise_train.cli import main
 
     from conftest import write_image
 

@@ -72,7 +72,7 @@ def conv_models():
     one-level one under a full-resolution level (folds only: 2), with random weights."""
     import keras
 
-    from train.presets import residual, seed, unet_half, unet_lite
+    from denoise_train.presets import residual, seed, unet_half, unet_lite
 
     keras.utils.set_random_seed(3)
     return {"seed": (seed(1), 4), "residual": (residual(3, depth=5, width=8), 1),

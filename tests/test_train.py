@@ -74,14 +74,14 @@ def test_every_logo_is_a_shape_with_holes_or_parts():
 
 
 def test_training_draws_each_degradation_at_its_share():
-    from train.data import NoiseSettings
+    from denoise_train.data import NoiseSettings
 
     draws = [NoiseSettings(sp_prob=0.2, wm_prob=0.3).sample(np.random.default_rng(i)).kind for i in range(2000)]
     assert abs(draws.count("sp") / 2000 - 0.2) < 0.03 and abs(draws.count("wm") / 2000 - 0.3) < 0.03
 
 
 def test_task_trains_on_one_degradation_only():
-    from train.run import Recipe
+    from denoise_train.run import Recipe
 
     assert Recipe("d", "o", task="watermark").noise.sample(np.random.default_rng(0)).kind == "wm"
     assert {Recipe("d", "o", task="static").noise.sample(np.random.default_rng(i)).kind for i in range(50)} == {"sp"}
@@ -89,7 +89,7 @@ def test_task_trains_on_one_degradation_only():
 
 def test_training_watermarks_use_other_fonts_texts_and_logos_than_evaluation(tmp_path):
     from denoiser.noise import HELD_OUT, LOGO_SHAPES, LOGOS
-    from train.data import training_watermarks
+    from denoise_train.data import training_watermarks
 
     with pytest.raises(FileNotFoundError, match="fonts-dejavu-core"):
         training_watermarks(tmp_path)
@@ -120,7 +120,7 @@ def test_bad_noise_spec_is_refused():
 
 
 def test_seed_preset_is_the_seed_architecture():
-    from train.presets import seed
+    from denoise_train.presets import seed
 
     model = seed(1)
     kinds = [layer.__class__.__name__ for layer in model.layers]
@@ -134,18 +134,18 @@ def test_seed_preset_is_the_seed_architecture():
 @pytest.mark.parametrize("preset, channels", [("residual", 1), ("seed", 3), ("unet", 1), ("unet-half", 1),
                                              ("unet-lite", 1), ("matte", 3)])
 def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channels):
-    from train.run import Recipe, train_and_export
+    from denoise_train.run import Recipe, train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng, channels=channels)
     out = tmp_path / "model" / "m.keras"
     recipe = Recipe(str(data), str(out), preset=preset, channels=channels, depth=3, width=8, epochs=2, steps=3,
                     batch_size=4, patch=32, precision="float32")
-    train_and_export(recipe, "python -m train --test")
+    train_and_export(recipe, "python -m denoise_train --test")
 
     artifact = load_artifact(out)
     card = json.loads(out.with_suffix(".json").read_text())
     assert card == json.loads(zipfile.ZipFile(out).read(CARD_ENTRY)) == artifact.card
-    assert card["command"] == "python -m train --test"
+    assert card["command"] == "python -m denoise_train --test"
     assert card["architecture"]["preset"] == preset
     assert card["size_multiple"] == {"seed": 4, "residual": 1, "unet": 8, "unet-half": 16, "unet-lite": 16,
                                     "matte": 8}[preset]
@@ -158,15 +158,15 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
 
 
 def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_path, rng):
-    from train.run import Recipe, train_and_export
+    from denoise_train.run import Recipe, train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng)
     base = Recipe(str(data), str(tmp_path / "base.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
                   batch_size=4, patch=32, precision="float32")
-    train_and_export(base, "python -m train --base")
+    train_and_export(base, "python -m denoise_train --base")
     tuned = base._replace(out=str(tmp_path / "tuned.keras"), init=base.out, lr=1e-9, task="static")
-    train_and_export(tuned, "python -m train --tuned")
-    tuned = train_and_export(tuned._replace(out=str(tmp_path / "again.keras"), init=tuned.out), "python -m train --again")
+    train_and_export(tuned, "python -m denoise_train --tuned")
+    tuned = train_and_export(tuned._replace(out=str(tmp_path / "again.keras"), init=tuned.out), "python -m denoise_train --again")
 
     parent, child = load_artifact(tmp_path / "base.keras"), load_artifact(tuned)
     for a, b in zip(parent.model.get_weights(), child.model.get_weights()):
@@ -174,13 +174,13 @@ def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_pa
     weighted = sum(bool(layer.weights) for layer in child.model.layers)
     assert child.card["training"]["init_layers"] == f"{weighted} of {weighted}"
     lineage = child.card["training"]["init_card"]
-    assert lineage["command"] == "python -m train --tuned" and lineage["training"]["recipe"]["task"] == "static"
-    assert lineage["training"]["init_card"]["command"] == "python -m train --base"
+    assert lineage["command"] == "python -m denoise_train --tuned" and lineage["training"]["recipe"]["task"] == "static"
+    assert lineage["training"]["init_card"]["command"] == "python -m denoise_train --base"
     assert "files" not in lineage["training"] and parent.card["training"]["init_card"] is None
 
 
 def test_a_matte_model_inverts_the_blend_it_estimates(rng):
-    from train.presets import matte
+    from denoise_train.presets import matte
 
     model = matte(3, width=8, levels=2)
     opacity, colour = 0.4, np.array([0.9, 0.2, 0.5], np.float32)
@@ -194,7 +194,7 @@ def test_a_matte_model_inverts_the_blend_it_estimates(rng):
 
 
 def test_patches_give_the_watermark_matte_as_a_second_target(rng):
-    from train.data import NoiseSettings, Patches
+    from denoise_train.data import NoiseSettings, Patches
 
     try:
         patches = Patches([rng.random((96, 128, 1), dtype=np.float32)], NoiseSettings(sp_prob=0.3, wm_prob=0.5),
@@ -212,8 +212,8 @@ def test_patches_give_the_watermark_matte_as_a_second_target(rng):
 
 
 def test_init_copies_the_layers_two_presets_share(rng):
-    from train.presets import matte, unet
-    from train.run import transfer_weights
+    from denoise_train.presets import matte, unet
+    from denoise_train.run import transfer_weights
 
     source, target = unet(1, width=8, levels=2), matte(1, width=8, levels=2)
     shared = [layer.name for layer in source.layers if layer.weights and layer.name not in ("noise",)]
@@ -226,8 +226,8 @@ def test_init_copies_the_layers_two_presets_share(rng):
 
 @pytest.mark.parametrize("growth, new_conv", [({"bottom": 4}, "bottom_d_b"), ({"decoder": 3}, "dec0_3_b")])
 def test_a_net_grown_with_more_blocks_starts_out_computing_what_its_parent_does(rng, growth, new_conv):
-    from train.presets import matte
-    from train.run import transfer_weights
+    from denoise_train.presets import matte
+    from denoise_train.run import transfer_weights
 
     parent, grown = matte(1, width=8, levels=2), matte(1, width=8, levels=2, **growth)
     assert transfer_weights(parent, grown) == sum(bool(layer.weights) for layer in parent.layers)
@@ -242,8 +242,8 @@ def test_a_net_grown_with_more_blocks_starts_out_computing_what_its_parent_does(
 def test_a_second_stage_starts_out_computing_what_its_frozen_first_stage_does(rng, tmp_path):
     import keras
 
-    from train.presets import matte
-    from train.run import transfer_weights
+    from denoise_train.presets import matte
+    from denoise_train.run import transfer_weights
 
     first = matte(1, width=8, levels=2)
     second = matte(1, width=8, levels=2, first=first)
@@ -264,7 +264,7 @@ def test_a_second_stage_starts_out_computing_what_its_frozen_first_stage_does(rn
 def test_training_on_several_folders_uses_and_records_them_all(tmp_path, rng):
     from click.testing import CliRunner
 
-    from train.cli import main
+    from denoise_train.cli import main
 
     for folder, count in (("gray", 12), ("colour", 9)):
         write_blocky_images(tmp_path / folder, rng, count, channels=3, prefix=folder)
@@ -283,7 +283,7 @@ def test_training_on_several_folders_uses_and_records_them_all(tmp_path, rng):
 def test_training_on_images_smaller_than_the_patch_stops_with_a_clear_error_and_writes_nothing(tmp_path, rng):
     from click.testing import CliRunner
 
-    from train.cli import main
+    from denoise_train.cli import main
 
     write_blocky_images(tmp_path / "small", rng, 6, channels=1)
     out = tmp_path / "m.keras"
@@ -296,8 +296,8 @@ def test_training_on_images_smaller_than_the_patch_stops_with_a_clear_error_and_
 def test_a_resumed_run_goes_on_with_new_noise_draws_instead_of_repeating_the_first(tmp_path, rng, monkeypatch):
     import keras
 
-    from train.data import Patches
-    from train.run import Recipe, build, fit
+    from denoise_train.data import Patches
+    from denoise_train.run import Recipe, build, fit
 
     recipe = Recipe("d", "o", preset="residual", depth=2, width=4, epochs=3, steps=2, batch_size=2, patch=16,
                     checkpoint_dir=str(tmp_path / "checkpoints"))
@@ -327,13 +327,13 @@ def test_seams_command_measures_again_what_export_measured(tmp_path, rng):
     from click.testing import CliRunner
 
     from denoiser.artifact import save_artifact
-    from train.cli import main
-    from train.run import Recipe, train_and_export
+    from denoise_train.cli import main
+    from denoise_train.run import Recipe, train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng, cells=16)
     recipe = Recipe(str(data), str(tmp_path / "m.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
                     batch_size=4, patch=32, precision="float32")
-    out = train_and_export(recipe, "python -m train --test")
+    out = train_and_export(recipe, "python -m denoise_train --test")
     artifact = load_artifact(out)
     card = artifact.card
     assert 0 < card["seam_radius"] <= card["receptive_radius"]
@@ -347,7 +347,7 @@ def test_seams_command_measures_again_what_export_measured(tmp_path, rng):
 def test_a_timed_run_decays_the_rate_over_its_minutes_and_stops_before_it_would_overrun():
     from types import SimpleNamespace
 
-    from train.run import LR_FLOOR, TimedCosine
+    from denoise_train.run import LR_FLOOR, TimedCosine
 
     now = [0.0]
     callback = TimedCosine(1e-3, 100.0, clock=lambda: now[0])
@@ -370,12 +370,12 @@ def test_a_timed_run_decays_the_rate_over_its_minutes_and_stops_before_it_would_
 
 
 def test_a_timed_run_ends_on_time_and_its_card_says_how_many_epochs_ran(tmp_path, rng):
-    from train.run import Recipe, train_and_export
+    from denoise_train.run import Recipe, train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng)
     recipe = Recipe(str(data), str(tmp_path / "m.keras"), preset="residual", depth=2, width=4, minutes=1e-4,
                     steps=2, batch_size=2, patch=16, precision="float32")
-    training = load_artifact(train_and_export(recipe, "python -m train --test")).card["training"]
+    training = load_artifact(train_and_export(recipe, "python -m denoise_train --test")).card["training"]
     assert training["epochs_run"] == 1 and training["recipe"]["minutes"] == 1e-4
     assert training["device"] == "cpu"
 
@@ -383,8 +383,8 @@ def test_a_timed_run_ends_on_time_and_its_card_says_how_many_epochs_ran(tmp_path
 def test_worker_processes_draw_each_epochs_noise(tmp_path, rng, monkeypatch):
     import os
 
-    from train.data import Patches
-    from train.run import Recipe, build, fit
+    from denoise_train.data import Patches
+    from denoise_train.run import Recipe, build, fit
 
     recipe = Recipe("d", "o", preset="residual", depth=2, width=4, epochs=3, steps=2, batch_size=2, patch=16,
                     workers=2, processes=True)
@@ -408,7 +408,7 @@ def test_worker_processes_draw_each_epochs_noise(tmp_path, rng, monkeypatch):
 def test_a_run_with_ema_ends_with_the_average_of_its_weights_not_the_last(rng):
     import keras
 
-    from train.run import Recipe, build, fit
+    from denoise_train.run import Recipe, build, fit
 
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
 
@@ -435,7 +435,7 @@ def test_a_run_with_ema_ends_with_the_average_of_its_weights_not_the_last(rng):
 
 @pytest.mark.parametrize("weight", [0.0, 0.5])
 def test_a_matte_run_weighs_the_opacity_loss_by_its_matte_weight(rng, weight):
-    from train.run import Recipe, build, fit
+    from denoise_train.run import Recipe, build, fit
 
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
     recipe = Recipe("d", "o", preset="matte", width=4, levels=2, task="watermark", epochs=1, steps=2,

@@ -60,7 +60,7 @@ def scorer_options(command):
     """Add the scorer and anomaly-map options."""
     return _apply(command, [
         click.option("-S", "--scorer", default=None, metavar="PATH|scorer",
-                     help="Anomaly scorer file (python -m train scorer). Default: the shipped scorer."),
+                     help="Anomaly scorer file (python -m denoise_train scorer). Default: the shipped scorer."),
         click.option("-H", "--heatmaps", is_flag=True,
                      help="Write each image's anomaly map beside its output as NAME.heatmap.png."),
     ])

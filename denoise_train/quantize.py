@@ -171,7 +171,7 @@ def quantize(model, tiles: np.ndarray, percentile: float = PERCENTILE) -> bytes:
 def calibration_tiles(images: list[np.ndarray], noise, tiles: int = TILES, patch: int = PATCH,
                       seed: int = 0) -> np.ndarray:
     """N x patch x patch x C noisy tiles of the images (those at least `patch` a side), with training noise."""
-    from train.data import Patches
+    from denoise_train.data import Patches
 
     images = [image for image in images if min(image.shape[:2]) >= patch]
     if not images:
@@ -192,8 +192,8 @@ def quantize_saved(path: str | Path, command: str, folders: list[str] | None = N
     from denoiser.artifact import Artifact, load_artifact, save_artifact
     from denoiser.engine import Engine
     from denoiser.int8 import Int8Graph
-    from train.data import NoiseSettings
-    from train.run import VALIDATION_NOISE, VALIDATION_SETTINGS, card_images, validate
+    from denoise_train.data import NoiseSettings
+    from denoise_train.run import VALIDATION_NOISE, VALIDATION_SETTINGS, card_images, validate
 
     artifact = load_artifact(path)
     card = artifact.card

@@ -16,8 +16,8 @@ from denoiser.anomaly_features import LOCAL_NAMES
 from denoiser.artifact import save_artifact
 from denoiser.imageio import read_image
 from denoiser.scoring import calibrate
-from train.autoencoders import AUTOENCODERS, build_autoencoder
-from train.data import fingerprint, idx_pair, list_images, load_idx
+from denoise_train.autoencoders import AUTOENCODERS, build_autoencoder
+from denoise_train.data import fingerprint, idx_pair, list_images, load_idx
 
 
 class ScorerRecipe(NamedTuple):
@@ -187,7 +187,7 @@ def export_scorer(fitted: Fitted, recipe: ScorerRecipe, command: str, data: dict
     path = save_artifact(scorer.model, card, recipe.out)
     write_banks(path, scorer.banks)
     if recipe.report:
-        from train.report import write_report
+        from denoise_train.report import write_report
 
         write_report(fitted, path.with_suffix(".report.png"), probe)
     return path

@@ -18,8 +18,8 @@ from denoiser.artifact import (Artifact, load_artifact, measure_receptive_radius
 from denoiser.engine import Engine, Settings, cpu_bf16_is_faster, dtype_policy, measure_seam_radius, resolve_device
 from denoiser.int8 import read_int8
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
-from train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
-from train.presets import PRESETS, matte_output, size_multiple
+from denoise_train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
+from denoise_train.presets import PRESETS, matte_output, size_multiple
 
 VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10,wm:40"
 SEAM_NOISE = {"denoise": "gauss:25", "static": "sp:10", "watermark": "wm:40"}

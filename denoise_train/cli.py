@@ -1,6 +1,6 @@
-"""The training command line: `python -m train` trains a denoiser, `python -m train scorer` an anomaly scorer.
+"""The training command line: `python -m denoise_train` trains a denoiser, `python -m denoise_train scorer` an anomaly scorer.
 
-`python -m train --preset NAME` with an autoencoder preset from the seeds runs `scorer` with that preset.
+`python -m denoise_train --preset NAME` with an autoencoder preset from the seeds runs `scorer` with that preset.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import sys
 
 import click
 
-from train.autoencoders import AUTOENCODERS
-from train.presets import PRESETS
-from train.quantize import PATCH, PERCENTILE, TILES
+from denoise_train.autoencoders import AUTOENCODERS
+from denoise_train.presets import PRESETS
+from denoise_train.quantize import PATCH, PERCENTILE, TILES
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -44,7 +44,7 @@ def main() -> None:
 
 def command_line() -> str:
     """The command as typed, for the model card."""
-    return "python -m train " + shlex.join(sys.argv[1:])
+    return "python -m denoise_train " + shlex.join(sys.argv[1:])
 
 
 @main.command(context_settings=SETTINGS)
@@ -106,7 +106,7 @@ def command_line() -> str:
                    "threads can feed it.")
 def denoiser(**options) -> None:
     """Train a fully convolutional denoising autoencoder on clean images and export it."""
-    from train.run import Recipe, RecipeError, train_and_export
+    from denoise_train.run import Recipe, RecipeError, train_and_export
 
     options |= {"data": os.pathsep.join(options["data"]), "channels": int(options["channels"])}
     try:
@@ -146,7 +146,7 @@ def denoiser(**options) -> None:
 @click.option("--seed", type=int, default=0)
 def scorer(**options) -> None:
     """Train an undercomplete autoencoder on normal images and export it as a calibrated anomaly scorer."""
-    from train.scorer import ScorerRecipe, train_scorer
+    from denoise_train.scorer import ScorerRecipe, train_scorer
 
     if options["size"] % 4:
         raise click.BadParameter("must be a multiple of 4", param_hint="--size")
@@ -166,7 +166,7 @@ def seams(model: str) -> None:
 
     Training does this at export; this updates models exported before cards had it or measured it rightly.
     """
-    from train.run import remeasure_seams
+    from denoise_train.run import remeasure_seams
 
     receptive, seam = remeasure_seams(model)
     click.echo(f"{model}: receptive radius {receptive}, seam radius {seam}")
@@ -189,7 +189,7 @@ def quantize(model: str, data: tuple[str, ...], tiles: int, patch: int, percenti
     The activation ranges are calibrated on noisy tiles of the card's training images; the card records them and
     the int8 validation PSNR beside the float one.
     """
-    from train.quantize import quantize_saved
+    from denoise_train.quantize import quantize_saved
 
     card = quantize_saved(model, command_line(), list(data) or None, tiles, patch, percentile, seed)
     for noise, metrics in card["int8"]["validation"].items():
