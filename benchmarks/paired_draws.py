@@ -16,9 +16,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from denoiser.cli.eval import model_methods
 from denoiser.engine import Settings
-from denoiser.evaluate import load_clean, make_noisy, measure
+from denoiser.evaluate import load_clean, make_noisy, measure, model_methods
 from denoiser.noise import parse_noise
 
 

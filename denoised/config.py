@@ -9,11 +9,13 @@ import typing
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
-from denoiser.engine import DEVICES, ENSEMBLES, PRECISIONS, Settings
+from denoiser.engine import Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from denoiser.settings import RULES, Rule, problem
 
 ENV_PREFIX = "DENOISED_"
 AFTER_CHOICES = ("processed", "delete", "keep")
+ENGINE = Settings()  # the engine's defaults are the daemon's
 
 
 class StartupError(Exception):
@@ -28,12 +30,12 @@ class Config(NamedTuple):
     model: str | None = None
     scorer: str | None = None
     heatmaps: bool = False
-    tile: int | None = Settings().tile
-    overlap: int | None = None
-    batch_size: int = Settings().batch_size
-    device: str = "auto"
-    precision: str = "auto"
-    ensemble: int = Settings().ensemble
+    tile: int | None = ENGINE.tile
+    overlap: int | None = ENGINE.overlap
+    batch_size: int = ENGINE.batch_size
+    device: str = ENGINE.device
+    precision: str = ENGINE.precision
+    ensemble: int = ENGINE.ensemble
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES
     recursive: bool = False
@@ -47,25 +49,12 @@ class Config(NamedTuple):
 
     def settings(self) -> Settings:
         """Engine settings (tile, overlap, batch, device, precision, ensemble)."""
-        return Settings(self.tile, self.overlap, self.batch_size, self.device, self.precision, self.ensemble)
+        return Settings.of(self._asdict())
 
     def check(self) -> "Config":
-        """Refuse values out of range; returns self."""
-        problems = [
-            self.after not in AFTER_CHOICES and f"after must be one of {', '.join(AFTER_CHOICES)}",
-            self.device not in DEVICES and f"device must be one of {', '.join(DEVICES)}",
-            self.precision not in PRECISIONS and f"precision must be one of {', '.join(PRECISIONS)}",
-            self.ensemble not in ENSEMBLES and f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}",
-            self.tile is not None and self.tile < 16 and "tile must be at least 16",
-            self.batch_size < 1 and "batch_size must be at least 1",
-            self.queue_size < 1 and "queue_size must be at least 1",
-            self.max_pixels < 1 and "max_pixels must be at least 1",
-            self.max_bytes < 1 and "max_bytes must be at least 1",
-            (self.settle < 0 or self.max_latency < 0) and "settle and max_latency must not be negative",
-            not 0 <= self.metrics_port < 65536 and "metrics_port must be 0 (off) or a TCP port",
-            not is_ip_address(self.metrics_address) and "metrics_address must be an IP address such as 127.0.0.1",
-        ]
-        problems = [problem for problem in problems if problem]
+        """Refuse values out of range (by DAEMON_RULES, as the command line does); returns self."""
+        problems = [problem(name, value, DAEMON_RULES) for name, value in zip(self._fields, self)]
+        problems = [words for words in problems if words]
         if problems:
             raise StartupError("; ".join(problems))
         return self
@@ -80,6 +69,15 @@ def is_ip_address(text: str) -> bool:
     return True
 
 
+DAEMON_RULES: dict[str, Rule] = RULES | {
+    "settle": Rule(minimum=0),
+    "after": Rule(choices=AFTER_CHOICES),
+    "max_latency": Rule(minimum=0),
+    "queue_size": Rule(minimum=1),
+    "metrics_port": Rule(0, 65535, says="be 0 (off) or a TCP port"),
+    "metrics_address": Rule(test=is_ip_address, says="be an IP address such as 127.0.0.1"),
+}
+DEFAULTS = Config._field_defaults
 FIELD_TYPES = typing.get_type_hints(Config)
 
 

@@ -6,15 +6,14 @@ import time
 from collections import deque
 from functools import cache
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
 from denoiser.artifact import Artifact, load_artifact
+from denoiser.settings import check
 from denoiser.tiling import Blend, TilePlan, fit_tile, plan_tiles, round_up, tile_at
 
-DEVICES = ("auto", "cpu", "gpu")
-PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
 SEAM_TOLERANCE = 0.5 / 255
 # Tile sides are multiples of this (and of the model's alignment), to bound the shapes traced. TensorFlow
 # traces one shape-generic function after three shapes; JAX compiles each new shape, so its steps are coarser.
@@ -22,7 +21,6 @@ TILE_STEPS = {"jax": 128}
 TILE_STEP = 16
 TILE = 1280  # the default longest tile side, raised to TILE_OVERLAPS overlaps for models with a wide seam
 TILE_OVERLAPS = 7
-ENSEMBLES = (1, 2, 4, 8)
 BF16_MARGIN = 1.2  # how much faster bf16 must be on a CPU for `auto` to give up float32's exactness
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
 ORIENTATIONS = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
@@ -32,8 +30,7 @@ def resolve_device(device: str) -> str:
     """`auto` becomes `gpu` when Keras sees one, else `cpu`."""
     import keras
 
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}")
+    check("device", device)
     gpus = []
     if device != "cpu":
         try:
@@ -124,13 +121,17 @@ class Settings(NamedTuple):
     precision: str = "auto"
     ensemble: int = 1
 
+    @classmethod
+    def of(cls, values: Mapping) -> "Settings":
+        """The settings held in a mapping with (at least) these fields: parsed options, a daemon config."""
+        return cls(**{name: values[name] for name in cls._fields})
+
 
 class Engine:
     """Runs one model over images of any size; holds the model and settings, no per-run state."""
 
     def __init__(self, artifact: Artifact, settings: Settings = Settings(), device: str = "cpu"):
-        if settings.ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {settings.ensemble}")
+        check("ensemble", settings.ensemble)
         self.artifact, self.settings, self.device = artifact, settings, device
         align, radius = artifact.align, artifact.seam_radius
         default_overlap = round_up(2 * radius + 2, align)

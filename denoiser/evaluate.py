@@ -10,8 +10,10 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 from PIL import Image
 
+from denoiser.engine import Engine, Settings
 from denoiser.imageio import read_image
 from denoiser.noise import NoiseSpec, degrade, psnr, ssim
+from denoiser.settings import check
 
 # A method maps noisy images to restored ones, lazily and in order.
 Method = Callable[[list[np.ndarray]], Iterable[np.ndarray]]
@@ -103,3 +105,38 @@ def write_report(rows: list[Row], folder: Path, context: dict) -> tuple[Path, Pa
     as_json.write_text(json.dumps({"context": context, "rows": [row._asdict() for row in rows]}, indent=2) + "\n")
     as_md.write_text(markdown(rows))
     return as_json, as_md
+
+
+def model_spec(spec: str, settings: Settings) -> tuple[str, Settings]:
+    """The model and settings of a `MODEL[@[PRECISION][xN]]` spec; what it leaves out comes from `settings`."""
+    model, _, options = spec.partition("@")
+    precision, _, ensemble = options.partition("x")
+    precision = check("precision", precision) if precision else settings.precision
+    ensemble = check("ensemble", int(ensemble) if ensemble.isdigit() else ensemble) if ensemble else settings.ensemble
+    return model, settings._replace(precision=precision, ensemble=ensemble)
+
+
+def model_methods(specs: Iterable[str], settings: Settings) -> dict[str, Method]:
+    """Warm engines for `MODEL[@[PRECISION][xN]]` specs, keyed by card name, precision and ensemble, or by file
+    name where two models share a card name (a model and its retrained copy). ValueError for a bad spec or a model
+    given twice alike; FileNotFoundError for a missing model."""
+    from denoiser.artifact import resolve_model
+
+    engines = []
+    for spec in specs:
+        model, spec_settings = model_spec(spec, settings)
+        engine = Engine.load(str(resolve_model(model)), spec_settings)
+        engine.warm()  # trace before timing
+        engines.append((Path(model).stem, engine))
+    names = [f"{engine.artifact.card.get('name', stem)}{variant(engine)}" for stem, engine in engines]
+    labels = [name if names.count(name) == 1 else f"{stem}{variant(engine)}"
+              for name, (stem, engine) in zip(names, engines)]
+    if len(set(labels)) < len(labels):
+        raise ValueError("a model is given twice with the same precision and ensemble")
+    return {label: engine.denoise_many for label, (_, engine) in zip(labels, engines)}
+
+
+def variant(engine: Engine) -> str:
+    """How a model runs, for its label: `@bfloat16`, or `@bfloat16x8` for a self-ensemble of 8."""
+    ensemble = engine.settings.ensemble
+    return f"@{engine.precision}" + (f"x{ensemble}" if ensemble > 1 else "")

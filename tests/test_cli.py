@@ -70,7 +70,7 @@ def test_ensemble_option_changes_the_output_and_refuses_other_sizes(inbox, tmp_p
         outputs[ensemble] = np.asarray(Image.open(out / "gray.png"), np.int16)
     assert np.abs(outputs["1"] - outputs["4"]).max() > 0
     code, text, _ = run("batch", inbox / "gray.png", tmp_path / "out3", "-m", tiny_models["gray"], "-e", "3")
-    assert code == 2 and "'3' is not one of '1', '2', '4', '8'" in text
+    assert code == 2 and "ensemble must be one of 1, 2, 4, 8" in text
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(inbox, tmp_path, tiny_models):

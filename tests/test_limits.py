@@ -110,6 +110,6 @@ def test_training_idx_files_are_read_to_a_bound(tmp_path, monkeypatch):
     header = b"\0\0\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (4, 8, 8))
     path.write_bytes(gzip.compress(header + bytes(4 * 8 * 8)))
     assert denoise_train.data.read_idx(path).shape == (4, 8, 8)
-    monkeypatch.setattr(train.data, "MAX_IDX_BYTES", 200)
+    monkeypatch.setattr(denoise_train.data, "MAX_IDX_BYTES", 200)
     with pytest.raises(ValueError, match="holds more than 200 bytes unpacked"):
         denoise_train.data.read_idx(path)

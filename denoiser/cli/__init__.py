@@ -1,6 +1,13 @@
-"""The `denoise` command line: a thin click group, one module per command."""
+"""The `denoise` command line: a thin click group, one module per command.
+
+Commands from other installed packages join it through the `denoise.commands` entry-point group (`denoised`
+registers `watch` there), so the core imports nothing above it.
+"""
 
 from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
@@ -10,10 +17,31 @@ from denoiser.cli.bench import bench
 from denoiser.cli.eval import eval_command
 from denoiser.cli.score import score
 from denoiser.cli.status import status
-from denoiser.cli.watch import watch
+
+PLUGINS = "denoise.commands"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@cache
+def plugins() -> dict[str, EntryPoint]:
+    """The commands installed packages register under PLUGINS, by name."""
+    return {entry.name: entry for entry in entry_points(group=PLUGINS)}
+
+
+class PluginGroup(click.Group):
+    """A click group that also offers the PLUGINS commands, each imported only when it is run or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(plugins()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in plugins():
+            command = plugins()[name].load()
+            self.add_command(command, name)
+        return command
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version")
 def main() -> None:
     """Remove noise and static from images and score how anomalous each one is."""
@@ -23,5 +51,4 @@ main.add_command(batch)
 main.add_command(bench)
 main.add_command(eval_command)
 main.add_command(score)
-main.add_command(watch)
 main.add_command(status)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from denoiser.cli.options import settings_from, tiling_options
-from denoiser.engine import ENSEMBLES, PRECISIONS, Engine, Settings
+from denoiser.engine import Settings
 
 
 @click.command("eval")
@@ -47,7 +47,7 @@ def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tupl
     channels = {image.shape[-1] for image in clean.values()}
     if len(channels) != 1:
         raise click.UsageError(f"{clean_dir} mixes gray and colour images; evaluate them separately")
-    methods = model_methods(models or ("gray" if channels == {1} else "color",), settings_from(options))
+    methods = methods_for(models or ("gray" if channels == {1} else "color",), settings_from(options))
     found = classical.available()
     for name in baselines or found:
         if name == "none":
@@ -66,41 +66,11 @@ def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tupl
     click.echo(markdown(rows))
 
 
-def model_spec(spec: str, settings: Settings) -> tuple[str, Settings]:
-    """The model and settings of a `MODEL[@[PRECISION][xN]]` spec; what it leaves out comes from `settings`."""
-    model, _, options = spec.partition("@")
-    precision, _, ensemble = options.partition("x")
-    if precision and precision not in PRECISIONS:
-        raise click.BadParameter(f"precision must be one of {', '.join(PRECISIONS)}", param_hint="--model")
-    if ensemble and ensemble not in map(str, ENSEMBLES):
-        raise click.BadParameter(f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}", param_hint="--model")
-    return model, settings._replace(precision=precision or settings.precision,
-                                    ensemble=int(ensemble) if ensemble else settings.ensemble)
+def methods_for(specs: tuple[str, ...], settings: Settings) -> dict:
+    """Warm engines for the --model specs (denoiser.evaluate.model_methods), a bad one reported as --model's."""
+    from denoiser.evaluate import model_methods
 
-
-def model_methods(specs: tuple[str, ...], settings: Settings) -> dict:
-    """Warm engines for `MODEL[@[PRECISION][xN]]` specs, keyed by card name, precision and ensemble, or by file
-    name where two models share a card name (a model and its retrained copy)."""
-    from denoiser.artifact import resolve_model
-
-    engines = []
-    for spec in specs:
-        model, spec_settings = model_spec(spec, settings)
-        try:
-            engine = Engine.load(str(resolve_model(model)), spec_settings)
-        except FileNotFoundError as error:
-            raise click.BadParameter(str(error), param_hint="--model") from error
-        engine.warm()  # trace before timing
-        engines.append((Path(model).stem, engine))
-    names = [f"{engine.artifact.card.get('name', stem)}{variant(engine)}" for stem, engine in engines]
-    labels = [name if names.count(name) == 1 else f"{stem}{variant(engine)}"
-              for name, (stem, engine) in zip(names, engines)]
-    if len(set(labels)) < len(labels):
-        raise click.BadParameter("a model is given twice with the same precision and ensemble", param_hint="--model")
-    return {label: engine.denoise_many for label, (_, engine) in zip(labels, engines)}
-
-
-def variant(engine: Engine) -> str:
-    """How a model runs, for its label: `@bfloat16`, or `@bfloat16x8` for a self-ensemble of 8."""
-    ensemble = engine.settings.ensemble
-    return f"@{engine.precision}" + (f"x{ensemble}" if ensemble > 1 else "")
+    try:
+        return model_methods(specs, settings)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.BadParameter(str(error), param_hint="--model") from error

@@ -1,11 +1,52 @@
-"""Options shared by the commands that run a model."""
+"""Options shared by the commands that run a model; each takes its default from the type that holds the setting and
+is checked by the setting's rule (denoiser.settings), the same rule the daemon's config is checked by."""
 
 from __future__ import annotations
 
 import click
 
-from denoiser.engine import DEVICES, ENSEMBLES, PRECISIONS, TILE, TILE_OVERLAPS, Settings
+from denoiser.engine import TILE, TILE_OVERLAPS, Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from denoiser.settings import RULES, Rule, problem
+
+DEFAULTS = Settings()
+
+
+class Checked(click.ParamType):
+    """A setting's value: converted to `kind` and checked by its rule, so that a bad one reads as it does in the
+    daemon's config (`batch_size must be at least 1`)."""
+
+    def __init__(self, setting: str, kind: type = int, rules: dict[str, Rule] = RULES):
+        self.setting, self.kind, self.rules = setting, kind, rules
+        self.name = kind.__name__
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, self.kind) or isinstance(value, bool):
+            try:
+                value = self.kind(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a valid {self.name}", param, ctx)
+        words = problem(self.setting, value, self.rules)
+        if words:
+            self.fail(words, param, ctx)
+        return value
+
+    def get_metavar(self, param, ctx=None):
+        choices = self.rules[self.setting].choices
+        return f"[{'|'.join(map(str, choices))}]" if choices else None
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        choices = map(str, self.rules[self.setting].choices)
+        return [CompletionItem(choice) for choice in choices if choice.startswith(incomplete)]
+
+
+def setting(*flags: str, default, kind: type = int, rules: dict[str, Rule] = RULES, **kwargs):
+    """A click option for the setting its long flag names (`--batch-size` is `batch_size`)."""
+    name = next(flag for flag in flags if flag.startswith("--"))[2:].replace("-", "_")
+    return click.option(*flags, type=Checked(name, kind, rules), default=default,
+                        show_default=default is not None, **kwargs)
 
 
 def _apply(command, options):
@@ -17,33 +58,31 @@ def _apply(command, options):
 def tiling_options(command):
     """Add the tiling, batching, device and precision options."""
     return _apply(command, [
-        click.option("-t", "--tile", type=click.IntRange(16), default=None,
-                     help="Longest tile side in pixels (raised to twice the overlap if smaller); each image is cut "
-                          f"into as few tiles as this allows, each fitted to the image to 16 px. Default: {TILE}, "
-                          f"or {TILE_OVERLAPS} overlaps where that is more."),
-        click.option("--overlap", type=click.IntRange(0), default=None,
-                     help="Tile overlap in pixels. Default: from the seam radius in the model's card."),
-        click.option("-b", "--batch-size", type=click.IntRange(1), default=Settings().batch_size, show_default=True,
-                     help="Tiles of TILE x TILE per batch; smaller tiles fill a batch of the same area."),
-        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
-        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                     help="auto = float16 on a GPU, bfloat16 on a CPU with bf16 units where a timed convolution "
-                          "runs faster in it, else float32. int8 = the model's int8 graph on the CPU (ONNX Runtime): "
-                          "faster, slightly less clean."),
-        click.option("-e", "--ensemble", type=click.Choice([str(n) for n in ENSEMBLES]),
-                     default=str(Settings().ensemble), show_default=True, callback=lambda ctx, param, value: int(value),
-                     help="Run each tile in this many flips and quarter turns and average the outputs turned back "
-                          "(self-ensemble): cleaner output for this many times the work."),
+        setting("-t", "--tile", default=DEFAULTS.tile,
+                help="Longest tile side in pixels (raised to twice the overlap if smaller); each image is cut "
+                     f"into as few tiles as this allows, each fitted to the image to 16 px. Default: {TILE}, "
+                     f"or {TILE_OVERLAPS} overlaps where that is more."),
+        setting("--overlap", default=DEFAULTS.overlap,
+                help="Tile overlap in pixels. Default: from the seam radius in the model's card."),
+        setting("-b", "--batch-size", default=DEFAULTS.batch_size,
+                help="Tiles of TILE x TILE per batch; smaller tiles fill a batch of the same area."),
+        setting("--device", default=DEFAULTS.device, kind=str),
+        setting("--precision", default=DEFAULTS.precision, kind=str,
+                help="auto = float16 on a GPU, bfloat16 on a CPU with bf16 units where a timed convolution "
+                     "runs faster in it, else float32. int8 = the model's int8 graph on the CPU (ONNX Runtime): "
+                     "faster, slightly less clean."),
+        setting("-e", "--ensemble", default=DEFAULTS.ensemble,
+                help="Run each tile in this many flips and quarter turns and average the outputs turned back "
+                     "(self-ensemble): cleaner output for this many times the work."),
     ])
 
 
 def limit_options(command):
     """Add the input limits: pixels and bytes per file."""
     return _apply(command, [
-        click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
-                     help="Refuse images with more pixels than this."),
-        click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT_MAX_BYTES, show_default=True,
-                     help="Refuse files larger than this many bytes, before reading them."),
+        setting("--max-pixels", default=DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
+        setting("--max-bytes", default=DEFAULT_MAX_BYTES,
+                help="Refuse files larger than this many bytes, before reading them."),
     ])
 
 
@@ -68,5 +107,4 @@ def scorer_options(command):
 
 def settings_from(options: dict) -> Settings:
     """Engine settings from parsed options."""
-    return Settings(options["tile"], options["overlap"], options["batch_size"], options["device"], options["precision"],
-                    options["ensemble"])
+    return Settings.of(options)
