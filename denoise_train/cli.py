@@ -1,4 +1,5 @@
-"""The training command line: `python -m denoise_train` trains a denoiser, `python -m denoise_train scorer` an anomaly scorer.
+"""The training command line: `python -m denoise_train` trains a denoiser, `python -m denoise_train scorer` an
+anomaly scorer.
 
 `python -m denoise_train --preset NAME` with an autoencoder preset from the seeds runs `scorer` with that preset.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from importlib.util import find_spec
+from pathlib import Path
 
 import click
 
@@ -16,6 +19,25 @@ from denoise_train.presets import PRESETS
 from denoise_train.quantize import PATCH, PERCENTILE, TILES
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
+SUFFIX = ".keras"
+REPORT_MODULES = ("matplotlib", "sklearn")  # the scorer's report: the `train` extra
+
+
+def keras_out(_ctx, _param, value: str) -> str:
+    """--out as a `.keras` path: a name without a suffix gets `.keras`; another suffix is refused at once."""
+    path = Path(value)
+    if not path.suffix:
+        return str(path.with_suffix(SUFFIX))
+    if path.suffix != SUFFIX:
+        raise click.BadParameter(f"{value!r}: a model is a {SUFFIX} file (e.g. {value}{SUFFIX})")
+    return value
+
+
+def require_extra(extra: str, modules: tuple[str, ...], needed_by: str) -> None:
+    """Stop in one line, before any work, when an optional dependency of `extra` is not installed."""
+    missing = [name for name in modules if find_spec(name) is None]
+    if missing:
+        raise click.ClickException(f"{needed_by} needs {', '.join(missing)}: pip install 'denoise[{extra}]'")
 
 
 class DefaultGroup(click.Group):
@@ -50,8 +72,9 @@ def command_line() -> str:
 @main.command(context_settings=SETTINGS)
 @click.option("-d", "--data", "data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of clean training images; repeat to train on several.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the .keras model (the card goes beside it as .json).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), callback=keras_out,
+              help="Where to write the .keras model (the card goes beside it as .json); .keras is added to a name "
+                   "without a suffix.")
 @click.option("-p", "--preset", type=click.Choice(sorted(PRESETS)), default="unet", show_default=True,
               help="unet = residual U-Net denoiser; unet-half = the same on 2x2-folded pixels, a quarter of the work; "
                    "unet-lite = unet-half under one narrow full-resolution level; "
@@ -119,8 +142,9 @@ def denoiser(**options) -> None:
 @main.command(context_settings=SETTINGS)
 @click.option("-d", "--data", "data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of normal images, or an IDX folder such as Fashion-MNIST's. Repeat for more folders.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the .keras scorer (card .json and report .report.png beside it).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), callback=keras_out,
+              help="Where to write the .keras scorer (card .json and report .report.png beside it); .keras is "
+                   "added to a name without a suffix.")
 @click.option("-p", "--preset", type=click.Choice(sorted(AUTOENCODERS) + ["photo"]), default="conv-ae",
               help="An autoencoder, or `photo`: Gaussian models of global and patch statistics of natural photos "
                    "(the shipped scorer; --crops, --holdout, --fpr and --neighbours apply; every 5th file is left out).")
@@ -146,15 +170,21 @@ def denoiser(**options) -> None:
 @click.option("--seed", type=int, default=0)
 def scorer(**options) -> None:
     """Train an undercomplete autoencoder on normal images and export it as a calibrated anomaly scorer."""
-    from denoise_train.scorer import ScorerRecipe, train_scorer
+    from denoise_train.scorer import ScorerRecipe, parse_weights, train_scorer
 
+    try:
+        parse_weights(options["weights"] or "")
+    except ValueError as error:
+        raise click.BadParameter("give NAME:WEIGHT pairs separated by commas", param_hint="--weights") from error
     if options["size"] % 4:
         raise click.BadParameter("must be a multiple of 4", param_hint="--size")
+    if options["report"] and options["preset"] != "photo":
+        require_extra("train", REPORT_MODULES, "the scorer's report (--no-report goes without)")
     options |= {"data": os.pathsep.join(options["data"]), "channels": int(options["channels"])}
     try:
         path = train_scorer(ScorerRecipe(**options), command_line())
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--weights") from error
+        raise click.ClickException(str(error)) from error
     click.echo(f"exported {path} and {path.with_suffix('.json')}")
 
 

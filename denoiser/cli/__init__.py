@@ -17,6 +17,9 @@ from denoiser.cli.bench import bench
 from denoiser.cli.eval import eval_command
 from denoiser.cli.score import score
 from denoiser.cli.status import status
+from denoiser.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before any command imports TensorFlow
 
 PLUGINS = "denoise.commands"
 
