@@ -1,0 +1,146 @@
+"""The Python API: clean and score images held in memory, with the same models and engine as `denoise batch`.
+
+    import denoiser
+
+    clean = denoiser.denoise(noisy)          # a uint8, uint16 or float array, or a PIL image: the same kind back
+    result = denoiser.score(photo)           # Score(raw, score, anomalous): anomalous at score >= 0.5
+
+    model = denoiser.load("gray", tile=512)  # keep one to clean many images; settings as `denoise batch`'s options
+    picture = denoiser.read("scan.tif")      # float pixels in [0, 1], alpha and metadata
+    denoiser.write("clean.tif", model.denoise(picture.pixels), like=picture)
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from denoiser.engine import Settings
+from denoiser.imageio import Picture, read_image, write_image
+from denoiser.quiet import quiet_tensorflow
+from denoiser.scoring import Score
+
+quiet_tensorflow()  # a notebook meets no TensorFlow start-up notices either, unless TF_CPP_MIN_LOG_LEVEL is set
+
+__all__ = ["Denoiser", "Picture", "Score", "Scorer", "denoise", "load", "read", "score", "write"]
+
+read = read_image
+write = write_image
+SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def __getattr__(name: str):
+    if name == "Scorer":  # the anomaly scorer, loaded with Keras only when asked for
+        from denoiser.anomaly import Scorer
+
+        return Scorer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class Denoiser:
+    """A denoiser ready for many images: `model` is a file or shipped name (gray, gray-fast, color,
+    watermark-gray), or None for the shipped gray or colour model by each image's channels; `settings` are
+    Settings' fields (tile, overlap, batch_size, device, precision, ensemble)."""
+
+    def __init__(self, model: str | None = None, scorer: str | None = None, **settings):
+        from denoiser.pipeline import Models
+
+        self.models = Models(Settings(**settings), model, scorer)
+
+    def denoise(self, image):
+        """The image cleaned: a numpy array (H x W or H x W x C; uint8, uint16 or float in [0, 1]) or a PIL
+        image, returned as the same kind, dtype and shape; an alpha channel (the 2nd of 2, the 4th of 4 in
+        arrays, or a PIL image's) is kept as it is."""
+        return convert(image, self._pixels)
+
+    def score(self, image) -> Score:
+        """How anomalous the image is, as `denoise score` records it."""
+        return self.models.scorer.score(pixels_of(image)[0])[0]
+
+    def _pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Float H x W x C pixels in [0, 1], cleaned."""
+        cleaned = self.models.for_channels(pixels.shape[-1]).denoise(pixels)
+        return np.clip(cleaned, 0.0, 1.0)
+
+
+def load(model: str | None = None, **settings) -> Denoiser:
+    """A Denoiser for `model` (None: the shipped gray or colour model per image) with engine settings."""
+    return Denoiser(model, **settings)
+
+
+@lru_cache(maxsize=4)
+def _cached(model: str | None, settings: tuple) -> Denoiser:
+    return Denoiser(model, **dict(settings))
+
+
+def denoise(image, model: str | None = None, **settings):
+    """`image` cleaned, as the same kind (see Denoiser.denoise); the model stays loaded for the next call."""
+    return _cached(model, tuple(sorted(settings.items()))).denoise(image)
+
+
+def score(image, scorer: str | None = None) -> Score:
+    """How anomalous `image` is with the shipped scorer or `scorer` (a file): Score(raw, score, anomalous)."""
+    from denoiser.artifact import DEFAULT_SCORER
+
+    return _scorer(scorer or DEFAULT_SCORER).score(pixels_of(image)[0])[0]
+
+
+@lru_cache(maxsize=2)
+def _scorer(spec: str):
+    from denoiser.anomaly import Scorer
+
+    return Scorer.load(spec)
+
+
+def pixels_of(image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float32 H x W x C pixels in [0, 1] and the alpha plane (or None) of an array or PIL image."""
+    array = np.asarray(image.convert(_pil_mode(image)) if _is_pil(image) else image)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"an image is H x W or H x W x C with C from 1 to 4, not {array.shape}")
+    alpha = None
+    if array.shape[-1] in (2, 4):
+        array, alpha = array[..., :-1], array[..., -1]
+    scale = SCALES.get(array.dtype)
+    if scale is None and not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"pixels are uint8, uint16 or float, not {array.dtype}")
+    return (array / np.float32(scale) if scale else array).astype(np.float32), alpha
+
+
+def convert(image, function):
+    """Run `function` on the image's float pixels and return the result as the image's own kind."""
+    pixels, alpha = pixels_of(image)
+    result = function(pixels)
+    if _is_pil(image):
+        return _to_pil(result, alpha, image)
+    array = np.asarray(image)
+    scale = SCALES.get(array.dtype)
+    out = np.round(result * scale).astype(array.dtype) if scale else result.astype(array.dtype)
+    if alpha is not None:
+        out = np.concatenate([out, alpha[..., None].astype(out.dtype)], axis=-1)
+    return out.reshape(array.shape)
+
+
+def _is_pil(image) -> bool:
+    return hasattr(image, "getbands") and hasattr(image, "mode")
+
+
+def _pil_mode(image) -> str:
+    """The mode a PIL image is read in: its own for L, LA, RGB, RGBA and 16-bit gray, else RGB(A)."""
+    if image.mode in ("L", "LA", "RGB", "RGBA", "I;16"):
+        return image.mode
+    return "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
+
+
+def _to_pil(pixels: np.ndarray, alpha: np.ndarray | None, like):
+    """Float pixels (and alpha) as a PIL image in the mode `like` was read in."""
+    from PIL import Image
+
+    if _pil_mode(like) == "I;16":
+        return Image.fromarray(np.round(pixels[..., 0] * 65535).astype(np.uint16))
+    samples = np.round(pixels * 255).astype(np.uint8)
+    if alpha is not None:
+        samples = np.concatenate([samples, alpha[..., None].astype(np.uint8)], axis=-1)
+    return Image.fromarray(samples[..., 0] if samples.shape[-1] == 1 else samples)
