@@ -8,8 +8,8 @@ compared with the pasted masks (pixel AUROC). Every scorer given is measured on 
     python benchmarks/anomaly_benchmark.py ../shared/data --split test -S scorer -S old-scorer.keras
     python benchmarks/anomaly_benchmark.py ../shared/data --split validation -S scorer
 
-`validation` takes the photos from the training folders' files that `python -m denoise_train scorer --preset photo` never
-fits on (every 5th file) and draws the odd kinds with another seed; `test` takes set12/, mcmaster/ and photos/.
+`validation` takes the photos from the training folders' files that `python -m denoise_train scorer --preset photo`
+never fits on (every 5th file) and draws the odd kinds with another seed; `test` takes set12/, mcmaster/ and photos/.
 Decide on validation; report test.
 """
 
@@ -136,7 +136,8 @@ def report(result: dict) -> str:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--split", type=click.Choice(sorted(SEEDS)), default="validation")
-@click.option("-S", "--scorer", "scorers", multiple=True, default=["scorer"], help="Scorer file or shipped name; repeat.")
+@click.option("-S", "--scorer", "scorers", multiple=True, default=["scorer"],
+              help="Scorer file or shipped name; repeat.")
 @click.option("--odd", "odd_count", type=int, default=20, help="Images of each odd kind.")
 @click.option("--crops", type=int, default=2, help="Random crops of each photo besides the whole.")
 @click.option("--damaged", type=int, default=3, help="Damaged crops of each photo.")

@@ -200,7 +200,9 @@ def gradient(rng: np.random.Generator) -> np.ndarray:
 def dark(rng: np.random.Generator) -> np.ndarray:
     """A near-black frame (lens cap, dark frame): dark level, slight noise, a few hot pixels."""
     width, height = side(rng)
-    image = rng.uniform(0, 0.05) + rng.normal(0, rng.uniform(0.5, 4) / 255, (height, width, 1 if rng.random() < 0.3 else 3))
+    level, sigma = rng.uniform(0, 0.05), rng.uniform(0.5, 4) / 255  # drawn in this order, as the recorded runs were
+    channels = 1 if rng.random() < 0.3 else 3
+    image = level + rng.normal(0, sigma, (height, width, channels))
     hot = rng.random((height, width)) < rng.uniform(0, 0.001)
     image[hot] = 1.0
     return image

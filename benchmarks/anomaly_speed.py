@@ -23,6 +23,7 @@ class NoScorer:
     name = "none"
 
     def score(self, pixels: np.ndarray, heatmap: bool = False):
+        """No score (NaN, not anomalous) and no map."""
         from denoiser.scoring import Score
 
         return Score(float("nan"), float("nan"), False), None
@@ -65,8 +66,8 @@ def main(source: Path, scorer: str, repeats: int) -> None:
                 totals[name][1] += megapixels
     for name, (seconds, megapixels) in totals.items():
         click.echo(f"{name:<16} {megapixels / seconds:.3f} MP/s ({megapixels:.2f} MP in {seconds:.1f} s)")
-    ratio = (totals["with scoring"][1] / totals["with scoring"][0]) / (totals["without scoring"][1] / totals["without scoring"][0])
-    click.echo(f"throughput with scoring: {ratio:.1%} of without")
+    rates = {name: megapixels / seconds for name, (seconds, megapixels) in totals.items()}
+    click.echo(f"throughput with scoring: {rates['with scoring'] / rates['without scoring']:.1%} of without")
 
 
 if __name__ == "__main__":

@@ -320,7 +320,8 @@ def ranges(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def photo_model(kernels: dict):
     """A Keras model whose Dense layers hold the maps of the global and local statistics (one per name)."""
     inputs = {name: keras.Input((kernel.shape[0],), name=name) for name, (kernel, _) in kernels.items()}
-    layers = {name: keras.layers.Dense(kernel.shape[1], name=f"{name}{WHITENING}") for name, (kernel, _) in kernels.items()}
+    layers = {name: keras.layers.Dense(kernel.shape[1], name=f"{name}{WHITENING}")
+              for name, (kernel, _) in kernels.items()}
     model = keras.Model(inputs, {name: layers[name](inputs[name]) for name in kernels}, name="photo_scorer")
     for name, weights in kernels.items():
         layers[name].set_weights(list(weights))

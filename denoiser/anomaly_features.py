@@ -128,7 +128,8 @@ def global_features(pixels: np.ndarray) -> np.ndarray:
         np.log(noise_sigma(native) + EPS), np.log(noise_sigma(gray) + EPS), *spectrum(gray),
         np.log(gray.std() + EPS), gray.mean(), -np.sum(histogram[histogram > 0] * np.log(histogram[histogram > 0])),
         np.mean(magnitude < EPS), np.log(np.count_nonzero(counts) / codes.size), counts.max() / codes.size,
-        axis_share(gx, gy).sum() / (energy.sum() + 1e-12), energy[:max(1, energy.size // 10)].sum() / (energy.sum() + 1e-12),
+        axis_share(gx, gy).sum() / (energy.sum() + 1e-12),
+        energy[:max(1, energy.size // 10)].sum() / (energy.sum() + 1e-12),
         sat.mean(), sat.std(), np.mean(gray < 0.04), np.mean(gray > 0.96), np.mean(block_std < 0.004),
         *(np.log(cv2.resize(gray, (n, n), interpolation=cv2.INTER_AREA).std() + EPS) for n in (16, 32)),
     ], np.float32)
@@ -152,7 +153,8 @@ def local_features(pixels: np.ndarray) -> np.ndarray:
     a, b = box(work[..., 0] - work[..., 1]), box((work[..., 0] + work[..., 1]) / 2 - work[..., 2])
     jxx, jyy, jxy = box(gx * gx), box(gy * gy), box(gx * gy)
     coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)
-    peak = cv2.dilate(energy, np.ones((PATCH, PATCH), np.uint8))[PATCH // 2::STRIDE, PATCH // 2::STRIDE][:mean.shape[0], :mean.shape[1]]
+    peak = cv2.dilate(energy, np.ones((PATCH, PATCH), np.uint8))[PATCH // 2::STRIDE, PATCH // 2::STRIDE]
+    peak = peak[:mean.shape[0], :mean.shape[1]]
     laplacian = cv2.Laplacian(gray, cv2.CV_32F)
     maps = np.stack([
         mean - np.median(mean), np.log(std + EPS), a - np.median(a), b - np.median(b), box(saturation(work)),
