@@ -431,7 +431,8 @@ def finish_open(batch: list[Claim], run: Run, recorded: dict[str, dict]) -> None
     try:
         for claim in claims:
             run.work.count_attempt(claim)
-        options = Options(run.config.max_pixels, max_bytes=run.config.max_bytes, heatmaps=run.config.heatmaps)
+        options = Options(run.config.max_pixels, max_bytes=run.config.max_bytes, heatmaps=run.config.heatmaps,
+                          progress=run.counters.beat)
         with closing(process(jobs, run.models, options)) as records:
             for claim, entry in zip(claims, records):
                 finish(claim, entry, run, recorded)

@@ -51,6 +51,7 @@ class Options(NamedTuple):
     max_bytes: int = DEFAULT_MAX_BYTES  # larger input files are refused before they are read
     prefetch: int = 2  # decoded images held ahead of inference (decoding is far faster than inference)
     heatmaps: bool = False  # write each image's anomaly map beside its output
+    progress: Callable[[], object] | None = None  # called after each batch of tiles (the daemon's watchdog)
 
 
 class Models:
@@ -184,7 +185,7 @@ def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -
             if engine is None:
                 yield from (record(d.job, d.started, error=d.error) for d in group)
             else:
-                yield from _restore_group(engine, models.scorer, group, options.heatmaps)
+                yield from _restore_group(engine, models.scorer, group, options.heatmaps, options.progress)
     finally:
         decoded.close()
 
@@ -204,27 +205,28 @@ def score_only(jobs: Iterable[Job], scorer: Scorer, options: Options = Options()
         decoded.close()
 
 
-def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], heatmaps: bool,
+def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], heatmaps: bool, progress=None,
                    writes_ahead: int = 2) -> Iterator[dict]:
-    """Run consecutive images that share an engine through it as one stream; score the cleaned images.
+    """Run consecutive images that share an engine through it as one stream; score each input as it was read.
 
-    Each decoded image is denoised in place: its pixels are not needed again, as the preview rereads inputs.
+    Each input is scored (and its anomaly map made) before it is denoised, as `denoise score` scores it: cleaning
+    would make a noise field look like a smooth photo. It is then denoised in place: its pixels are not needed
+    again, as the preview rereads inputs.
 
     Outputs are encoded and written in a background thread while the next images run, at most
     `writes_ahead` behind; each record is yielded only once its output is in place.
     """
-    in_flight: deque[_Decoded] = deque()
+    in_flight: deque[tuple[_Decoded, Score, np.ndarray | None]] = deque()
 
     def pixels():
         for item in group:
-            in_flight.append(item)
+            in_flight.append((item, *scorer.score(item.picture.pixels, heatmaps)))
             yield item.picture.pixels
 
     writing: deque[tuple[_Decoded, Score, Future]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-write") as writer:
-        for restored in engine.denoise_many(pixels(), in_place=True):
-            item = in_flight.popleft()
-            result, heat = scorer.score(restored, heatmaps)
+        for restored in engine.denoise_many(pixels(), in_place=True, progress=progress):
+            item, result, heat = in_flight.popleft()
             write = writer.submit(write_outputs, item.job.target, restored, item.picture, heat)
             writing.append((item, result, write))
             while writing and (len(writing) > writes_ahead or writing[0][2].done()):
