@@ -17,9 +17,9 @@ import click
 from denoise_train.autoencoders import AUTOENCODERS
 from denoise_train.presets import PRESETS
 from denoise_train.quantize import PATCH, PERCENTILE, TILES
+from denoiser.artifact import MODEL_SUFFIX
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
-SUFFIX = ".keras"
 REPORT_MODULES = ("matplotlib", "sklearn")  # the scorer's report: the `train` extra
 
 
@@ -27,9 +27,9 @@ def keras_out(_ctx, _param, value: str) -> str:
     """--out as a `.keras` path: a name without a suffix gets `.keras`; another suffix is refused at once."""
     path = Path(value)
     if not path.suffix:
-        return str(path.with_suffix(SUFFIX))
-    if path.suffix != SUFFIX:
-        raise click.BadParameter(f"{value!r}: a model is a {SUFFIX} file (e.g. {value}{SUFFIX})")
+        return str(path.with_suffix(MODEL_SUFFIX))
+    if path.suffix != MODEL_SUFFIX:
+        raise click.BadParameter(f"{value!r}: a model is a {MODEL_SUFFIX} file (e.g. {value}{MODEL_SUFFIX})")
     return value
 
 

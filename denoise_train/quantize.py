@@ -210,5 +210,5 @@ def quantize_saved(path: str | Path, command: str, folders: list[str] | None = N
         "validation": validation,
         "versions": {"onnxruntime": onnxruntime.__version__},
     }}
-    save_artifact(artifact.model, card, path, graph)
+    save_artifact(artifact.model, card, path, graph, same_model=True)
     return card

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 
 from denoiser import __version__
-from denoiser.artifact import (Artifact, load_artifact, measure_receptive_radius, round_to_half, save_artifact,
-                               with_precision)
+from denoiser.artifact import (Artifact, card_history, load_artifact, measure_receptive_radius, round_to_half,
+                               save_artifact, with_precision)
 from denoiser.engine import Engine, Settings, cpu_bf16_is_faster, dtype_policy, measure_seam_radius, resolve_device
 from denoiser.int8 import read_int8
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
@@ -220,7 +220,7 @@ def remeasure_seams(path: str | Path) -> tuple[int, int]:
     card = artifact.card | {"receptive_radius": measure_receptive_radius(artifact.model, artifact.align)}
     images = card_images(card, "validation_files")
     card["seam_radius"] = seam_radius(Artifact(artifact.model, card), images, card["training"]["recipe"]["seed"])
-    save_artifact(artifact.model, card, path, read_int8(path))
+    save_artifact(artifact.model, card, path, read_int8(path), same_model=True)
     return card["receptive_radius"], card["seam_radius"]
 
 
@@ -232,12 +232,6 @@ def describe(model: keras.Model, recipe: Recipe) -> dict:
         "parameters": int(model.count_params()),
         "layers": [f"{layer.__class__.__name__}:{layer.name}" for layer in model.layers],
     }
-
-
-def lineage(card: dict) -> dict:
-    """What made a model that another run starts from: its command and training record, file lists left out."""
-    training = {k: v for k, v in card.get("training", {}).items() if k not in ("files", "validation_files")}
-    return {"name": card.get("name"), "command": card.get("command"), "training": training}
 
 
 def train_and_export(recipe: Recipe, command: str) -> Path:
@@ -288,6 +282,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
         "noise": recipe.noise._asdict() | {"quantized": "8-bit, rounded and clipped"},
         "training": {
             "data": recipe.folders,
+            "folder_images": {folder: len(list_images(folder)) for folder in recipe.folders},
             "files": [f.name for f in train_files],
             "validation_files": [f.name for f in val_files],
             "fingerprint_sha256": fingerprint(files),
@@ -297,9 +292,11 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
             "seconds": round(seconds, 1),
             "epochs_run": len(history.history["loss"]),
             "final_loss": float(history.history["loss"][-1]),
-            "init_card": lineage(parent.card) if parent else None,
             "init_layers": f"{copied} of {sum(bool(layer.weights) for layer in model.layers)}" if parent else None,
-            "first_card": lineage(first.card) if first else None,
+            "history": (card_history(parent.card) if parent else []) + [
+                {"command": command, "seconds": round(seconds, 1), "epochs": len(history.history["loss"]),
+                 "loss": float(history.history["loss"][-1])}],
+            "first_history": card_history(first.card) if first else None,
         },
         "command": command,
         "metrics": {"validation": validate(engine, val_images, VALIDATION_NOISE, recipe.seed)},

@@ -23,6 +23,11 @@ CONFIG_ENTRY = "config.json"
 MAX_MODEL_BYTES = 1 << 30
 # Keras layers that run code or files named in the model rather than in Keras: refused whatever Keras's safe mode says.
 UNSAFE_LAYERS = {"Lambda": "a Lambda layer", "TFSMLayer": "a TFSMLayer (an external SavedModel)"}
+# The card beside a model (`NAME.json`) summarises the one inside: what it leaves out or rewrites.
+SUMMARISED = {"data", "files", "validation_files", "folder_images", "init_card", "first_card", "history"}
+# Parts of the card beside a model written by hand (the shipped models' commands as the Makefile gives them, their
+# intended use, limits and development-set figures), kept when the same model is saved again (quantize, seams).
+HAND_WRITTEN = (("command",), ("training", "history"), ("intended_use",), ("limits",), ("metrics", "development"))
 
 
 class ModelRefused(FileNotFoundError, ValueError):
@@ -59,9 +64,10 @@ class Artifact(NamedTuple):
         return int(self.card.get("seam_radius", self.receptive_radius))
 
 
-def save_artifact(model, card: dict, path: str | Path, int8: bytes | None = None) -> Path:
-    """Save the model with the card (and an int8 graph, where given) inside the archive, the card also beside it
-    as `<name>.json`; weights that float16 holds exactly are stored as float16 (see `round_to_half`)."""
+def save_artifact(model, card: dict, path: str | Path, int8: bytes | None = None, same_model: bool = False) -> Path:
+    """Save the model with the card (and an int8 graph, where given) inside the archive, and its summary beside it
+    as `<name>.json` (see `write_summary`); weights that float16 holds exactly are stored as float16 (see
+    `round_to_half`). `same_model`: the weights are those already saved there (quantize, seams)."""
     from denoiser.int8 import INT8_ENTRY
 
     path = Path(path)
@@ -76,8 +82,65 @@ def save_artifact(model, card: dict, path: str | Path, int8: bytes | None = None
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in entries.items():
             archive.writestr(name, data)
-    path.with_suffix(".json").write_text(text + "\n")
+    write_summary(path, card, keep_hand_written=same_model)
     return path
+
+
+def card_history(card: dict) -> list[dict]:
+    """The training passes that made a model, oldest first, each {command, seconds, epochs, loss}: the card's
+    `training.history`, or in cards from before it, the chain of nested `training.init_card`s."""
+    training = card.get("training") or {}
+    if "history" in training:
+        return list(training["history"])
+    earlier = card_history(training["init_card"]) if training.get("init_card") else []
+    recipe = training.get("recipe") or {}
+    epochs = training.get("epochs_run") or (None if recipe.get("minutes") else recipe.get("epochs"))  # untimed: all
+    return earlier + [{"command": card.get("command"), "seconds": training.get("seconds"), "epochs": epochs,
+                       "loss": training.get("final_loss")}]
+
+
+def summary_card(card: dict) -> dict:
+    """A denoiser's card as the `.json` beside it shows it: the training data by folder, image count and
+    fingerprint instead of file by file, and the history as a flat list of passes (the archive keeps it all)."""
+    training = card.get("training")
+    if not isinstance(training, dict) or "files" not in training:
+        return card
+    folders = training["data"] if isinstance(training["data"], list) else [training["data"]]
+    counts = training.get("folder_images") or {}
+    brief = {"data": [{"folder": folder} | ({"images": counts[folder]} if folder in counts else {})
+                      for folder in folders],
+             "images": len(training["files"]), "validation_images": len(training["validation_files"])}
+    brief |= {key: value for key, value in training.items() if key not in SUMMARISED}
+    if training.get("first_card"):
+        brief["first_history"] = card_history(training["first_card"])
+    return card | {"training": brief | {"history": card_history(card)}}
+
+
+def write_summary(path: Path, card: dict, keep_hand_written: bool = False) -> Path:
+    """Write summary_card(card) beside the model as `<name>.json`; with `keep_hand_written`, the HAND_WRITTEN
+    parts of the one there stay."""
+    sidecar = path.with_suffix(".json")
+    summary = summary_card(card)
+    if keep_hand_written and sidecar.is_file():
+        before = json.loads(sidecar.read_text())
+        for keys in HAND_WRITTEN:
+            summary = with_value_of(before, summary, keys)
+    sidecar.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return sidecar
+
+
+def with_value_of(source: dict, target: dict, keys: tuple[str, ...]) -> dict:
+    """`target` with the value at `keys` (a path of dict keys) taken from `source`, where source has one; copies
+    the dicts it changes."""
+    value = source
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return target
+        value = value[key]
+    if len(keys) == 1:
+        return target | {keys[0]: value}
+    inner = target.get(keys[0]) if isinstance(target.get(keys[0]), dict) else {}
+    return target | {keys[0]: with_value_of(source[keys[0]], inner, keys[1:])}
 
 
 def round_to_half(model) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,6 +19,7 @@ from denoiser.noise import NoiseSpec, degrade, psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "clean"
+TRAINED_BY = ("python -m denoise_train ", "python -m train ")  # the cards inside record the command as it was typed
 
 
 def example(name: str, channels: int) -> np.ndarray:
@@ -34,7 +36,7 @@ def test_shipped_denoisers_are_trained_and_denoise(channels, name, photo):
     artifact = load_artifact(resolve_model(name))
     card = artifact.card
     assert artifact.channels == channels and card["name"] == name
-    assert card["command"].startswith("python -m train ")
+    assert card["command"].startswith(TRAINED_BY)
     assert len(card["training"]["fingerprint_sha256"]) == 64 and card["training"]["files"]
     clean, engine = example(photo, channels), Engine(artifact, Settings(tile=128, batch_size=4))
     for spec in (NoiseSpec("gauss", 25), NoiseSpec("sp", 10)):
@@ -91,7 +93,7 @@ def test_watermark_model_removes_text_in_a_font_and_words_it_never_saw():
     artifact = load_artifact(resolve_model("watermark-gray"))
     card = artifact.card
     assert card["task"] == "watermark" and card["architecture"]["preset"] == "matte"
-    assert card["command"].startswith("python -m train ") and card["training"]["init_card"]["command"]
+    assert card["command"].startswith(TRAINED_BY) and card["training"]["init_card"]["command"]
     clean = example("camera.png", 1)
     engine, default = (Engine(a, Settings(tile=128, batch_size=4))
                        for a in (artifact, load_artifact(default_model_path(1))))
@@ -124,12 +126,52 @@ def test_default_scorer_passes_the_example_photos_and_flags_other_pictures():
     from denoiser.anomaly import Scorer
 
     scorer = Scorer.load("scorer")
-    assert scorer.card["command"].startswith("python -m train scorer ")
+    assert scorer.card["command"].startswith(tuple(f"{command}scorer " for command in TRAINED_BY))
     assert len(scorer.card["training"]["fingerprint_sha256"]) == 64
     photos = [scorer.score(example(name, 3))[0] for name in sorted(os.listdir(EXAMPLES))]
     odd = [scorer.score(image)[0] for image in (silhouette(), np.zeros((300, 300, 3), np.float32))]
     assert not any(photo.anomalous for photo in photos), photos
     assert all(o.anomalous for o in odd) and min(o.score for o in odd) > max(p.score for p in photos), odd
+
+
+@pytest.mark.parametrize("name", ["gray", "color", "gray-fast", "watermark-gray"])
+def test_the_card_beside_each_shipped_denoiser_summarises_the_one_inside(name):
+    import shlex
+
+    from denoiser.artifact import card_history, read_card
+
+    inside, beside = read_card(resolve_model(name)), json.loads((ROOT / "models" / f"{name}.json").read_text())
+    training, history = beside["training"], card_history(inside)
+    assert training["fingerprint_sha256"] == inside["training"]["fingerprint_sha256"] and "files" not in training
+    assert training["images"] == len(inside["training"]["files"])
+    assert sum(folder["images"] for folder in training["data"]) == training["images"] + training["validation_images"]
+    assert [(p["seconds"], p["loss"]) for p in training["history"]] == [(p["seconds"], p["loss"]) for p in history]
+    for command in [p["command"] for p in training["history"]] + [beside["command"], beside["int8"]["command"]]:
+        args = shlex.split(command)
+        assert args[:3] == ["python", "-m", "denoise_train"], command
+        paths = [value for flag, value in zip(args, args[1:]) if flag in ("--out", "--init", "--data")]
+        assert all(path.startswith(("models/", "../shared/data/")) for path in paths), command
+    assert beside["intended_use"] and beside["limits"] and beside["metrics"]["development"]["date"]
+
+
+def test_every_card_beside_a_model_is_under_16_kb():
+    assert {path.name: path.stat().st_size for path in (ROOT / "models").glob("*.json")
+            if path.stat().st_size >= 16_000} == {}
+
+
+def fresh_copy(target: Path) -> Path:
+    """The working tree as a fresh clone holds it, copied to `target`: no build/ whose leftovers a wheel would take
+    in (ROOT itself where git cannot list the files)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                                check=True).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        return ROOT
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    return target
 
 
 def test_plain_install_into_fresh_venv_finds_the_models(tmp_path):
@@ -142,7 +184,7 @@ def test_plain_install_into_fresh_venv_finds_the_models(tmp_path):
     outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "_test_deps.pth").write_text("\n".join(sorted(outer)) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
-                    "--no-deps", str(ROOT)], check=True)
+                    "--no-deps", str(fresh_copy(tmp_path / "checkout"))], check=True)
 
     inbox = tmp_path / "in"
     inbox.mkdir()
@@ -157,3 +199,12 @@ def test_plain_install_into_fresh_venv_finds_the_models(tmp_path):
     where = subprocess.run([venv / "bin" / "python", "-c", "import denoiser.artifact as a; print(a.default_model_path(1))"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(site)), "models must come from the installed package, not the checkout"
+    packages = {path.name for path in site.iterdir() if (path / "__init__.py").is_file()}
+    assert packages == {"denoiser", "denoised", "denoise_train"}, "no generic top-level names such as train"
+    assert list(site.glob("denoise-*.dist-info/licenses/LICENSE")), "the wheel carries the LICENSE"
+    version = subprocess.run([venv / "bin" / "python", "-c", "import denoiser, importlib.metadata as m; "
+                              "print(denoiser.__version__ == m.version('denoise'))"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    watch = subprocess.run([venv / "bin" / "denoise", "watch", "--help"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True)
+    assert version == "True" and watch.returncode == 0 and "INBOX OUTPUT" in watch.stdout, watch.stderr

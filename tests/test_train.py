@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from denoiser.artifact import CARD_ENTRY, load_artifact
+from denoiser.artifact import CARD_ENTRY, load_artifact, summary_card, write_summary
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from tests.conftest import stored_dtypes, write_image
 
@@ -143,8 +143,8 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
     train_and_export(recipe, "python -m denoise_train --test")
 
     artifact = load_artifact(out)
-    card = json.loads(out.with_suffix(".json").read_text())
-    assert card == json.loads(zipfile.ZipFile(out).read(CARD_ENTRY)) == artifact.card
+    card = json.loads(zipfile.ZipFile(out).read(CARD_ENTRY))
+    assert card == artifact.card and json.loads(out.with_suffix(".json").read_text()) == summary_card(card)
     assert card["command"] == "python -m denoise_train --test"
     assert card["architecture"]["preset"] == preset
     assert card["size_multiple"] == {"seed": 4, "residual": 1, "unet": 8, "unet-half": 16, "unet-lite": 16,
@@ -173,10 +173,35 @@ def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_pa
         np.testing.assert_allclose(a, b, atol=1e-6)
     weighted = sum(bool(layer.weights) for layer in child.model.layers)
     assert child.card["training"]["init_layers"] == f"{weighted} of {weighted}"
-    lineage = child.card["training"]["init_card"]
-    assert lineage["command"] == "python -m denoise_train --tuned" and lineage["training"]["recipe"]["task"] == "static"
-    assert lineage["training"]["init_card"]["command"] == "python -m denoise_train --base"
-    assert "files" not in lineage["training"] and parent.card["training"]["init_card"] is None
+    history = child.card["training"]["history"]
+    assert [p["command"] for p in history] == [f"python -m denoise_train --{n}" for n in ("base", "tuned", "again")]
+    assert all(p["epochs"] == 1 and p["seconds"] > 0 and p["loss"] > 0 for p in history)
+    assert parent.card["training"]["history"] == history[:1]
+
+
+def test_the_card_beside_a_model_summarises_the_one_inside(tmp_path):
+    card = {"name": "m", "command": "python -m denoise_train --c",
+            "training": {"data": ["a", "b"], "folder_images": {"a": 3, "b": 2}, "files": ["1", "2", "3", "4"],
+                         "validation_files": ["5"], "fingerprint_sha256": "f", "seconds": 9.0, "epochs_run": 2,
+                         "final_loss": 0.5,
+                         "init_card": {"command": "python -m denoise_train --b",
+                                       "training": {"seconds": 4.0, "final_loss": 0.7}}}}
+    summary = summary_card(card)
+    assert summary["training"] == {
+        "data": [{"folder": "a", "images": 3}, {"folder": "b", "images": 2}], "images": 4, "validation_images": 1,
+        "fingerprint_sha256": "f", "seconds": 9.0, "epochs_run": 2, "final_loss": 0.5,
+        "history": [{"command": "python -m denoise_train --b", "seconds": 4.0, "epochs": None, "loss": 0.7},
+                    {"command": "python -m denoise_train --c", "seconds": 9.0, "epochs": 2, "loss": 0.5}]}
+    sidecar = tmp_path / "m.json"
+    sidecar.write_text(json.dumps({"intended_use": "tests", "command": "make m",
+                                   "metrics": {"development": {"psnr": 30}}}))
+    write_summary(tmp_path / "m.keras", card | {"metrics": {"validation": 1}}, keep_hand_written=True)
+    kept = json.loads(sidecar.read_text())
+    assert (kept["intended_use"], kept["command"], kept["metrics"]) == ("tests", "make m",
+                                                                         {"validation": 1, "development": {"psnr": 30}})
+    assert kept["training"]["history"] == summary["training"]["history"]
+    write_summary(tmp_path / "m.keras", card)
+    assert json.loads(sidecar.read_text()) == summary
 
 
 def test_a_matte_model_inverts_the_blend_it_estimates(rng):
@@ -341,7 +366,7 @@ def test_seams_command_measures_again_what_export_measured(tmp_path, rng):
     result = CliRunner().invoke(main, ["seams", str(out)])
     assert result.exit_code == 0
     assert f"receptive radius {card['receptive_radius']}, seam radius {card['seam_radius']}" in result.output
-    assert load_artifact(out).card == card == json.loads(out.with_suffix(".json").read_text())
+    assert load_artifact(out).card == card and json.loads(out.with_suffix(".json").read_text()) == summary_card(card)
 
 
 def test_a_timed_run_decays_the_rate_over_its_minutes_and_stops_before_it_would_overrun():
