@@ -76,7 +76,8 @@ def daemon_setting(*flags: str, kind: type, **kwargs):
                      "or kept in INBOX/.denoised-kept/.")
 @daemon_setting("-L", "--max-latency", kind=float, help="Milliseconds to wait for more files to fill a batch.")
 @daemon_setting("-Q", "--queue-size", kind=int, help="Claimed files waiting at most; the rest stay in INBOX.")
-@daemon_setting("-M", "--metrics-port", kind=int, help="Serve Prometheus metrics on 127.0.0.1:PORT (0 = off).")
+@daemon_setting("-M", "--metrics-port", kind=int,
+                help=f"Serve Prometheus metrics on {DEFAULTS['metrics_address']}:PORT (0 = off).")
 def watch(inbox: Path, output: Path, **options) -> None:
     """Clean every image dropped into INBOX, into OUTPUT, until SIGTERM or SIGINT (SIGHUP restarts the watch).
 
