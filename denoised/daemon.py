@@ -167,12 +167,13 @@ def prepare(config: Config, held: Folders | None = None) -> Folders:
     StartupError says what is wrong; nothing new stays taken then.
     """
     check_folders(config)
-    same = held and (same_folder(config.inbox, held.work.inbox), same_folder(config.output, held.output.output))
-    work = held.work if same and same[0] else take_inbox(config.inbox)
+    keep_inbox = held is not None and same_folder(config.inbox, held.work.inbox)
+    keep_output = held is not None and same_folder(config.output, held.output.output)
+    work = held.work if keep_inbox else take_inbox(config.inbox)
     try:
-        output = held.output if same and same[1] else take_output(config.output)
+        output = held.output if keep_output else take_output(config.output)
     except StartupError:
-        if not (same and same[0]):
+        if not keep_inbox:
             work.unlock()
         raise
     return Folders(work, output)

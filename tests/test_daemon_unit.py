@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 from denoised.claims import Claim, Router, WorkArea, inbox_files, is_candidate, refusal, scored_claims
 from denoised.config import Config, StartupError, load_config
-from denoised.daemon import MAX_ATTEMPTS, Folders, Reload, Run, Signals, batches, check_folders, recover, stop_thread
+from denoised.daemon import (MAX_ATTEMPTS, Folders, Reload, Run, Signals, batches, check_folders, prepare, recover,
+                             reload, stop_thread)
 from denoised.intake import InboxEvents, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
 from denoised.systemd import notify, render_unit, watchdog_interval
@@ -369,3 +370,20 @@ def test_unit_file_renders_and_verifies(tmp_path):
     verify = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "denoised.service")],
                             capture_output=True, text=True)
     assert verify.returncode == 0 and "denoised.service" not in verify.stderr, verify.stderr
+
+
+def test_a_reload_to_another_output_moves_the_output_lock_and_keeps_the_inbox(folders, tmp_path):
+    from denoiser.storage import read_stall
+
+    inbox, output = folders
+    first = Config(inbox, output)
+    held = prepare(first)
+    try:
+        moved = tmp_path / "out2"
+        config, now = reload(lambda: first._replace(output=moved), first, held)
+        assert config.output == moved and now.work is held.work and now.output is not held.output
+        assert read_stall(output) is None and read_stall(moved) is not None, "the old OUTPUT is free again"
+        kept, same = reload(lambda: first._replace(output=inbox / "inside"), config, now)
+        assert kept == config and same is now, "an unusable config keeps the running folders"
+    finally:
+        now.release()
