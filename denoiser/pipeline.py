@@ -19,6 +19,7 @@ from denoiser.anomaly import HEATMAP_SUFFIX, Scorer, heatmap_image, heatmap_path
 from denoiser.artifact import DEFAULT_SCORER, default_model_path, resolve_model
 from denoiser.engine import Engine, Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, Picture, read_image, write_image
+from denoiser.locations import record_key
 from denoiser.scoring import Score
 from denoiser.storage import append_line, atomic_write, is_per_input
 
@@ -286,9 +287,9 @@ class ScoresLog:
             raise OSError(error.errno, error.strerror, str(self.path)) from error
 
     def inputs(self) -> set[str]:
-        """The absolute paths of the inputs that already have a record."""
+        """The keys of the inputs that already have a record: absolute paths, and URLs as they are."""
         with open(self.path, encoding="utf-8") as lines:
-            return {os.path.abspath(entry["input"]) for entry in map(_parse, lines) if entry.get("input")}
+            return {record_key(entry["input"]) for entry in map(_parse, lines) if entry.get("input")}
 
     def close(self) -> None:
         os.close(self._fd)

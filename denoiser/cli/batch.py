@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 
 from denoiser.cli.options import engine_options, scorer_options, settings_from
+from denoiser.cli.ray_batch import Location, ray_options, run_driver, wants_driver
 from denoiser.cli.writing import writing_to
 
 
 @click.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
-@click.argument("output", metavar="OUTPUT", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=Location(exists=True))
+@click.argument("output", metavar="OUTPUT", type=Location(folder=True))
 @engine_options
 @scorer_options
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of INPUT.")
@@ -26,13 +27,18 @@ from denoiser.cli.writing import writing_to
               help="Write a before/after sheet of the first images here.")
 @click.option("-n", "--preview-count", type=click.IntRange(1), default=4, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@ray_options
 def batch(input_path: Path, output: Path, **options) -> None:
     """Denoise INPUT (a file or folder) into OUTPUT, mirroring relative paths.
 
     Writes OUTPUT/scores.jsonl with one record per input. Inputs that already have a record are skipped, so
     running the same command again resumes a run that was stopped. Exit code 0 when every input succeeded,
     1 when some failed, 3 when the disk failed (full): free space and run it again.
+
+    INPUT and OUTPUT may be URLs (s3://, gs://); --ray runs the job on a Ray cluster (docs/ray.md).
     """
+    if wants_driver(input_path, output, options):
+        return run_driver(input_path, output, options)
     from denoiser.pipeline import Models, Options, check_jobs, mirror_jobs, process
     from denoiser.storage import remove_stale_temporaries
 
@@ -81,6 +87,11 @@ def summary(records: list[dict], skipped: int, seconds: float) -> str:
     """One closing line: images, megapixels, MP/s, failures."""
     ok = [r for r in records if r["status"] == "ok"]
     megapixels = sum(r["width"] * r["height"] for r in ok) / 1e6
+    return closing_line(len(ok), megapixels, len(records) - len(ok), skipped, seconds)
+
+
+def closing_line(ok: int, megapixels: float, failed: int, skipped: int, seconds: float) -> str:
+    """The closing line from its counts."""
     rate = megapixels / seconds if seconds > 0 else 0.0
-    return (f"{len(ok)} images, {megapixels:.2f} MP, {rate:.2f} MP/s, "
-            f"{len(records) - len(ok)} failed, {skipped} skipped (already recorded)")
+    return (f"{ok} images, {megapixels:.2f} MP, {rate:.2f} MP/s, "
+            f"{failed} failed, {skipped} skipped (already recorded)")
