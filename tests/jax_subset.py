@@ -1,0 +1,88 @@
+"""Run under KERAS_BACKEND=jax by tests/test_jax_backend.py: the engine, `denoise batch` and `denoise score` on the
+JAX backend, with the results written as JSON for the TensorFlow side to compare.
+
+Usage: python tests/jax_subset.py MODELS_DIR IMAGES_DIR WORK_DIR RESULT.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def count_compiles() -> list[str]:
+    """A list that grows by one entry per XLA compilation from now on."""
+    import jax
+
+    compiles: list[str] = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, _seconds, **_kw: compiles.append(event) if event == COMPILE_EVENT else None)
+    return compiles
+
+
+def tiled_against_whole(model: Path) -> float:
+    """The largest difference between a tiled and a one-tile run of one image, away from the bottom and right
+    edges: there the one tile's canvas is mirror-padded to the 128-px step, which the model sees (see tiling.py)."""
+    from denoiser.artifact import load_artifact
+    from denoiser.engine import Engine, Settings
+
+    artifact = load_artifact(model)
+    image = np.random.default_rng(0).random((300, 200, 1), dtype=np.float32)
+    tiled = Engine(artifact, Settings(tile=128)).denoise(image)
+    whole = Engine(artifact, Settings(tile=512)).denoise(image)
+    assert Engine(artifact, Settings(tile=128)).plan(300, 200).count > 1, "the tiled run must cut tiles"
+    edge = artifact.receptive_radius
+    return float(np.abs(tiled - whole)[:-edge, :-edge].max())
+
+
+def compiles_over_sizes(model: Path) -> dict:
+    """Compilations while denoising images of mixed sizes, then again for as many images of other sizes."""
+    from denoiser.artifact import load_artifact
+    from denoiser.engine import Engine, Settings
+
+    engine = Engine(load_artifact(model), Settings(batch_size=2))
+    rng = np.random.default_rng(1)
+    first = [(300, 451), (320, 320), (481, 321), (500, 375), (90, 60), (640, 480), (333, 500), (17, 230)]
+    second = [(301, 450), (310, 333), (470, 330), (499, 380), (100, 64), (600, 470), (340, 490), (20, 200)]
+    counts, shapes = {}, set()
+    compiles = count_compiles()
+    for name, sizes in (("first", first), ("second", second)):
+        before = len(compiles)
+        images = [rng.random((h, w, 1), dtype=np.float32) for h, w in sizes]
+        for _ in engine.denoise_many(images):
+            pass
+        counts[name] = len(compiles) - before
+        shapes |= {engine.plan(h, w).tile for h, w in sizes}
+    return {"compiles": counts, "tile_shapes": len(shapes), "images": len(first)}
+
+
+def run_cli(args: list[str]) -> None:
+    """Run a `denoise` command in this process; fail on a non-zero exit."""
+    from denoiser.cli import main
+
+    try:
+        main.main(args, standalone_mode=False)
+    except SystemExit as stop:
+        if stop.code:
+            raise
+
+
+def main(models: Path, images: Path, work: Path, result: Path) -> None:
+    import keras
+
+    report = {"backend": keras.backend.backend()}
+    report["tiled_vs_whole"] = tiled_against_whole(models / "gray.keras")
+    report["compiles"] = compiles_over_sizes(models / "gray.keras")
+    run_cli(["batch", str(images), str(work / "batch"), "-m", str(models / "gray.keras"), "--precision", "float32",
+             "-q"])
+    run_cli(["score", str(images), str(work / "score"), "-q"])
+    result.write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(*map(Path, sys.argv[1:5]))
