@@ -39,10 +39,13 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.option("-u", "--user", default="denoise", show_default=True, help="Unprivileged user (and group) to run as.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the unit here (e.g. /etc/systemd/system/denoised.service) instead of printing it.")
-def install_unit(config: Path, user: str, out: Path | None) -> None:
+@click.option("--gpu", is_flag=True,
+              help="Also the drop-in that lets the service see the NVIDIA GPUs and no other device: "
+                   "OUT.d/gpu.conf, or printed after the unit (docs/gpu.md).")
+def install_unit(config: Path, user: str, out: Path | None, gpu: bool) -> None:
     """Print or write the systemd unit for this installation."""
     from denoised.config import StartupError, load_config
-    from denoised.systemd import render_unit
+    from denoised.systemd import gpu_dropin, render_unit
 
     try:
         settings = load_config(config)
@@ -51,9 +54,15 @@ def install_unit(config: Path, user: str, out: Path | None) -> None:
     unit = render_unit(config, settings, user)
     if out is None:
         click.echo(unit, nl=False)
-    else:
-        out.write_text(unit)
-        click.echo(f"wrote {out}; now: systemctl daemon-reload && systemctl enable --now {out.stem}", err=True)
+        if gpu:
+            click.echo(f"\n# drop-in: /etc/systemd/system/denoised.service.d/gpu.conf\n{gpu_dropin()}", nl=False)
+        return
+    out.write_text(unit)
+    if gpu:
+        (out.parent / f"{out.name}.d").mkdir(exist_ok=True)
+        (out.parent / f"{out.name}.d" / "gpu.conf").write_text(gpu_dropin())
+        click.echo(f"wrote {out.parent / f'{out.name}.d' / 'gpu.conf'}", err=True)
+    click.echo(f"wrote {out}; now: systemctl daemon-reload && systemctl enable --now {out.stem}", err=True)
 
 
 def daemon_setting(*flags: str, kind: type, **kwargs):

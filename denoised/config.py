@@ -11,7 +11,7 @@ from typing import Mapping, NamedTuple
 
 from denoiser.engine import Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from denoiser.settings import RULES, Rule, problem
+from denoiser.settings import RULES, Rule, is_batch_size, problem
 
 ENV_PREFIX = "DENOISED_"
 AFTER_CHOICES = ("processed", "delete", "keep")
@@ -70,6 +70,8 @@ def is_ip_address(text: str) -> bool:
 
 
 DAEMON_RULES: dict[str, Rule] = RULES | {
+    # a number, not auto: the daemon gathers claims by it before an engine is loaded
+    "batch_size": Rule(test=lambda value: is_batch_size(value) and value != "auto", says="be at least 1"),
     "settle": Rule(minimum=0),
     "after": Rule(choices=AFTER_CHOICES),
     "max_latency": Rule(minimum=0),

@@ -166,6 +166,7 @@ def prepare(config: Config, held: Folders | None = None) -> Folders:
 
     StartupError says what is wrong; nothing new stays taken then.
     """
+    check_device(config.device)
     check_folders(config)
     keep_inbox = held is not None and same_folder(config.inbox, held.work.inbox)
     keep_output = held is not None and same_folder(config.output, held.output.output)
@@ -203,6 +204,18 @@ def take_output(output: Path) -> OutputLock:
         raise StartupError(f"another denoised or denoise command is already writing to {output}") from error
     except OSError as error:
         raise StartupError(f"OUTPUT {output} is not writable: {error}") from error
+
+
+def check_device(device: str) -> None:
+    """A GPU named by `device = "gpu"` (or gpu:N) must be visible: StartupError, not a silent CPU run."""
+    if not device.startswith("gpu"):
+        return
+    from denoiser.engine import NoGPUError, resolve_device
+
+    try:
+        resolve_device(device)
+    except NoGPUError as error:
+        raise StartupError(f"{error}; under systemd, install the GPU drop-in (denoised install-unit --gpu)") from error
 
 
 def check_folders(config: Config) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import logging
 import os
+import re
 import socket
 import sys
 import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 if TYPE_CHECKING:
     from denoised.config import Config
@@ -87,6 +89,22 @@ class WatchdogPinger(threading.Thread):
 def unit_template() -> str:
     """The unit file shipped in the package."""
     return resources.files("denoised").joinpath("denoised.service").read_text()
+
+
+def gpu_dropin(devices: Iterable[str] | None = None) -> str:
+    """The shipped GPU drop-in (denoised/gpu.conf) with one DeviceAllow= line per GPU node: `devices`, else the
+    /dev/nvidiaN found here, else /dev/nvidia0 as shipped."""
+    template = resources.files("denoised").joinpath("gpu.conf").read_text()
+    found = sorted(devices if devices is not None else glob.glob("/dev/nvidia[0-9]*"), key=gpu_number)
+    if not found:
+        return template
+    lines = [line for line in template.splitlines() if not re.fullmatch(r"DeviceAllow=/dev/nvidia\d+ rw", line)]
+    return "\n".join(lines + [f"DeviceAllow={device} rw" for device in found]) + "\n"
+
+
+def gpu_number(device: str) -> int:
+    """N of /dev/nvidiaN."""
+    return int(re.sub(r"\D", "", Path(device).name) or 0)
 
 
 def systemd_quote(value: str) -> str:

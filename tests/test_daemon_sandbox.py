@@ -180,3 +180,59 @@ def test_tensorflow_cleans_images_inside_the_units_sandbox(tmp_path, tiny_models
             if daemon.poll() is None:
                 daemon.kill()
                 daemon.wait()
+
+
+def gpu_unit(tmp_path: Path, dropin: str) -> Path:
+    """The rendered unit with a gpu.conf drop-in beside it, as install-unit --gpu writes them."""
+    unit = rendered(tmp_path)
+    (tmp_path / "denoised.service.d").mkdir()
+    (tmp_path / "denoised.service.d" / "gpu.conf").write_text(dropin)
+    return unit
+
+
+def test_the_gpu_dropin_exposes_the_nvidia_nodes_and_no_other_device():
+    from denoised.systemd import gpu_dropin
+
+    lines = gpu_dropin(["/dev/nvidia1", "/dev/nvidia0"]).splitlines()
+    assert "PrivateDevices=no" in lines and "DevicePolicy=closed" in lines
+    allowed = [line.partition("=")[2] for line in lines if line.startswith("DeviceAllow=")]
+    assert allowed == ["/dev/nvidiactl rw", "/dev/nvidia-uvm rw", "/dev/nvidia-uvm-tools rw", "char-nvidia-caps r",
+                       "/dev/nvidia0 rw", "/dev/nvidia1 rw"]
+    assert "DeviceAllow=/dev/nvidia0 rw" in gpu_dropin([]).splitlines(), "the shipped GPU 0 where none is found"
+
+
+@NEEDS_ANALYZE
+def test_the_unit_with_the_gpu_dropin_verifies(tmp_path):
+    from denoised.systemd import gpu_dropin
+
+    unit = gpu_unit(tmp_path, gpu_dropin(["/dev/nvidia0"]))
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and "gpu.conf" not in verify.stderr, verify.stderr
+    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True,
+                              text=True).stdout
+    acl = re.search(r"device ACL with some special devices: (.*?)\s{2}", security)
+    assert acl and set(acl.group(1).split()) == {"char-rtc:r", "char-nvidia-caps:r", "/dev/nvidia0:rw",
+                                                 "/dev/nvidiactl:rw", "/dev/nvidia-uvm:rw", "/dev/nvidia-uvm-tools:rw"}
+    assert exposure(unit) <= MAX_EXPOSURE
+
+
+@NEEDS_ANALYZE
+def test_systemd_analyze_reads_the_dropin_beside_the_unit(tmp_path):
+    unit = gpu_unit(tmp_path, "[Service]\nDeviceAllow=/dev/nvidia0 bogus\n")
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert "gpu.conf" in verify.stderr, "a bad drop-in must be reported, so the good one above was read"
+
+
+def test_install_unit_gpu_writes_the_dropin_beside_the_unit(tmp_path):
+    from click.testing import CliRunner
+
+    from denoised.cli import main
+
+    config = tmp_path / "denoised.toml"
+    config.write_text(f'inbox = "{tmp_path / "in"}"\noutput = "{tmp_path / "out"}"\n')
+    (tmp_path / "in").mkdir()
+    out = tmp_path / "denoised.service"
+    result = CliRunner().invoke(main, ["install-unit", "-c", str(config), "--gpu", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "DevicePolicy=closed" in (tmp_path / "denoised.service.d" / "gpu.conf").read_text()
+    assert "PrivateDevices=yes" in out.read_text(), "the unit itself stays closed; the drop-in opens the GPUs"
