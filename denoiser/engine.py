@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 import numpy as np
 
 from denoiser.artifact import Artifact, load_artifact
-from denoiser.settings import check
+from denoiser.settings import AUTO, check, device_index
 from denoiser.tiling import Blend, TilePlan, fit_tile, plan_tiles, round_up, tile_at
 
 SEAM_TOLERANCE = 0.5 / 255
@@ -22,24 +22,99 @@ TILE_STEP = 16
 TILE = 1280  # the default longest tile side, raised to TILE_OVERLAPS overlaps for models with a wide seam
 TILE_OVERLAPS = 7
 BF16_MARGIN = 1.2  # how much faster bf16 must be on a CPU for `auto` to give up float32's exactness
+BF16_CAPABILITY = (8, 0)  # NVIDIA GPUs from Ampere on have bf16 tensor cores; older ones get float16
+# --batch-size auto on a GPU: tiles of TILE x TILE that fit in this share of the free device memory, counting every
+# layer's output as alive at once (an upper bound: XLA reuses buffers), at most AUTO_BATCH_MAX; where the free memory
+# cannot be read, AUTO_BATCH_UNKNOWN. On a CPU, 1 (more tiles per batch only add memory there).
+AUTO_BATCH_SHARE = 0.5
+AUTO_BATCH_MAX = 64
+AUTO_BATCH_UNKNOWN = 4
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
 ORIENTATIONS = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
 
 
-def resolve_device(device: str) -> str:
-    """`auto` becomes `gpu` when Keras sees one, else `cpu`."""
+class NoGPUError(RuntimeError, ValueError):
+    """A GPU was asked for (--device gpu or gpu:N) that Keras does not see."""
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs Keras sees."""
     import keras
 
+    try:
+        return keras.distribution.list_devices("gpu")
+    except RuntimeError:  # JAX raises where TensorFlow returns none
+        return []
+
+
+def resolve_device(device: str) -> str:
+    """`auto` becomes `gpu` when Keras sees one, else `cpu`; `gpu` and `gpu:N` stay `gpu` where that GPU is
+    visible, else NoGPUError says so."""
     check("device", device)
-    gpus = []
-    if device != "cpu":
-        try:
-            gpus = keras.distribution.list_devices("gpu")
-        except RuntimeError:  # JAX raises where TensorFlow returns none
-            pass
-    if device == "gpu" and not gpus:
-        raise RuntimeError("--device gpu: no GPU is visible to Keras")
+    gpus = [] if device == "cpu" else visible_gpus()
+    if device.startswith("gpu") and device_index(device) >= len(gpus):
+        seen = f"only {len(gpus)} GPU(s) are" if gpus else "no GPU is"
+        raise NoGPUError(f"--device {device}: {seen} visible to Keras ({backend_name()} backend); "
+                         "use --device cpu or auto, or see docs/gpu.md")
     return "gpu" if gpus else "cpu"
+
+
+def backend_name() -> str:
+    """The Keras backend in use."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def gpu_capability(index: int = 0) -> tuple[int, int] | None:
+    """The NVIDIA compute capability of GPU `index` as the backend reports it, or None where it does not."""
+    try:
+        if backend_name() == "jax":
+            import jax
+
+            return tuple(int(part) for part in str(jax.devices("gpu")[index].compute_capability).split(".")[:2])
+        import tensorflow as tf
+
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[index])
+        return tuple(details["compute_capability"])
+    except (RuntimeError, IndexError, KeyError, AttributeError, ValueError):
+        return None
+
+
+def free_device_memory(index: int = 0) -> int | None:
+    """Bytes free on GPU `index` for the backend (JAX: its allocator's limit less what is in use), or None."""
+    try:
+        if backend_name() == "jax":
+            import jax
+
+            stats = jax.devices("gpu")[index].memory_stats()
+            return int(stats["bytes_limit"] - stats["bytes_in_use"])
+        import tensorflow as tf
+
+        total = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[index])
+        return int(total["memory_limit"]) if "memory_limit" in total else None
+    except (RuntimeError, IndexError, KeyError, AttributeError, TypeError, ValueError):
+        return None
+
+
+def auto_batch_size(free_bytes: int | None, tile: int, elements_per_pixel: float, dtype_bytes: int) -> int:
+    """Tiles of `tile` x `tile` per batch that fit AUTO_BATCH_SHARE of `free_bytes` (see AUTO_BATCH_SHARE)."""
+    if free_bytes is None:
+        return AUTO_BATCH_UNKNOWN
+    per_tile = tile * tile * max(elements_per_pixel, 1.0) * dtype_bytes
+    return int(min(max(AUTO_BATCH_SHARE * free_bytes // per_tile, 1), AUTO_BATCH_MAX))
+
+
+def activation_elements_per_pixel(model, align: int = 1) -> float:
+    """Elements of every layer's output per input pixel, summed, counted on a small probe input."""
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    side = round_up(64, align)
+    outputs = probe([np.zeros((1, side, side, int(model.input_shape[-1])), np.float32)])
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return sum(float(np.prod(output.shape[1:])) for output in outputs) / side**2
 
 
 def cpu_has_bf16() -> bool:
@@ -74,15 +149,18 @@ def conv_seconds(policy: str, repeats: int = 5) -> float:
     return min(times)
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """`auto` becomes float16 on a GPU, bfloat16 on a CPU where that is faster, else float32. int8 (a model's
-    int8 graph, where it has one) is chosen only by name: it is faster on CPUs with int8 dot-product units but
-    less exact (see the README)."""
+def resolve_precision(precision: str, device: str, capability: tuple[int, int] | None = None) -> str:
+    """`auto` becomes bfloat16 on a GPU of BF16_CAPABILITY or later (`capability`), float16 on an older or unknown
+    one, bfloat16 on a CPU where that is faster, else float32. int8 (a model's int8 graph, where it has one) is
+    chosen only by name, on the CPU alone (ONNX Runtime, whatever the Keras backend): it is faster on CPUs with
+    int8 dot-product units but less exact (see the README)."""
     if precision == "int8" and device != "cpu":
-        raise ValueError("int8 runs on the CPU only (--device cpu)")
+        raise ValueError(f"int8 runs on the CPU only, through ONNX Runtime (--device cpu), not on {device}")
     if precision != "auto":
         return precision
-    return "float16" if device == "gpu" else "bfloat16" if cpu_bf16_is_faster() else "float32"
+    if device == "gpu":
+        return "bfloat16" if capability is not None and tuple(capability) >= BF16_CAPABILITY else "float16"
+    return "bfloat16" if cpu_bf16_is_faster() else "float32"
 
 
 def dtype_policy(precision: str) -> str:
@@ -116,7 +194,7 @@ class Settings(NamedTuple):
 
     tile: int | None = None
     overlap: int | None = None
-    batch_size: int = 1
+    batch_size: int | str = 1  # or auto: sized from free device memory on a GPU, 1 on a CPU
     device: str = "auto"
     precision: str = "auto"
     ensemble: int = 1
@@ -141,13 +219,29 @@ class Engine:
         tile = max(TILE, TILE_OVERLAPS * self.overlap) if settings.tile is None else settings.tile
         self.tile = max(tile // self.step * self.step, round_up(max(2 * self.overlap, 16), self.step))
         self.margin = min(radius, max(self.overlap - 1, 0) // 2)
+        self.index = device_index(settings.device) if device == "gpu" else 0
+        self.batch_size = self.resolve_batch_size()
 
     @classmethod
     def load(cls, model: str, settings: Settings = Settings()) -> "Engine":
         """Load a model file for the settings' device and precision."""
         device = resolve_device(settings.device)
-        return cls(load_artifact(model, dtype_policy(resolve_precision(settings.precision, device))), settings,
-                   device)
+        capability = gpu_capability(device_index(settings.device)) if device == "gpu" else None
+        precision = resolve_precision(settings.precision, device, capability)
+        return cls(load_artifact(model, dtype_policy(precision)), settings, device)
+
+    def resolve_batch_size(self, free_bytes: int | None = None) -> int:
+        """The batch size setting, or for `auto` 1 on a CPU and on a GPU what its free memory holds."""
+        if self.settings.batch_size != AUTO:
+            return self.settings.batch_size
+        if self.device != "gpu":
+            return 1
+        free = free_device_memory(self.index) if free_bytes is None else free_bytes
+        if self.artifact.int8:
+            return 1
+        elements = activation_elements_per_pixel(self.artifact.model, self.artifact.align)
+        dtype_bytes = 4 if self.precision == "float32" else 2
+        return auto_batch_size(free, self.tile, elements, dtype_bytes)
 
     @property
     def channels(self) -> int:
@@ -166,7 +260,7 @@ class Engine:
 
     def capacity(self, shape: tuple[int, int]) -> int:
         """Tiles of a shape per batch: as many as fill the area of `batch_size` of the largest tiles."""
-        return max(1, self.settings.batch_size * self.tile**2 // (shape[0] * shape[1]))
+        return max(1, self.batch_size * self.tile**2 // (shape[0] * shape[1]))
 
     def warm(self) -> None:
         """Run full and one-tile batches of the largest tile and of two smaller ones, so the first images run at
@@ -232,7 +326,7 @@ class Engine:
         stack = np.zeros((slots, *shape, self.channels), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
             stack[slot] = tile_at(job.units[unit], job.plan, index)
-        with keras.device(f"{self.device}:0"):
+        with keras.device(f"{self.device}:{self.index}"):
             predicted = self._predict(stack)
         for slot, (job, unit, index) in enumerate(batch):
             job.blends[unit].add(index, predicted[slot])

@@ -3,12 +3,29 @@ variables check a value by the same rule and say the same words about a bad one.
 
 from __future__ import annotations
 
+import re
 from typing import Callable, NamedTuple
 
-DEVICES = ("auto", "cpu", "gpu")
+DEVICES = ("auto", "cpu", "gpu")  # and gpu:N, the Nth GPU (from 0): one engine per device (docs/gpu.md)
+AUTO = "auto"
 PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
 ENSEMBLES = (1, 2, 4, 8)
 MIN_TILE = 16
+
+
+def is_device(value) -> bool:
+    """auto, cpu, gpu (the first GPU) or gpu:N."""
+    return value in DEVICES or (isinstance(value, str) and re.fullmatch(r"gpu:\d+", value) is not None)
+
+
+def is_batch_size(value) -> bool:
+    """auto (sized from free device memory on a GPU, 1 on a CPU) or a whole number of at least 1."""
+    return value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+
+
+def device_index(device: str) -> int:
+    """N of gpu:N; 0 for any other device."""
+    return int(device.partition(":")[2] or 0)
 
 
 class Rule(NamedTuple):
@@ -46,8 +63,8 @@ class Rule(NamedTuple):
 RULES: dict[str, Rule] = {
     "tile": Rule(minimum=MIN_TILE),
     "overlap": Rule(minimum=0),
-    "batch_size": Rule(minimum=1),
-    "device": Rule(choices=DEVICES),
+    "batch_size": Rule(test=is_batch_size, says="be at least 1, or auto"),
+    "device": Rule(test=is_device, says="be auto, cpu, gpu or gpu:N (N counts GPUs from 0)"),
     "precision": Rule(choices=PRECISIONS),
     "ensemble": Rule(choices=ENSEMBLES),
     "max_pixels": Rule(minimum=1),

@@ -47,7 +47,7 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
     click.echo(f"model {engine.artifact.card.get('name', model)}: {flops / 1e3:.1f} kFLOP/pixel, "
                f"{engine.precision} on {engine.device} ({platform.processor() or platform.machine()}), "
                f"tiles up to {engine.tile}, overlap {engine.overlap}, "
-               f"batch {engine.settings.batch_size}, ensemble {engine.settings.ensemble}")
+               f"batch {engine.batch_size}, ensemble {engine.settings.ensemble}")
     click.echo(f"ceiling {top:.1f} GFLOP/s: {reached_by}")
     click.echo(f"{'size':>11} {'tiles':>14} {'latency s':>10} {'MP/s':>7} {'GFLOP/s':>8} {'of ceiling':>10} "
                f"{'peak RSS MB':>12}")

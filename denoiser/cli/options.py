@@ -7,9 +7,18 @@ import click
 
 from denoiser.engine import TILE, TILE_OVERLAPS, Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from denoiser.settings import RULES, Rule, problem
+from denoiser.settings import AUTO, RULES, Rule, problem
 
 DEFAULTS = Settings()
+
+
+class CountOrAuto:
+    """A whole number, or the word auto (a click option's kind)."""
+
+    __name__ = "integer or auto"
+
+    def __new__(cls, value):
+        return AUTO if str(value).strip().lower() == AUTO else int(value)
 
 
 class Checked(click.ParamType):
@@ -64,13 +73,16 @@ def tiling_options(command):
                      f"or {TILE_OVERLAPS} overlaps where that is more."),
         setting("--overlap", default=DEFAULTS.overlap,
                 help="Tile overlap in pixels. Default: from the seam radius in the model's card."),
-        setting("-b", "--batch-size", default=DEFAULTS.batch_size,
-                help="Tiles of TILE x TILE per batch; smaller tiles fill a batch of the same area."),
-        setting("--device", default=DEFAULTS.device, kind=str),
+        setting("-b", "--batch-size", default=DEFAULTS.batch_size, kind=CountOrAuto, metavar="N|auto",
+                help="Tiles of TILE x TILE per batch; smaller tiles fill a batch of the same area. auto = 1 on a "
+                     "CPU; on a GPU as many as half its free memory holds (docs/gpu.md)."),
+        setting("--device", default=DEFAULTS.device, kind=str, metavar="auto|cpu|gpu|gpu:N",
+                help="auto = the first GPU Keras sees, else the CPU. gpu:N = the Nth GPU (from 0); "
+                     "one engine per device: run one command per GPU (docs/gpu.md)."),
         setting("--precision", default=DEFAULTS.precision, kind=str,
-                help="auto = float16 on a GPU, bfloat16 on a CPU with bf16 units where a timed convolution "
-                     "runs faster in it, else float32. int8 = the model's int8 graph on the CPU (ONNX Runtime): "
-                     "faster, slightly less clean."),
+                help="auto = bfloat16 on a GPU with bf16 units (compute capability 8.0 on), else float16 there; "
+                     "bfloat16 on a CPU with bf16 units where a timed convolution runs faster in it, else float32. "
+                     "int8 = the model's int8 graph on the CPU (ONNX Runtime): faster, slightly less clean."),
         setting("-e", "--ensemble", default=DEFAULTS.ensemble,
                 help="Run each tile in this many flips and quarter turns and average the outputs turned back "
                      "(self-ensemble): cleaner output for this many times the work."),
@@ -106,5 +118,13 @@ def scorer_options(command):
 
 
 def settings_from(options: dict) -> Settings:
-    """Engine settings from parsed options."""
-    return Settings.of(options)
+    """Engine settings from parsed options; a GPU asked for by name must be visible (a usage error otherwise)."""
+    settings = Settings.of(options)
+    if settings.device.startswith("gpu"):
+        from denoiser.engine import NoGPUError, resolve_device
+
+        try:
+            resolve_device(settings.device)
+        except NoGPUError as error:
+            raise click.BadParameter(str(error), param_hint="--device") from error
+    return settings
