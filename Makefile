@@ -92,7 +92,8 @@ scorer: $(STAMP)
 	$(SCORER) --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/scorer.keras
 
 # What a GPU machine with JAX but no TensorFlow needs to train (denoise_train/on-gpu.sh runs it there): the wheels of
-# this Keras and of the two Keras needs that such machines lack, for KIT_PYTHON, and the train400 images.
+# this Keras and of the two Keras needs that such machines lack, for KIT_PYTHON, and the train400 and Set12 images
+# (benchmarks/gpu_check.sh reads .kit/set12).
 KIT ?= .kit
 KIT_PYTHON ?= 3.12
 gpu-kit: $(STAMP)
@@ -101,7 +102,7 @@ gpu-kit: $(STAMP)
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
 		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d $(KIT) \
 		keras==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("keras"))') namex optree
-	cp -r $(DATA)/train400 $(KIT)/train400 && chmod -R u+w $(KIT)
+	cp -r $(DATA)/train400 $(KIT)/train400 && cp -r $(DATA)/set12 $(KIT)/set12 && chmod -R u+w $(KIT)
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info

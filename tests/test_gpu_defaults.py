@@ -111,3 +111,16 @@ def test_the_daemon_with_device_gpu_and_no_gpu_does_not_start(tmp_path):
         prepare(Config(tmp_path / "in", tmp_path / "out", device="gpu"))
     with pytest.raises(StartupError, match="batch_size must be at least 1"):
         Config(tmp_path / "in", tmp_path / "out", batch_size="auto").check()
+
+
+def test_the_dncnn_s_peer_has_17_convolutions_of_64_channels_and_a_residual_output():
+    from benchmarks.gpu_check import dncnn_engine, dncnn_s
+    from denoiser.bench import conv_flops_per_pixel
+
+    model = dncnn_s()
+    convs = [layer for layer in model.layers if layer.name.startswith("conv")]
+    assert len(convs) == 17 and {layer.filters for layer in convs[:-1]} == {64} and convs[-1].filters == 1
+    assert conv_flops_per_pixel(model) == 2 * 9 * (64 + 15 * 64 * 64 + 64)
+    engine = dncnn_engine(Settings(tile=64, precision="float32"), "cpu", None)
+    image = np.random.default_rng(0).random((40, 50, 1), dtype=np.float32)
+    assert engine.denoise(image).shape == image.shape and engine.precision == "float32"

@@ -1,0 +1,188 @@
+"""The device check of issue 37, run by benchmarks/gpu_check.sh on Keras 3 over JAX: `denoise bench` for gray, color
+and watermark-gray with the automatic batch, `denoise eval` on Set12 at sigma 25 against the CPU float32 figure, and
+DnCNN-S as the peer; prints MP/s, the share of the bf16 peak in model FLOPs, peak device memory, the ratio to DnCNN-S.
+
+DnCNN-S here is the architecture (17 3x3 convolutions of 64 channels, ReLU, residual output; batch norm folded into
+the convolutions, as in the published inference weights) with random weights unless --dncnn-weights names the
+published ones (KAIR's dncnn_25.pth, read with PyTorch): its speed does not depend on the weights' values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+H200_BF16_TFLOPS = 989.4  # dense bf16 tensor-core peak of an H200 SXM (NVIDIA's figure)
+CPU_FLOAT32_SET12_SIGMA25 = 30.11  # docs/benchmarks.md: gray@float32, Set12, gauss:25
+MODELS = ("gray", "color", "watermark-gray")
+SIZES = ("2048x2048", "6000x4000")
+QUICK_SIZES = ("256x256", "512x384")
+
+
+def dncnn_s(channels: int = 1, depth: int = 17, width: int = 64):
+    """DnCNN-S for inference: depth 3x3 convolutions, ReLU between, the output subtracted from the input."""
+    import keras
+
+    inputs = keras.Input((None, None, channels))
+    x = inputs
+    for layer in range(depth - 1):
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{layer}")(x)
+    noise = keras.layers.Conv2D(channels, 3, padding="same", name=f"conv{depth - 1}")(x)
+    return keras.Model(inputs, keras.layers.Subtract()([inputs, noise]), name="dncnn_s")
+
+
+def load_published_weights(model, path: Path) -> None:
+    """Set DnCNN-S's kernels from KAIR's dncnn_25.pth (model.N.weight / model.N.bias, batch norm merged)."""
+    import torch
+
+    state = torch.load(path, map_location="cpu")
+    weights = sorted((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[1]))
+    convs = [layer for layer in model.layers if layer.name.startswith("conv")]
+    for layer, key in zip(convs, weights, strict=True):
+        kernel = state[key].numpy().transpose(2, 3, 1, 0)  # out, in, kh, kw -> kh, kw, in, out
+        layer.set_weights([kernel, state[key.replace(".weight", ".bias")].numpy()])
+
+
+def dncnn_engine(settings, device: str, weights: Path | None):
+    """An engine over DnCNN-S in the settings' precision, tiled like the shipped models."""
+    import keras
+
+    from denoiser.artifact import Artifact
+    from denoiser.engine import Engine, dtype_policy
+
+    keras.config.set_dtype_policy(dtype_policy(settings.precision))
+    model = dncnn_s()
+    keras.config.set_dtype_policy("float32")
+    if weights:
+        load_published_weights(model, weights)
+    card = {"name": "DnCNN-S" + ("" if weights else " (random weights)"), "size_multiple": 1,
+            "receptive_radius": 17}
+    return Engine(Artifact(model, card), settings, device)
+
+
+def run_bench(model: str, sizes: tuple[str, ...], device: str, seconds: float, out: Path) -> dict:
+    """`denoise bench` in this process, its JSON read back."""
+    from denoiser.cli import main
+
+    args = ["bench", "-m", model, "--device", device, "-b", "auto", "--min-seconds", str(seconds), "-o", str(out)]
+    for size in sizes:
+        args += ["-s", size]
+    main.main(args, standalone_mode=False)
+    return json.loads(out.read_text())
+
+
+def peak_device_mb(device: str) -> float | None:
+    """Peak bytes in use on the first device of the kind, as JAX counts them (None on a CPU, where it does not)."""
+    import jax
+
+    stats = jax.devices(device)[0].memory_stats() or {}
+    return stats["peak_bytes_in_use"] / 1e6 if "peak_bytes_in_use" in stats else None
+
+
+def eval_set12(set12: Path, device: str, out: Path, specs: tuple[str, ...]) -> dict:
+    """`denoise eval` on Set12 at sigma 25 for model specs on a device: PSNR by spec."""
+    from denoiser.cli import main
+
+    args = ["eval", str(set12), "--noise", "gauss:25", "--baseline", "none", "-o", str(out), "--device", device]
+    for spec in specs:
+        args += ["-m", spec]
+    main.main(args, standalone_mode=False)
+    return psnr_by_method(json.loads((out / "eval.json").read_text()))
+
+
+def psnr_by_method(report: dict) -> dict:
+    """PSNR per method from eval.json's rows."""
+    return {row["method"]: row["psnr"] for row in report["rows"]}
+
+
+def peer(args, device: str, sizes: tuple[str, ...]) -> dict:
+    """DnCNN-S timed like the shipped models: MP/s and GFLOP/s per size."""
+    from denoiser.bench import bench_size, conv_flops_per_pixel
+    from denoiser.cli.bench import parse_size
+    from denoiser.engine import Settings, resolve_precision
+
+    precision = resolve_precision("auto", device, gpu_capability(device))
+    settings = Settings(batch_size="auto", device=device, precision=precision)
+    engine = dncnn_engine(settings, device, args.dncnn_weights)
+    flops = conv_flops_per_pixel(engine.artifact.model)
+    results = {}
+    for height, width in parse_size(None, None, sizes):
+        result = bench_size(engine, height, width, flops, args.seconds)
+        results[f"{width}x{height}"] = {"mp_per_s": result.mp_per_s, "gflop_per_s": result.gflop_per_s}
+    print(f"{engine.artifact.card['name']}: {flops / 1e3:.1f} kFLOP/pixel, {engine.precision}, batch "
+          f"{engine.batch_size}: " + ", ".join(f"{k} {v['mp_per_s']:.2f} MP/s" for k, v in results.items()))
+    return results
+
+
+def gpu_capability(device: str):
+    from denoiser.engine import gpu_capability as capability
+
+    return capability(0) if device == "gpu" else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="gpu", choices=("gpu", "cpu"))
+    parser.add_argument("--quick", action="store_true", help=f"small sizes ({', '.join(QUICK_SIZES)}), short runs")
+    parser.add_argument("--set12", type=Path, default=Path(".kit/set12"))
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-check")))
+    parser.add_argument("--seconds", type=float, default=None, help="time per size (default 1, 0.2 with --quick)")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help=f"bf16 peak for the share (default: {H200_BF16_TFLOPS} on a GPU, else bench's ceiling)")
+    parser.add_argument("--dncnn-weights", type=Path, default=None, help="KAIR's dncnn_25.pth, where carried")
+    args = parser.parse_args()
+    args.seconds = args.seconds or (0.2 if args.quick else 1.0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    import keras
+
+    print(f"keras {keras.__version__} on {keras.backend.backend()}, device {args.device}")
+    sizes = QUICK_SIZES if args.quick else SIZES
+    started, summary = time.perf_counter(), {"device": args.device, "sizes": sizes, "models": {}}
+    for model in MODELS:
+        report = run_bench(model, sizes, args.device, args.seconds, args.out / f"bench-{model}.json")
+        peak = args.peak_tflops * 1e3 if args.peak_tflops else (
+            H200_BF16_TFLOPS * 1e3 if args.device == "gpu" else report["ceiling_gflops"])
+        summary["models"][model] = {
+            "precision": report["precision"], "peak_device_mb": peak_device_mb(args.device),
+            "sizes": {f"{s['width']}x{s['height']}": {"mp_per_s": s["mp_per_s"], "share_of_peak":
+                      s["gflop_per_s"] / peak} for s in report["sizes"]}}
+    summary["dncnn_s"] = peer(args, args.device, sizes)
+    summary["peak_device_mb"] = peak_device_mb(args.device)
+    if args.set12.is_dir():
+        summary["set12_sigma25"] = eval_set12(args.set12, args.device, args.out / "eval",
+                                               ("gray", "gray@float32") if args.device == "gpu" else ("gray",))
+        summary["set12_sigma25_cpu_float32"] = summary["set12_sigma25"] if args.device == "cpu" else eval_set12(
+            args.set12, "cpu", args.out / "eval-cpu", ("gray@float32",))
+    summary["seconds"] = time.perf_counter() - started
+    (args.out / "gpu_check.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary)
+
+
+def print_summary(summary: dict) -> None:
+    """The figures the issue asks for, with its targets beside them."""
+    largest = summary["sizes"][-1]
+    peer_rate = summary["dncnn_s"][largest]["mp_per_s"]
+    print(f"\n== summary ({summary['device']}, {summary['seconds']:.0f} s) ==")
+    for model, result in summary["models"].items():
+        for size, figures in result["sizes"].items():
+            print(f"{model:>15} {result['precision']:>9} {size:>10}: {figures['mp_per_s']:8.2f} MP/s, "
+                  f"{figures['share_of_peak']:6.2%} of peak, x{figures['mp_per_s'] / summary['dncnn_s'][size]['mp_per_s']:.1f} "
+                  f"DnCNN-S")
+    gray = summary["models"]["gray"]["sizes"][largest]["mp_per_s"]
+    print(f"gray at {largest}: {gray:.2f} MP/s (target on an H200 at 6000x4000: 300), "
+          f"{gray / peer_rate:.1f}x DnCNN-S's {peer_rate:.2f} MP/s (target 10x)")
+    peak = summary["peak_device_mb"]
+    print(f"peak device memory: {f'{peak:.0f} MB' if peak else 'not reported on a CPU (see peak RSS above)'}")
+    if "set12_sigma25" in summary:
+        ours, cpu = summary["set12_sigma25"], summary["set12_sigma25_cpu_float32"]
+        print(f"Set12 sigma 25 PSNR on {summary['device']}: {ours}; CPU float32 here: {cpu}; "
+              f"docs/benchmarks.md CPU float32: {CPU_FLOAT32_SET12_SIGMA25} (target: within 0.05 dB)")
+
+
+if __name__ == "__main__":
+    main()
