@@ -33,6 +33,10 @@ MAX_DEATHS = 2  # an input on which a worker died (or raised) this many times, a
 STAGE_PREFIX = "denoise-stage-"  # scratch folders in the temporary folder, one per process: PREFIX + PID
 
 
+class Unreachable(RuntimeError):
+    """The Ray cluster that RAY_ADDRESS names does not answer."""
+
+
 class RunConfig(NamedTuple):
     """What a worker needs to build its models and run: small values, sent to each worker once."""
 
@@ -158,33 +162,33 @@ class Attempts:
     """
 
     def __init__(self):
-        self.batches: dict[str, int] = {}
-        self.alone: dict[str, int] = {}
+        self.started: set[str] = set()  # inputs of batches that began and have not ended
+        self.alone: dict[str, int] = {}  # inputs begun on their own: how often, without ending
 
     def begin(self, keys: list[str]) -> bool:
-        """Count a batch's start; whether any of its inputs was in an earlier batch that never finished."""
-        retried = any(key in self.batches for key in keys)
-        for key in keys:
-            self.batches[key] = self.batches.get(key, 0) + 1
+        """Note a batch's start; whether any of its inputs was in an earlier batch that never ended."""
+        retried = not self.started.isdisjoint(keys)
+        self.started.update(keys)
         return retried
 
     def begin_alone(self, key: str) -> int:
-        """Count an input's start on its own; how many earlier such starts never finished."""
+        """Note an input's start on its own; how many earlier such starts never ended."""
         before = self.alone.get(key, 0)
         self.alone[key] = before + 1
         return before
 
     def end(self, keys: list[str]) -> None:
-        """Forget finished inputs."""
+        """Forget inputs whose records are made."""
+        self.started.difference_update(keys)
         for key in keys:
-            self.batches.pop(key, None)
             self.alone.pop(key, None)
 
 
 class Worker:
     """A Ray Data worker: builds its models once in its own process, then runs batches of tasks."""
 
-    def __init__(self, config: RunConfig, attempts=None):
+    def __init__(self, config: RunConfig, attempts):
+        """`attempts`: the handle of the driver's Attempts actor."""
         if config.threads:
             os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.threads)  # before TensorFlow starts, in Models
         remove_stale_scratch()
@@ -228,11 +232,7 @@ class Worker:
         return entry
 
     def _ask(self, method: str, *args):
-        """Call the shared attempt counter (or a local one when there is none)."""
-        if self.attempts is None:
-            self.attempts = Attempts()
-        if isinstance(self.attempts, Attempts):
-            return getattr(self.attempts, method)(*args)
+        """Call the driver's attempt counter."""
         import ray
 
         return ray.get(getattr(self.attempts, method).remote(*args))
@@ -246,7 +246,10 @@ def connect() -> None:
     except ImportError:
         raise extra_error("--ray", "ray") from None
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        except ConnectionError as error:
+            raise Unreachable(f"cannot reach the Ray cluster: {error}") from None
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its progress notes would break the progress bar
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False

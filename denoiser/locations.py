@@ -172,10 +172,11 @@ CHECKPOINT_SECONDS = 30.0  # ...or this long after the last one, whichever comes
 class ObjectScores:
     """OUTPUT/scores.jsonl on an object store, where nothing can be appended to; one writer (the driver).
 
-    Records go up in parts, `.scores-parts/RUN-SEQ.jsonl` (RUN: the start time in ns and a random tag), one PUT each, every CHECKPOINT_RECORDS records or
-    CHECKPOINT_SECONDS. At the end scores.jsonl is rewritten by one PUT with the parts' lines it does not hold
-    yet, and the parts are deleted. A run killed before that loses at most the records since its last part,
-    whose inputs the next run redoes; the next run also reads and merges the parts left behind.
+    Records go up in parts, `.scores-parts/RUN-SEQ.jsonl` (RUN: the start time in ns and a random tag), one
+    PUT each, every CHECKPOINT_RECORDS records or CHECKPOINT_SECONDS. At the end scores.jsonl is rewritten by
+    one PUT with the parts' lines it does not hold yet, and the parts are deleted. A run killed before that
+    loses at most the records since its last part, whose inputs the next run redoes; the next run also reads
+    and merges the parts left behind.
     """
 
     def __init__(self, output: str):

@@ -58,38 +58,15 @@ def wants_driver(input_path, output, options: dict) -> bool:
 def run_driver(input_path, output, options: dict) -> None:
     """Run the batch on Ray or over URLs, then exit 0, 1 (some inputs failed) or 3 (storage failed)."""
     from denoiser.cli.batch import closing_line, write_preview
-    from denoiser.distributed import RunConfig, cluster_plan, connect, run_on_ray, run_tasks
-    from denoiser.pipeline import Models, Options
 
     source, target = str(input_path), str(output)
-    if options["preview"] and (is_url(source) or is_url(target)):
-        raise click.UsageError("--preview needs a local INPUT and OUTPUT")
-    if options["workers"] and not options["use_ray"]:
-        raise click.UsageError("--workers needs --ray")
-    try:
-        tasks = mirror_tasks(source, target, options["recursive"])
-        config = RunConfig(settings_from(options), *_model_paths(options),
-                           Options(options["max_pixels"], max_bytes=options["max_bytes"], heatmaps=options["heatmaps"]))
-        plan = None
-        if options["use_ray"]:
-            connect()
-            plan = cluster_plan(options["workers"])
-    except (ValueError, MissingExtra) as error:
-        raise click.UsageError(str(error)) from error
-    except FileNotFoundError as error:
-        raise click.BadParameter(str(error), param_hint="INPUT/--model/--scorer") from error
+    tasks, config, plan = _prepare(source, target, options)
     started = time.perf_counter()
     with records_at(target) as log:
         recorded = set() if options["overwrite"] else log.inputs()
         todo = [task for task in tasks if record_key(task.source) not in recorded]
         _clean_temporaries(todo)
-        if not todo:
-            records = (entry for entry in ())  # nothing to do: no workers started
-        elif plan:
-            records = run_on_ray(todo, config, plan)
-        else:
-            records = run_tasks(todo, Models(config.settings, config.model, config.scorer), config.options)
-        with closing(records):
+        with closing(_records(todo, config, plan)) as records:
             tally = drive(records, log, len(todo), options)
     _clean_temporaries(todo)
     if options["preview"]:
@@ -98,6 +75,42 @@ def run_driver(input_path, output, options: dict) -> None:
                         time.perf_counter() - started)
     click.echo(line + (f", {plan.count} workers" if plan else ""))
     sys.exit(1 if tally.failed else 0)
+
+
+def _prepare(source: str, target: str, options: dict) -> tuple:
+    """The tasks, the workers' settings and, with --ray, the actor pool (after joining the cluster)."""
+    from denoiser.distributed import RunConfig, Unreachable, cluster_plan, connect
+    from denoiser.pipeline import Options
+
+    if options["preview"] and (is_url(source) or is_url(target)):
+        raise click.UsageError("--preview needs a local INPUT and OUTPUT")
+    if options["workers"] and not options["use_ray"]:
+        raise click.UsageError("--workers needs --ray")
+    try:
+        tasks = mirror_tasks(source, target, options["recursive"])
+        run = Options(options["max_pixels"], max_bytes=options["max_bytes"], heatmaps=options["heatmaps"])
+        config = RunConfig(settings_from(options), *_model_paths(options), run)
+        if options["use_ray"]:
+            connect()
+        return tasks, config, cluster_plan(options["workers"]) if options["use_ray"] else None
+    except (ValueError, MissingExtra) as error:
+        raise click.UsageError(str(error)) from error
+    except FileNotFoundError as error:
+        raise click.BadParameter(str(error), param_hint="INPUT/--model/--scorer") from error
+    except Unreachable as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _records(todo: list, config, plan) -> Iterator[dict]:
+    """The records of the tasks to do: from Ray's workers, or from this process."""
+    from denoiser.distributed import run_on_ray, run_tasks
+    from denoiser.pipeline import Models
+
+    if not todo:
+        return (entry for entry in ())  # nothing to do: no worker started
+    if plan:
+        return run_on_ray(todo, config, plan)
+    return run_tasks(todo, Models(config.settings, config.model, config.scorer), config.options)
 
 
 def _model_paths(options: dict) -> tuple[str | None, str | None]:
