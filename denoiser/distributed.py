@@ -60,8 +60,8 @@ def worker_plan(nodes: list[dict], workers: int | None = None) -> WorkerPlan:
     """The actor pool for a cluster, given each live node's resources.
 
     With GPUs: one worker per GPU. Without: one worker per core, each running TensorFlow on one thread (on a
-    2-core host, two such workers outran one worker on both cores by a third). `workers` overrides the count;
-    the cluster's GPUs, or its cores, are then shared out among them.
+    2-core host, two such workers ran 8-25% faster than one on both cores: docs/ray.md). `workers` overrides
+    the count; the cluster's GPUs, or its cores, are then shared out among them, and TensorFlow's threads.
     """
     gpus = sum(int(node.get("GPU", 0)) for node in nodes)
     cores = [int(node["CPU"]) for node in nodes if node.get("CPU", 0) >= 1] or [1]
