@@ -71,15 +71,22 @@ def records(output: Path) -> list[dict]:
 
 
 def wait_for(output: Path, names: set[str], daemon: Daemon, timeout: float = 30) -> dict[str, dict]:
-    """Wait until every named input has a record; the records by input name."""
+    """Wait until every named input has a record and its files are routed; the records by input name."""
     deadline = time.monotonic() + timeout
     while True:
         found = {Path(r["input"]).name: r for r in records(output) if Path(r["input"]).name in names}
-        if set(found) == names:
+        if set(found) == names and all(map(routed, found.values())):
             return found
         assert daemon.process.poll() is None, f"daemon exited:\n{daemon.text()}"
         assert time.monotonic() < deadline, f"missing {names - set(found)}:\n{daemon.text()[-3000:]}"
         time.sleep(0.1)
+
+
+def routed(entry: dict) -> bool:
+    """Whether a record's claim folder is gone: the record comes first, then the files are moved."""
+    work = next((parent / ".denoised-work" for parent in Path(entry["input"]).parents
+                 if (parent / ".denoised-work").is_dir()), None)
+    return work is None or not entry.get("claim") or not (work / entry["claim"]).exists()
 
 
 def decoded(path: Path) -> np.ndarray:
@@ -109,7 +116,7 @@ def watcher(tmp_path_factory, tiny_models):
     reader.start()
     port = free_port()
     daemon = Daemon([DENOISE, "watch", inbox, output, "-r", "-m", tiny_models["color"], "-t", "32", "-s", "1.5",
-                     "-L", "50", "-M", port, "--max-pixels", 20000], root / "daemon.log",
+                     "-L", "50", "-M", port, "--max-pixels", 20000, "--precision", "float32"], root / "daemon.log",
                     {"NOTIFY_SOCKET": str(root / "notify"), "WATCHDOG_USEC": "400000"})
     try:
         daemon.wait_ready()
@@ -175,7 +182,7 @@ def test_a_slow_writer_is_taken_only_when_complete(watcher, rng, tiny_models, tm
     assert entry["status"] == "ok", entry
     (tmp_path / "full.png").write_bytes(data)
     expected = next(process([Job(tmp_path / "full.png", tmp_path / "expected.png")],
-                            Models(Settings(tile=32), str(tiny_models["color"]))))
+                            Models(Settings(tile=32, precision="float32"), str(tiny_models["color"]))))
     assert expected["status"] == "ok"
     difference = np.abs(decoded(output / "slow.png").astype(int) - decoded(tmp_path / "expected.png").astype(int))
     assert difference.max() <= 1

@@ -90,10 +90,11 @@ def allowed_syscalls(unit: str) -> list[str]:
 
 # The unit's file system, by hand: ProtectProc=invisible, read-only /sys (ProtectKernelTunables),
 # PrivateDevices, PrivateTmp with the work folder as ReadWritePaths, ProtectSystem=strict; then
-# NoNewPrivileges and an empty CapabilityBoundingSet before the seccomp filter.
+# NoNewPrivileges and an empty CapabilityBoundingSet before the seccomp filter. The checkout and its venv
+# stay visible (read-only) where they lie under /tmp, as an installation under /opt would.
 SANDBOX = r"""
 set -eu
-work=$1; shift
+work=$1; keep=$2; shift 2
 mount -t proc -o hidepid=invisible proc /proc
 mount -o remount,bind,ro /sys
 mount -t tmpfs -o mode=755 tmpfs /mnt
@@ -107,10 +108,13 @@ mkdir /mnt/dev/shm
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /mnt/dev/shm
 mount --move /mnt/dev /dev
 mount --bind "$work" /mnt/work
+mkdir /mnt/keep
+for path in $keep; do mkdir -p "/mnt/keep$path" && mount --bind "$path" "/mnt/keep$path"; done
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mkdir -p "$work"
 mount --bind /mnt/work "$work"
 umount /mnt/work
+for path in $keep; do mkdir -p "$path" && mount --bind "/mnt/keep$path" "$path"; done
 mount -o remount,bind,ro /
 exec setpriv --no-new-privs --bounding-set=-all --inh-caps=-all "$@"
 """
@@ -154,7 +158,9 @@ def test_tensorflow_cleans_images_inside_the_units_sandbox(tmp_path, tiny_models
     error_number = getattr(errno, re.search(r"^SystemCallErrorNumber=(\w+)$", unit, re.M).group(1))
     seccomp = [sys.executable, str(Path(__file__).with_name("seccomp_exec.py")), str(work / "syscalls"),
                str(error_number), "--"]
-    command = ["unshare", "--mount", "--propagation", "private", "--net", "sh", "-c", SANDBOX, "sandbox", str(work),
+    keep = " ".join(str(path) for path in {Path(__file__).resolve().parents[1], Path(sys.prefix).resolve()}
+                    if path.is_relative_to("/tmp"))
+    command = ["unshare", "--mount", "--propagation", "private", "--net", "sh", "-c", SANDBOX, "sandbox", str(work), keep,
                *seccomp, sys.executable, "-m", "denoised", "--config", str(work / "denoised.toml")]
     log = tmp_path / "daemon.log"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink, open(log, "wb") as sink_log:

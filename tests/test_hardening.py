@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from denoiser.cli import main
-from tests.test_daemon import DENOISE, Daemon, decoded, free_port, image_bytes
+from tests.test_daemon import DENOISE, Daemon, decoded, free_port, image_bytes, routed
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -165,12 +165,15 @@ def daemon_on_small_disk(small_disk, tmp_path, tiny_models):
 
 
 def wait_records(output: Path, count: int, daemon: Daemon, timeout: float = 60) -> list[dict]:
+    """At least `count` records, each with its files routed."""
     deadline = time.monotonic() + timeout
-    while len(found := lines(output) if (output / "scores.jsonl").exists() else []) < count:
+    while True:
+        found = lines(output) if (output / "scores.jsonl").exists() else []
+        if len(found) >= count and all(map(routed, found)):
+            return found
         assert daemon.process.poll() is None, f"daemon exited:\n{daemon.text()[-3000:]}"
         assert time.monotonic() < deadline, f"{len(found)} of {count} records:\n{daemon.text()[-3000:]}"
         time.sleep(0.1)
-    return found
 
 
 def test_daemon_refuses_a_second_writer_on_its_output_and_an_inbox_inside_output(daemon_on_small_disk, tmp_path):
