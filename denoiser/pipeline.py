@@ -206,7 +206,8 @@ def score_only(jobs: Iterable[Job], scorer: Scorer, options: Options = Options()
         decoded.close()
 
 
-def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], heatmaps: bool, progress=None,
+def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], heatmaps: bool,
+                   progress: Callable[[], object] | None = None,
                    writes_ahead: int = 2) -> Iterator[dict]:
     """Run consecutive images that share an engine through it as one stream; score each input as it was read.
 
@@ -246,11 +247,9 @@ def _written(item: _Decoded, result: Score, wait: Callable[[], object], engine: 
     """
     try:
         wait()
-    except OSError as error:
-        if not is_per_input(error):
+    except (ImageError, OSError) as error:
+        if isinstance(error, OSError) and not is_per_input(error):
             raise
-        return record(item.job, item.started, item.picture, f"cannot write output: {error}")
-    except ImageError as error:
         return record(item.job, item.started, item.picture, f"cannot write output: {error}")
     target = item.job.target
     model, precision = (engine.artifact.card.get("name"), engine.precision) if engine else (None, None)
