@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -125,6 +126,59 @@ def gpu_capability(device: str):
     return capability(0) if device == "gpu" else None
 
 
+def host_share(model: str, device: str, size: str) -> dict:
+    """One image of `size` through gray's engine, timed whole and inside the model's predict: what the host adds."""
+    from denoiser.artifact import resolve_model
+    from denoiser.cli.bench import parse_size
+    from denoiser.engine import Engine, Settings
+
+    engine = Engine.load(str(resolve_model(model)), Settings(batch_size="auto", device=device))
+    (height, width), = parse_size(None, None, (size,))
+    image = np.random.default_rng(0).random((height, width, engine.channels), dtype=np.float32)
+    engine.denoise(image, in_place=True)
+    predict, inside = engine._predict, []
+
+    def timed(stack):
+        started = time.perf_counter()
+        out = predict(stack)
+        inside.append(time.perf_counter() - started)
+        return out
+
+    engine._predict = timed
+    started = time.perf_counter()
+    for _ in range(3):
+        engine.denoise(image, in_place=True)
+    whole = (time.perf_counter() - started) / 3
+    return {"seconds": whole, "predict_seconds": sum(inside) / 3, "batch_size": engine.batch_size}
+
+
+def batch_end_to_end(set12: Path, device: str, out: Path, count: int, side: int) -> dict:
+    """`denoise batch` over `count` noisy PNGs of side x side made from Set12: MP/s with decoding and encoding."""
+    from PIL import Image
+
+    from denoiser.cli import main
+
+    sources = sorted(set12.glob("*.png"))
+    inbox, outbox = out / "batch-in", out / "batch-out"
+    shutil.rmtree(out, ignore_errors=True)
+    inbox.mkdir(parents=True)
+    rng = np.random.default_rng(25)
+    for index in range(count):
+        clean = np.asarray(Image.open(sources[index % len(sources)]).convert("L"), np.float32)
+        reps = (side // clean.shape[0] + 1, side // clean.shape[1] + 1)
+        noisy = np.tile(clean, reps)[:side, :side] + rng.normal(0, 25, (side, side))
+        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(inbox / f"{index:03d}.png", compress_level=1)
+    started = time.perf_counter()
+    try:
+        main.main(["batch", str(inbox), str(outbox), "-m", "gray", "--device", device, "-b", "auto", "-q"],
+                  standalone_mode=False)
+    except SystemExit as done:  # batch exits with its status (1 where an input failed)
+        if done.code:
+            raise
+    seconds = time.perf_counter() - started
+    return {"images": count, "side": side, "seconds": seconds, "mp_per_s": count * side * side / seconds / 1e6}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="gpu", choices=("gpu", "cpu"))
@@ -137,6 +191,7 @@ def main() -> None:
     parser.add_argument("--dncnn-weights", type=Path, default=None, help="KAIR's dncnn_25.pth, where carried")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="a subset, for a rerun that must be short")
     parser.add_argument("--sizes", nargs="+", default=None, help=f"WxH sizes (default {' '.join(SIZES)})")
+    parser.add_argument("--batch-images", type=int, default=None, help="denoise batch's images (default 48, 6 quick)")
     args = parser.parse_args()
     args.seconds = args.seconds or (0.2 if args.quick else 1.0)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +200,15 @@ def main() -> None:
     print(f"keras {keras.__version__} on {keras.backend.backend()}, device {args.device}")
     sizes = tuple(args.sizes or (QUICK_SIZES if args.quick else SIZES))
     started, summary = time.perf_counter(), {"device": args.device, "sizes": sizes, "models": {}}
-    for model in args.models:
+
+    def save(step: str, value) -> None:
+        """Keep a step's figures, and write what is known so far (a run cut short still says something)."""
+        summary[step] = value
+        summary["seconds"] = time.perf_counter() - started
+        (args.out / "gpu_check.json").write_text(json.dumps(summary, indent=2))
+        print(f"-- {step} done at {summary['seconds']:.0f} s", flush=True)
+
+    for model in args.models:  # gray first: the figures the targets name come before the rest
         report = run_bench(model, sizes, args.device, args.seconds, args.out / f"bench-{model}.json")
         peak = args.peak_tflops * 1e3 if args.peak_tflops else (
             H200_BF16_TFLOPS * 1e3 if args.device == "gpu" else report["ceiling_gflops"])
@@ -153,15 +216,20 @@ def main() -> None:
             "precision": report["precision"], "peak_device_mb": peak_device_mb(args.device),
             "sizes": {f"{s['width']}x{s['height']}": {"mp_per_s": s["mp_per_s"], "share_of_peak":
                       s["gflop_per_s"] / peak} for s in report["sizes"]}}
-    summary["dncnn_s"] = peer(args, args.device, sizes)
-    summary["peak_device_mb"] = peak_device_mb(args.device)
+        save("models", summary["models"])
+        if model == args.models[0]:
+            save("dncnn_s", peer(args, args.device, sizes))
+            save("host_share", host_share(model, args.device, sizes[-1]))
+            if args.set12.is_dir():
+                save("set12_sigma25", eval_set12(args.set12, args.device, args.out / "eval",
+                                                 ("gray", "gray@float32") if args.device == "gpu" else ("gray@float32",)))
+                save("set12_sigma25_cpu_float32", summary["set12_sigma25"] if args.device == "cpu" else eval_set12(
+                    args.set12, "cpu", args.out / "eval-cpu", ("gray@float32",)))
     if args.set12.is_dir():
-        summary["set12_sigma25"] = eval_set12(args.set12, args.device, args.out / "eval",
-                                               ("gray", "gray@float32") if args.device == "gpu" else ("gray",))
-        summary["set12_sigma25_cpu_float32"] = summary["set12_sigma25"] if args.device == "cpu" else eval_set12(
-            args.set12, "cpu", args.out / "eval-cpu", ("gray@float32",))
-    summary["seconds"] = time.perf_counter() - started
-    (args.out / "gpu_check.json").write_text(json.dumps(summary, indent=2))
+        images = args.batch_images or (6 if args.quick else 48)
+        save("batch", batch_end_to_end(args.set12, args.device, Path(os.environ.get("TMPDIR", "/tmp")) / "gpu-check",
+                                       images, 512 if args.quick else 2048))
+    save("peak_device_mb", peak_device_mb(args.device))
     print_summary(summary)
 
 
@@ -179,6 +247,14 @@ def print_summary(summary: dict) -> None:
         gray = summary["models"]["gray"]["sizes"][largest]["mp_per_s"]
         print(f"gray at {largest}: {gray:.2f} MP/s (target on an H200 at 6000x4000: 300), "
               f"{gray / peer_rate:.1f}x DnCNN-S's {peer_rate:.2f} MP/s (target 10x)")
+    if "host_share" in summary:
+        share = summary["host_share"]
+        print(f"one {largest} image: {share['seconds']:.3f} s, of which {share['predict_seconds']:.3f} s in the "
+              f"model's predict (batch {share['batch_size']}); the rest is the host cutting and blending tiles")
+    if "batch" in summary:
+        batch = summary["batch"]
+        print(f"denoise batch, {batch['images']} PNGs of {batch['side']}x{batch['side']} (decode, denoise, encode, "
+              f"write): {batch['mp_per_s']:.2f} MP/s")
     peak = summary["peak_device_mb"]
     print(f"peak device memory: {f'{peak:.0f} MB' if peak else 'not reported on a CPU (see peak RSS above)'}")
     if "set12_sigma25" in summary:

@@ -7,6 +7,7 @@
 set -eu
 kit=${KIT:-.kit}
 site=${TMPDIR:-/tmp}/denoise-site
+export KERAS_BACKEND=jax
 if python3 -c "import keras" 2>/dev/null; then
     echo "keras is installed here; the kit's wheels are not needed"
 elif ls "$kit"/*.whl >/dev/null 2>&1; then
@@ -16,6 +17,12 @@ else
     echo "no Keras here and no wheels in $kit: run make gpu-kit and carry $kit" >&2
     exit 2
 fi
-export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
+# Run from the checkout, not installed: the shipped models are the package denoiser.models only once installed.
+[ -e denoiser/models ] || ln -s ../models denoiser/models
+# A device copy may leave models/*.keras out for size and carry them without int8 graphs (make gpu-kit).
+for model in "$kit"/models/*.keras; do
+    if [ -e "$model" ] && [ ! -e "models/${model##*/}" ]; then cp "$model" models/; fi
+done
+export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
 case " $* " in *" --device cpu "*) export JAX_PLATFORMS=cpu ;; esac
 exec python3 benchmarks/gpu_check.py "$@"
