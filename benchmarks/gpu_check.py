@@ -152,6 +152,52 @@ def host_share(model: str, device: str, size: str) -> dict:
     return {"seconds": whole, "predict_seconds": sum(inside) / 3, "batch_size": engine.batch_size}
 
 
+def device_only(engine, tiles: int) -> dict:
+    """Seconds for one batch of `tiles` of the engine's largest tile: the model alone on device-resident data
+    (compiled once, synchronised), the copy in and the copy out; the rest of predict is Keras's and the host's."""
+    import jax
+
+    model = engine.artifact.model
+    forward = jax.jit(lambda trainable, other, x: model.stateless_call(trainable, other, x, training=False)[0])
+    weights = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    host = np.random.default_rng(0).random((tiles, engine.tile, engine.tile, engine.channels), dtype=np.float32)
+
+    def best(step, repeats: int = 5) -> float:
+        step()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    on_device = jax.device_put(host).block_until_ready()
+    result = forward(*weights, on_device).block_until_ready()
+    return {"tiles": tiles, "tile": engine.tile, "model_seconds": best(lambda: forward(*weights, on_device)
+                                                                         .block_until_ready()),
+            "copy_in_seconds": best(lambda: jax.device_put(host).block_until_ready()),
+            "copy_out_seconds": best(lambda: np.asarray(result, np.float32)),
+            "predict_seconds": best(lambda: engine.artifact.predict(host))}
+
+
+def profile(models: list[str], device: str, tiles: int, args, tile: int | None = None) -> dict:
+    """device_only for the shipped models and DnCNN-S, in the automatic precision."""
+    from denoiser.artifact import resolve_model
+    from denoiser.engine import Engine, Settings, resolve_precision
+
+    settings = Settings(batch_size="auto", device=device, tile=tile)
+    engines = {model: Engine.load(str(resolve_model(model)), settings) for model in models}
+    precision = resolve_precision("auto", device, gpu_capability(device))
+    engines["dncnn_s"] = dncnn_engine(settings._replace(precision=precision), device, args.dncnn_weights)
+    report = {}
+    for name, engine in engines.items():
+        report[name] = device_only(engine, tiles)
+        print(f"{name}: {tiles} tiles of {engine.tile}^2: model {report[name]['model_seconds']:.3f} s on the device, "
+              f"copy in {report[name]['copy_in_seconds']:.3f} s, out {report[name]['copy_out_seconds']:.3f} s, "
+              f"Keras predict in all {report[name]['predict_seconds']:.3f} s", flush=True)
+    return report
+
+
 def batch_end_to_end(set12: Path, device: str, out: Path, count: int, side: int) -> dict:
     """`denoise batch` over `count` noisy PNGs of side x side made from Set12: MP/s with decoding and encoding."""
     from PIL import Image
@@ -191,6 +237,7 @@ def main() -> None:
     parser.add_argument("--dncnn-weights", type=Path, default=None, help="KAIR's dncnn_25.pth, where carried")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="a subset, for a rerun that must be short")
     parser.add_argument("--sizes", nargs="+", default=None, help=f"WxH sizes (default {' '.join(SIZES)})")
+    parser.add_argument("--profile-tiles", type=int, default=None, help="tiles per profiled batch (default 32, 2 quick)")
     parser.add_argument("--batch-images", type=int, default=None, help="denoise batch's images (default 48, 6 quick)")
     args = parser.parse_args()
     args.seconds = args.seconds or (0.2 if args.quick else 1.0)
@@ -220,6 +267,9 @@ def main() -> None:
         if model == args.models[0]:
             save("dncnn_s", peer(args, args.device, sizes))
             save("host_share", host_share(model, args.device, sizes[-1]))
+            if keras.backend.backend() == "jax":
+                save("profile", profile(args.models, args.device, args.profile_tiles or (2 if args.quick else 32), args,
+                                        256 if args.quick else None))
             if args.set12.is_dir():
                 save("set12_sigma25", eval_set12(args.set12, args.device, args.out / "eval",
                                                  ("gray", "gray@float32") if args.device == "gpu" else ("gray@float32",)))
@@ -251,6 +301,10 @@ def print_summary(summary: dict) -> None:
         share = summary["host_share"]
         print(f"one {largest} image: {share['seconds']:.3f} s, of which {share['predict_seconds']:.3f} s in the "
               f"model's predict (batch {share['batch_size']}); the rest is the host cutting and blending tiles")
+    for name, figures in summary.get("profile", {}).items():
+        print(f"{name}: {figures['tiles']} tiles of {figures['tile']}^2 in {figures['model_seconds']:.3f} s on the "
+              f"device ({figures['tiles'] * figures['tile'] ** 2 / figures['model_seconds'] / 1e6:.0f} MP/s of tiles), "
+              f"{figures['predict_seconds']:.3f} s through Keras's predict with the copies")
     if "batch" in summary:
         batch = summary["batch"]
         print(f"denoise batch, {batch['images']} PNGs of {batch['side']}x{batch['side']} (decode, denoise, encode, "

@@ -334,6 +334,8 @@ class Engine:
 
     def _predict(self, stack: np.ndarray) -> np.ndarray:
         """The model's output for a stack of tiles, averaged over the settings' orientations."""
+        if self.settings.ensemble == 1:  # no copies: three passes over the batch cost the host more than a GPU
+            return self.artifact.predict(stack)
         total = np.zeros(stack.shape, np.float32)
         for turns, mirror in ORIENTATIONS[:self.settings.ensemble]:
             view = np.ascontiguousarray(orient(stack, turns, mirror))
