@@ -87,8 +87,8 @@ def measure(spec: str, samples: list, damaged: list, paths: list[Path], pairs: l
     started = time.perf_counter()
     records = score_files(scorer, paths, out)
     seconds = time.perf_counter() - started
-    raw = np.array([r["raw_score"] for r in records])
-    flagged = np.array([bool(r["anomalous"]) for r in records])
+    raw = np.array([r.raw_score for r in records])
+    flagged = np.array([bool(r.anomalous) for r in records])
     odd = np.array([s.group == "odd" for s in samples])
     by = defaultdict(list)
     for sample, flag in zip(samples, flagged):

@@ -39,10 +39,10 @@ def one_pass(models, source: Path, scorer) -> tuple[float, float]:
         started = time.perf_counter()
         records = list(process(jobs, models, Options()))
         seconds = time.perf_counter() - started
-    failed = [r for r in records if r.get("status") == "failed"]
+    failed = [r for r in records if not r.ok]
     if failed:
-        raise click.ClickException(f"{len(failed)} inputs failed: {failed[0].get('error')}")
-    return seconds, sum(r["width"] * r["height"] for r in records) / 1e6
+        raise click.ClickException(f"{len(failed)} inputs failed: {failed[0].error}")
+    return seconds, sum(r.megapixels for r in records)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

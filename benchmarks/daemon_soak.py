@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from denoiser.engine import Settings
+from denoiser.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 DENOISE = Path(sys.executable).with_name("denoise")
@@ -194,8 +195,8 @@ def soak(work: Path, files: dict[str, bytes], args: argparse.Namespace) -> dict:
     return result
 
 
-def megapixels(records: list[dict]) -> float:
-    return sum(r["width"] * r["height"] for r in records if r["status"] == "ok") / 1e6
+def megapixels(records: list[Record]) -> float:
+    return sum(r.megapixels for r in records if r.ok)
 
 
 def throughput(work: Path, files: dict[str, bytes], args: argparse.Namespace) -> Daemon:
@@ -220,7 +221,7 @@ def throughput(work: Path, files: dict[str, bytes], args: argparse.Namespace) ->
     write_files(inbox, files)
     wait_records(output, len(files), daemon)
     seconds = time.monotonic() - started
-    daemon_rate = megapixels(scores(output)) / seconds
+    daemon_rate = megapixels([Record(**r) for r in scores(output)]) / seconds
     print(f"throughput: daemon {daemon_rate:.3f} MP/s ({len(files) / seconds:.1f} files/s) = "
           f"{daemon_rate / batch_rate:.0%} of `denoise batch` {batch_rate:.3f} MP/s (its timer includes loading "
           f"the models), {daemon_rate / warm_rate:.0%} of the warm pipeline alone {warm_rate:.3f} MP/s "

@@ -22,7 +22,6 @@ CPU, and how fast the driver records, and from those sketches how throughput wou
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -92,11 +91,12 @@ class NoOp:
     """A worker that does nothing but turn tasks into records of the real size."""
 
     def __call__(self, batch: dict) -> dict:
-        record = {"input": "", "output": "", "heatmap": None, "status": "ok", "score": 0.5, "anomalous": False,
-                  "raw_score": 1.0, "error": None, "width": 256, "height": 256, "seconds": 0.1, "model": "gray",
-                  "precision": "float32", "scorer": "scorer", "time": "2026-12-04T00:00:00+00:00"}
-        return {"record": [json.dumps({**record, "input": s, "output": t})
-                           for s, t in zip(batch["source"], batch["target"])]}
+        from denoiser.records import Record
+
+        record = Record("", "", status="ok", score=0.5, anomalous=False, raw_score=1.0, width=256, height=256,
+                        seconds=0.1, model="gray", precision="float32", scorer="scorer",
+                        time="2026-12-04T00:00:00+00:00")
+        return {"record": [record.but(input=s, output=t).line() for s, t in zip(batch["source"], batch["target"])]}
 
 
 def ray_data_overhead(tasks: int = 4000, workers: int = 2) -> float:
@@ -150,8 +150,9 @@ def codec_seconds_per_mp(scratch: Path, repeats: int = 3) -> Codec:
 def driver_records_per_second(scratch: Path, count: int = 2000) -> float:
     """How many records the driver appends a second to a local scores.jsonl (each fsynced)."""
     from denoiser.pipeline import ScoresLog
+    from denoiser.records import Record
 
-    entry = json.loads(NoOp()({"source": ["/data/in/x.jpg"], "target": ["/data/out/x.jpg"]})["record"][0])
+    entry = Record.parse(NoOp()({"source": ["/data/in/x.jpg"], "target": ["/data/out/x.jpg"]})["record"][0])
     started = time.perf_counter()
     with ScoresLog(scratch / "scores.jsonl") as log:
         for _ in range(count):

@@ -24,6 +24,7 @@ from typing import Iterable, Iterator, NamedTuple
 from denoiser import storage
 from denoiser.anomaly import heatmap_path
 from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, reserved
+from denoiser.records import Record
 from denoiser.storage import remove_stale_temporaries
 
 WORK_DIR = ".denoised-work"
@@ -207,21 +208,16 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in kinds.items() if test(mode)), "special file")
 
 
-def scored_claims(scores: Path, claim_ids: Iterable[str]) -> dict[str, dict]:
+def scored_claims(scores: Path, claim_ids: Iterable[str]) -> dict[str, Record]:
     """The records in scores.jsonl written for any of these claims, by claim ID."""
     wanted, found = set(claim_ids), {}
     if not wanted or not scores.exists():
         return found
     with open(scores, encoding="utf-8") as lines:
         for line in lines:
-            if '"claim"' not in line:
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if entry.get("claim") in wanted:
-                found[entry["claim"]] = entry
+            entry = Record.parse(line) if '"claim"' in line else None
+            if entry and entry.claim in wanted:
+                found[entry.claim] = entry
     return found
 
 
@@ -251,17 +247,17 @@ class Router:
             remove_stale_temporaries((root / claim.relative).parent)
             remove_stale_temporaries(root)
 
-    def route(self, claim: Claim, entry: dict) -> None:
+    def route(self, claim: Claim, entry: Record) -> None:
         """Copy anomalies, file failures with their reason, then move the original out of the work area."""
-        if entry["status"] == "ok":
-            cleaned = Path(entry["output"])
-            if entry.get("anomalous") and cleaned.exists():
+        if entry.ok:
+            cleaned = Path(entry.output)
+            if entry.anomalous and cleaned.exists():
                 storage.copy(cleaned, self.output / ANOMALIES / cleaned.relative_to(self.output))
             self._dispose(claim)
         else:
             destination = self._free(claim, self.output / FAILED, ERROR_SUFFIX)
             storage.write_json(destination.with_name(destination.name + ERROR_SUFFIX), {
-                "input": entry["input"], "claim": claim.id, "reason": entry["error"],
+                "input": entry.input, "claim": claim.id, "reason": entry.error,
                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             move(claim.file, destination)
 

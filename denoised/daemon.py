@@ -27,6 +27,7 @@ from denoised.intake import InboxEvents, Intake, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
 from denoised.systemd import WARM_UP_SECONDS, WatchdogPinger, extend_timeout, notify, reloading_message, watchdog_sec
 from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, SCORES_FILE, Job, Models, Options, ScoresLog, process, record
+from denoiser.records import Record
 from denoiser.storage import OutputLock, Stall, cause
 
 T = TypeVar("T")
@@ -423,12 +424,12 @@ def footprint(path: Path, models: Models) -> tuple[int, float]:
 def handle(batch: list[Claim], run: Run) -> None:
     """Finish a batch of claims, retrying with backoff while the disk fails (a full OUTPUT) until all are done."""
     started = time.perf_counter()
-    recorded: dict[str, dict] = {}
+    recorded: dict[str, Record] = {}
     retrying(run, lambda: finish_open(batch, run, recorded))
     run.counters.add_busy(time.perf_counter() - started)
 
 
-def finish_open(batch: list[Claim], run: Run, recorded: dict[str, dict]) -> None:
+def finish_open(batch: list[Claim], run: Run, recorded: dict[str, Record]) -> None:
     """Run the claims still open through the shared pipeline together (refused ones fail at once); record and
     route each. Claims `recorded` by an earlier try whose routing failed are only routed."""
     jobs, claims = [], []
@@ -493,25 +494,25 @@ def wait_beating(run: Run, seconds: float) -> None:
         time.sleep(min(left, 1.0))
 
 
-def finish(claim: Claim, entry: dict, run: Run, recorded: dict[str, dict]) -> None:
+def finish(claim: Claim, entry: Record, run: Run, recorded: dict[str, Record]) -> None:
     """Append the record (the commit point), then route the files, release the claim and count it.
 
     Signals wait until all of this is done, so a reload cannot count a record twice or not at all.
     """
-    entry.update(input=str(run.config.inbox / claim.relative), claim=claim.id)
+    entry = entry.but(input=str(run.config.inbox / claim.relative), claim=claim.id)
     with run.signals.held():
         run.scores.append(entry)
         recorded[claim.id] = entry
         settle(claim, entry, run)
 
-def settle(claim: Claim, entry: dict, run: Run) -> None:
+def settle(claim: Claim, entry: Record, run: Run) -> None:
     """Route a recorded claim's files, release it, count it and log it."""
     with run.signals.held():
         run.router.route(claim, entry)
         run.work.release(claim)
         run.counters.add(entry)
-    if entry["status"] == "ok":
-        flag = " anomalous" if entry["anomalous"] else ""
-        log.info("ok %s -> %s score %s%s", claim.relative, entry["output"], entry["score"], flag)
+    if entry.ok:
+        flag = " anomalous" if entry.anomalous else ""
+        log.info("ok %s -> %s score %s%s", claim.relative, entry.output, entry.score, flag)
     else:
-        log.warning("failed %s: %s", claim.relative, entry["error"])
+        log.warning("failed %s: %s", claim.relative, entry.error)

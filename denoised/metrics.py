@@ -12,6 +12,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from denoiser.records import Record
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
@@ -58,21 +60,19 @@ class Counters:
         self.stall_info.info({"cause": ""})
         self.last_error.info({"error": "", "input": "", "time": ""})
 
-    def add(self, entry: dict) -> None:
+    def add(self, entry: Record) -> None:
         """Count one scores.jsonl record; a record counted is progress."""
-        if entry["status"] == "ok":
-            megapixels = entry["width"] * entry["height"] / 1e6
+        if entry.ok:
             self.processed.inc()
-            self.anomalous.inc(bool(entry.get("anomalous")))
-            self.megapixels.inc(megapixels)
-            if entry.get("seconds") is not None:
-                self.latency.observe(entry["seconds"])
+            self.anomalous.inc(bool(entry.anomalous))
+            self.megapixels.inc(entry.megapixels)
+            if entry.seconds is not None:
+                self.latency.observe(entry.seconds)
             with self._lock:
-                self._megapixels += megapixels
+                self._megapixels += entry.megapixels
         else:
             self.failed.inc()
-            self.last_error.info({"error": str(entry.get("error")), "input": str(entry.get("input")),
-                                  "time": str(entry.get("time"))})
+            self.last_error.info({"error": str(entry.error), "input": entry.input, "time": str(entry.time)})
             self.last_error_time.set(time.time())
         self.beat()
 

@@ -11,7 +11,6 @@ and runs `run_tasks`. Only tasks (strings) go to workers and only records (JSON 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -26,6 +25,7 @@ from typing import Iterable, Iterator, NamedTuple
 from denoiser.engine import Settings
 from denoiser.locations import Task, extra_error, fetch, heatmap_location, is_url, put, record_key
 from denoiser.pipeline import Job, Models, Options, prefetch, process, record
+from denoiser.records import Record
 from denoiser.storage import process_alive
 
 BATCH_SIZE = 8  # tasks per Ray Data batch: enough for decode, inference and writes to overlap in a worker
@@ -82,7 +82,7 @@ def _cpu_share(cores: list[int], count: int) -> float:
     return sum(cores) / count
 
 
-def run_tasks(tasks: Iterable[Task], models: Models, options: Options = Options()) -> Iterator[dict]:
+def run_tasks(tasks: Iterable[Task], models: Models, options: Options = Options()) -> Iterator[Record]:
     """Run tasks through `pipeline.process`; yield one record per task, in order, each once its outputs are put."""
     with tempfile.TemporaryDirectory(prefix=f"{STAGE_PREFIX}{os.getpid()}-") as scratch:
         staged: deque[_Staged] = deque()
@@ -122,27 +122,26 @@ def _stage(index: int, task: Task, scratch: Path, max_bytes: int) -> _Staged:
     return _Staged(task, Job(source, target, refusal), folder)
 
 
-def _deliver(item: _Staged, entry: dict) -> dict:
+def _deliver(item: _Staged, entry: Record) -> Record:
     """Put a remote task's outputs (one PUT each) and name the task's locations in its record."""
     task = item.task
     try:
         if is_url(task.target):
-            outputs = (entry["output"], task.target), (entry["heatmap"], heatmap_location(task.target))
+            outputs = (entry.output, task.target), (entry.heatmap, heatmap_location(task.target))
             for written, url in outputs:
                 if written:
                     put(Path(written), url)
-            entry = {**entry, "output": entry["output"] and task.target,
-                     "heatmap": entry["heatmap"] and heatmap_location(task.target)}
+            entry = entry.but(output=entry.output and task.target,
+                              heatmap=entry.heatmap and heatmap_location(task.target))
     finally:
         if item.folder:
             shutil.rmtree(item.folder, ignore_errors=True)
-    return {**entry, "input": task.source}
+    return entry.but(input=task.source)
 
 
-def failed(task: Task, error: str) -> dict:
+def failed(task: Task, error: str) -> Record:
     """The record of a task that failed outside the pipeline (its worker died or raised on it)."""
-    return {**record(Job(Path(task.source), Path(task.target)), time.perf_counter(), error=error),
-            "input": task.source}
+    return record(Job(Path(task.source), Path(task.target)), time.perf_counter(), error=error).but(input=task.source)
 
 
 def remove_stale_scratch() -> None:
@@ -198,9 +197,9 @@ class Worker:
     def __call__(self, batch: dict) -> dict:
         """Records (JSON lines) for a batch of tasks (columns source, target and refusal)."""
         tasks = [Task(str(s), str(t), str(r)) for s, t, r in zip(batch["source"], batch["target"], batch["refusal"])]
-        return {"record": [json.dumps(entry, ensure_ascii=False) for entry in self.run(tasks)]}
+        return {"record": [entry.line() for entry in self.run(tasks)]}
 
-    def run(self, tasks: list[Task]) -> list[dict]:
+    def run(self, tasks: list[Task]) -> list[Record]:
         """Run a batch whole, or one task at a time when it has been tried before."""
         keys = [record_key(task.source) for task in tasks]
         if not self._ask("begin", keys):
@@ -216,7 +215,7 @@ class Worker:
                 return entries
         return [self._alone(task, key) for task, key in zip(tasks, keys)]
 
-    def _alone(self, task: Task, key: str) -> dict:
+    def _alone(self, task: Task, key: str) -> Record:
         """One task on its own; failed without running once it has ended a worker MAX_DEATHS times."""
         deaths = self._ask("begin_alone", key)
         if deaths >= MAX_DEATHS:
@@ -265,7 +264,7 @@ def cluster_plan(workers: int | None) -> WorkerPlan:
     return worker_plan([node["Resources"] for node in ray.nodes() if node["Alive"]], workers)
 
 
-def run_on_ray(tasks: list[Task], config: RunConfig, plan: WorkerPlan, worker: type = Worker) -> Iterator[dict]:
+def run_on_ray(tasks: list[Task], config: RunConfig, plan: WorkerPlan, worker: type = Worker) -> Iterator[Record]:
     """Run tasks on Ray Data's streaming executor with a pool of `worker` actors; yield records as batches end."""
     import ray
 
@@ -277,6 +276,6 @@ def run_on_ray(tasks: list[Task], config: RunConfig, plan: WorkerPlan, worker: t
         num_cpus=plan.cpus, num_gpus=plan.gpus or None)
     try:
         for row in records.iter_rows():
-            yield json.loads(row["record"])
+            yield Record.parse(row["record"])
     finally:
         ray.kill(attempts)

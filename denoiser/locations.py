@@ -8,7 +8,6 @@ places: for S3 the AWS environment variables and config files, `AWS_ENDPOINT_URL
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import posixpath
 import re
@@ -17,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Iterator, NamedTuple
+
+from denoiser.records import Record
 
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}  # URL scheme -> the extra that brings its backend
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -194,14 +195,14 @@ class ObjectScores:
         keys = set()
         for path in self._logs():
             for line in self._lines(path):
-                entry = _entry(line)
-                if entry.get("input"):
-                    keys.add(record_key(entry["input"]))
+                entry = Record.parse(line)
+                if entry:
+                    keys.add(record_key(entry.input))
         return keys
 
-    def append(self, entry: dict) -> None:
+    def append(self, entry: Record) -> None:
         """Hold a record; put the held ones as a part when a checkpoint is due."""
-        self.pending.append(json.dumps(entry, ensure_ascii=False) + "\n")
+        self.pending.append(entry.line())
         if len(self.pending) >= CHECKPOINT_RECORDS or time.monotonic() - self.last >= CHECKPOINT_SECONDS:
             self.checkpoint()
 
@@ -258,12 +259,3 @@ class ObjectScores:
         self.checkpoint()
         if kind is None:
             self.merge()
-
-
-def _entry(line: bytes) -> dict:
-    """One log line as a dict, or an empty one when it is not a JSON object."""
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        return {}
-    return entry if isinstance(entry, dict) else {}

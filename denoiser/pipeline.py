@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from denoiser.artifact import DEFAULT_SCORER, default_model_path, resolve_model
 from denoiser.engine import Engine, Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, Picture, read_image, write_image
 from denoiser.locations import record_key
+from denoiser.records import STATUS_FAILED, STATUS_OK, Record
 from denoiser.scoring import Score
 from denoiser.storage import append_line, atomic_write, is_per_input
 
@@ -100,25 +100,25 @@ def check_jobs(jobs: list[Job]) -> None:
 
 def record(job: Job, started: float, picture: Picture | None = None, error: str | None = None,
            result: Score | None = None, model: str | None = None, precision: str | None = None,
-           scorer: str | None = None, output: Path | None = None, heatmap: Path | None = None) -> dict:
-    """The scores.jsonl entry for one input."""
-    return {
-        "input": str(job.source),
-        "output": None if error or output is None else str(output),
-        "heatmap": None if error or heatmap is None else str(heatmap),
-        "status": "failed" if error else "ok",
-        "score": None if result is None or np.isnan(result.score) else round(result.score, 6),
-        "anomalous": None if result is None else bool(result.anomalous),
-        "raw_score": None if result is None else round(result.raw, 8),
-        "error": error,
-        "width": picture.meta.width if picture else None,
-        "height": picture.meta.height if picture else None,
-        "seconds": round(time.perf_counter() - started, 4),
-        "model": model,
-        "precision": precision,
-        "scorer": scorer,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+           scorer: str | None = None, output: Path | None = None, heatmap: Path | None = None) -> Record:
+    """The record of one input."""
+    return Record(
+        input=str(job.source),
+        output=None if error or output is None else str(output),
+        heatmap=None if error or heatmap is None else str(heatmap),
+        status=STATUS_FAILED if error else STATUS_OK,
+        score=None if result is None or np.isnan(result.score) else round(result.score, 6),
+        anomalous=None if result is None else bool(result.anomalous),
+        raw_score=None if result is None else round(result.raw, 8),
+        error=error,
+        width=picture.meta.width if picture else None,
+        height=picture.meta.height if picture else None,
+        seconds=round(time.perf_counter() - started, 4),
+        model=model,
+        precision=precision,
+        scorer=scorer,
+        time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def write_atomic(target: Path, pixels: np.ndarray, like: Picture | None = None) -> None:
@@ -178,7 +178,7 @@ def prefetch(function: Callable, items: Iterable, depth: int) -> Iterator:
                 future.cancel()
 
 
-def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -> Iterator[dict]:
+def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -> Iterator[Record]:
     """Denoise, score and write each job; yield one record per job, in order."""
     decoded = prefetch(lambda job: _decode(job, options), jobs, options.prefetch)
     try:
@@ -191,7 +191,7 @@ def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -
         decoded.close()
 
 
-def score_only(jobs: Iterable[Job], scorer: Scorer, options: Options = Options()) -> Iterator[dict]:
+def score_only(jobs: Iterable[Job], scorer: Scorer, options: Options = Options()) -> Iterator[Record]:
     """Score each job's input as it is, writing only its anomaly map (with `options.heatmaps`)."""
     decoded = prefetch(lambda job: _decode(job, options), jobs, options.prefetch)
     try:
@@ -208,7 +208,7 @@ def score_only(jobs: Iterable[Job], scorer: Scorer, options: Options = Options()
 
 def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], heatmaps: bool,
                    progress: Callable[[], object] | None = None,
-                   writes_ahead: int = 2) -> Iterator[dict]:
+                   writes_ahead: int = 2) -> Iterator[Record]:
     """Run consecutive images that share an engine through it as one stream; score each input as it was read.
 
     Each input is scored (and its anomaly map made) before it is denoised, as `denoise score` scores it: cleaning
@@ -240,7 +240,7 @@ def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], he
 
 
 def _written(item: _Decoded, result: Score, wait: Callable[[], object], engine: Engine | None, scorer: str,
-             output: bool, heatmap: bool) -> dict:
+             output: bool, heatmap: bool) -> Record:
     """The record for an image once `wait` has seen its writes finish or fail.
 
     An error of the disk (full, read-only, failing) is raised: no input is failed for it, and a rerun redoes it.
@@ -278,17 +278,17 @@ class ScoresLog:
                 handle.truncate(start + tail.rfind(b"\n") + 1)
                 os.fsync(handle.fileno())
 
-    def append(self, entry: dict) -> None:
+    def append(self, entry: Record) -> None:
         """Append one record; an OSError (a full disk) leaves the file as it was."""
         try:
-            append_line(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+            append_line(self._fd, entry.line().encode())
         except OSError as error:
             raise OSError(error.errno, error.strerror, str(self.path)) from error
 
     def inputs(self) -> set[str]:
         """The keys of the inputs that already have a record: absolute paths, and URLs as they are."""
         with open(self.path, encoding="utf-8") as lines:
-            return {record_key(entry["input"]) for entry in map(_parse, lines) if entry.get("input")}
+            return {record_key(entry.input) for entry in map(Record.parse, lines) if entry}
 
     def close(self) -> None:
         os.close(self._fd)
@@ -298,12 +298,3 @@ class ScoresLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _parse(line: str) -> dict:
-    """One scores.jsonl line as a dict, or an empty one when it is not a JSON object."""
-    try:
-        entry = json.loads(line)
-    except json.JSONDecodeError:
-        return {}
-    return entry if isinstance(entry, dict) else {}

@@ -183,7 +183,7 @@ def test_a_slow_writer_is_taken_only_when_complete(watcher, rng, tiny_models, tm
     (tmp_path / "full.png").write_bytes(data)
     expected = next(process([Job(tmp_path / "full.png", tmp_path / "expected.png")],
                             Models(Settings(tile=32, precision="float32"), str(tiny_models["color"]))))
-    assert expected["status"] == "ok"
+    assert expected.ok
     difference = np.abs(decoded(output / "slow.png").astype(int) - decoded(tmp_path / "expected.png").astype(int))
     assert difference.max() <= 1
 

@@ -17,6 +17,7 @@ from denoised.config import Config, StartupError, load_config
 from denoised.daemon import next_claim, warm_models
 from denoised.metrics import Counters, MetricsServer
 from denoised.systemd import WARM_UP_SECONDS, WatchdogPinger, render_unit
+from denoiser.records import Record
 
 WINDOW = 60.0  # the watchdog window the tests use; the clock is fake, so nothing waits for it
 
@@ -67,7 +68,7 @@ def claim(name: str = "a.png") -> Claim:
 def test_pings_while_records_are_counted(systemd, progress):
     for _ in range(3):
         progress.clock.now += WINDOW * 0.9
-        progress.counters.add({"status": "ok", "anomalous": False, "width": 10, "height": 10, "seconds": 0.1})
+        progress.counters.add(Record("a.png", anomalous=False, width=10, height=10, seconds=0.1))
         assert progress.pinger.ping()
     progress.clock.now += WINDOW * 0.9
     progress.counters.beat()  # the disk-full back-off beats too
@@ -84,7 +85,7 @@ def test_no_pings_while_an_inference_hangs_with_work_queued(systemd, progress):
     progress.clock.now += WINDOW + 1  # the first file is still in `process`; b.png waits
     assert not progress.pinger.ping() and not progress.pinger.ping()
     assert systemd.received() == ["WATCHDOG=1"]
-    progress.counters.add({"status": "failed", "error": "timed out", "input": "a.png", "time": "now"})
+    progress.counters.add(Record("a.png", status="failed", error="timed out", time="now"))
     assert progress.pinger.ping() and systemd.received() == ["WATCHDOG=1"]
 
 
@@ -182,9 +183,9 @@ def test_every_metric_is_served_with_a_sensible_value():
     import denoiser
 
     counters = Counters()
-    counters.add({"status": "ok", "anomalous": True, "width": 1000, "height": 2000, "seconds": 0.7})
-    counters.add({"status": "ok", "anomalous": False, "width": 1000, "height": 1000, "seconds": 42.0})
-    counters.add({"status": "failed", "error": "not an image", "input": "in/bad.png", "time": "2026-12-04T08:00:00"})
+    counters.add(Record("in/a.png", anomalous=True, width=1000, height=2000, seconds=0.7))
+    counters.add(Record("in/b.png", anomalous=False, width=1000, height=1000, seconds=42.0))
+    counters.add(Record("in/bad.png", status="failed", error="not an image", time="2026-12-04T08:00:00"))
     counters.add_busy(6.0)
     counters.count_queue(lambda: 5)
     counters.set_stall("no space left on OUTPUT")
@@ -218,7 +219,7 @@ def test_every_metric_is_served_with_a_sensible_value():
 
 def test_each_daemon_life_has_its_own_registry():
     first, second = Counters(), Counters()
-    first.add({"status": "failed", "error": "x"})
+    first.add(Record("x.png", status="failed", error="x"))
     assert value(scrape(second)["denoise_failed"], "denoise_failed_total") == 0
 
 

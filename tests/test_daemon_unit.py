@@ -29,6 +29,7 @@ from denoised.systemd import notify, render_unit, watchdog_interval
 from denoiser.cli import main
 from denoiser.pipeline import SCORES_FILE, ScoresLog
 from denoiser.storage import OutputLock
+from denoiser.records import Record
 from tests.conftest import write_image
 
 
@@ -39,9 +40,9 @@ def folders(tmp_path):
     return inbox, output
 
 
-def ok_record(claim: Claim, output: Path, anomalous: bool = False) -> dict:
-    return {"input": str(claim.relative), "output": str(output / claim.relative), "status": "ok", "score": 0.1,
-            "anomalous": anomalous, "error": None, "width": 4, "height": 4, "claim": claim.id}
+def ok_record(claim: Claim, output: Path, anomalous: bool = False) -> Record:
+    return Record(str(claim.relative), str(output / claim.relative), status="ok", score=0.1, anomalous=anomalous,
+                  width=4, height=4, claim=claim.id)
 
 
 # config
@@ -235,7 +236,7 @@ def test_failures_go_to_failed_with_their_reason(folders):
     work, router = WorkArea(inbox), Router(inbox, output, "delete")
     (inbox / "-x y.jpg").write_bytes(b"junk")
     claim = work.claim(inbox / "-x y.jpg")
-    router.route(claim, {"input": str(inbox / "-x y.jpg"), "status": "failed", "error": "not an image"})
+    router.route(claim, Record(str(inbox / "-x y.jpg"), status="failed", error="not an image"))
     reason = json.loads((output / "failed" / "-x y.jpg.error.json").read_text())
     assert (output / "failed" / "-x y.jpg").read_bytes() == b"junk"
     assert reason["reason"] == "not an image" and reason["claim"] == claim.id and reason["time"]
@@ -273,8 +274,9 @@ def test_refusals(folders, tmp_path):
 
 def test_scored_claims_reads_only_the_wanted_records(tmp_path):
     scores = tmp_path / SCORES_FILE
-    scores.write_text('{"claim": "a", "status": "ok"}\n{"status": "ok"}\nnot json "claim"\n{"claim": "b"}\n')
-    assert scored_claims(scores, ["b", "c"]) == {"b": {"claim": "b"}}
+    scores.write_text('{"input": "a.png", "claim": "a", "status": "ok"}\n{"input": "x.png", "status": "ok"}\n'
+                      'not json "claim"\n{"claim": "c"}\n{"input": "b.png", "claim": "b", "status": "failed"}\n')
+    assert scored_claims(scores, ["b", "c"]) == {"b": Record("b.png", status="failed", claim="b")}
 
 
 # signals, systemd, metrics, status
@@ -321,8 +323,8 @@ def test_watchdog_interval_is_half_of_watchdog_sec():
 
 def test_metrics_endpoint_serves_prometheus_text():
     counters = Counters()
-    counters.add({"status": "ok", "anomalous": True, "width": 1000, "height": 1000})
-    counters.add({"status": "failed"})
+    counters.add(Record("a.png", anomalous=True, width=1000, height=1000))
+    counters.add(Record("b.png", status="failed"))
     counters.add_busy(2.0)
     counters.count_queue(lambda: 3)
     server = MetricsServer(counters.registry, "127.0.0.1", 0).start()

@@ -22,6 +22,7 @@ from PIL import Image, ImageCms
 
 from denoiser.cli import main
 from denoiser.distributed import Worker
+from denoiser.records import Record
 from tests.conftest import write_image
 
 ray = pytest.importorskip("ray")
@@ -251,13 +252,13 @@ def test_object_store_records_resume_from_parts_and_merge_once(cluster):
 
     s3_client().create_bucket(Bucket="parts")
     with pytest.raises(KeyboardInterrupt), ObjectScores("s3://parts/out") as log:  # a driver stopped mid-run
-        log.append({"input": "s3://in/a.png", "status": "ok"})
+        log.append(Record("s3://in/a.png"))
         raise KeyboardInterrupt
     [part] = bucket_objects("parts", f"out/{PARTS}/").values()
-    assert part == b'{"input": "s3://in/a.png", "status": "ok"}\n' and not bucket_objects("parts", "out/scores")
+    assert part == Record("s3://in/a.png").line().encode() and not bucket_objects("parts", "out/scores")
     with ObjectScores("s3://parts/out") as log:
         assert log.inputs() == {"s3://in/a.png"}
-        log.append({"input": "s3://in/b.png", "status": "ok"})
+        log.append(Record("s3://in/b.png"))
     assert set(bucket_objects("parts", "out/")) == {"scores.jsonl"}
     lines = bucket_objects("parts", "out/scores.jsonl")[""].splitlines()
     assert [json.loads(line)["input"] for line in lines] == ["s3://in/a.png", "s3://in/b.png"]
@@ -282,12 +283,12 @@ def test_an_input_that_keeps_failing_its_worker_is_recorded_failed_and_the_job_g
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
     config = RunConfig(Settings(), str(tiny_models["gray"]), None, Options())
     entries = list(run_on_ray(tasks, config, WorkerPlan(1, 2, 0), worker=Poisoned))
-    by_name = {Path(e["input"]).name: e for e in entries}
+    by_name = {Path(e.input).name: e for e in entries}
     assert len(entries) == len(by_name) == 8
-    assert by_name["poison.png"]["status"] == "failed"
-    assert by_name["poison.png"]["error"] == "worker died 2 times on this input"
-    assert by_name["raises.png"]["error"] == "worker error: RuntimeError: broken on raises.png"
-    assert all(e["status"] == "ok" for name, e in by_name.items() if name not in ("poison.png", "raises.png"))
+    assert not by_name["poison.png"].ok
+    assert by_name["poison.png"].error == "worker died 2 times on this input"
+    assert by_name["raises.png"].error == "worker error: RuntimeError: broken on raises.png"
+    assert all(e.ok for name, e in by_name.items() if name not in ("poison.png", "raises.png"))
 
 
 class Poisoned(Worker):

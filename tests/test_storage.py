@@ -14,6 +14,7 @@ import pytest
 
 from denoiser import storage
 from denoiser.pipeline import ScoresLog
+from denoiser.records import Record
 
 
 @contextmanager
@@ -35,15 +36,15 @@ def test_an_append_that_does_not_fit_leaves_whole_lines_only(tmp_path):
         written = 0
         with pytest.raises(OSError) as failure:
             for index in range(100):
-                log.append({"input": f"{index}.png", "padding": "x" * 37})
+                log.append(Record(f"{index}.png", error="x" * 37))
                 written += 1
     assert failure.value.errno in (errno.EFBIG, errno.ENOSPC) and failure.value.filename == str(path)
     text = path.read_text()
     assert text.endswith("\n") and 0 < written < 100
     assert [json.loads(line)["input"] for line in text.splitlines()] == [f"{i}.png" for i in range(written)]
     with ScoresLog(path) as log:
-        log.append({"input": "after.png"})
-    assert json.loads(path.read_text().splitlines()[-1]) == {"input": "after.png"}, "nothing glued on"
+        log.append(Record("after.png"))
+    assert Record.parse(path.read_text().splitlines()[-1]) == Record("after.png"), "nothing glued on"
 
 
 def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -59,7 +60,7 @@ def test_a_torn_last_line_is_cut_when_the_log_is_opened(tmp_path):
     path = tmp_path / "scores.jsonl"
     path.write_bytes(b'{"input": "a.png"}\n{"input": "b.p')
     with ScoresLog(path) as log:
-        log.append({"input": "b.png"})
+        log.append(Record("b.png"))
     assert [json.loads(line)["input"] for line in path.read_text().splitlines()] == ["a.png", "b.png"]
 
 

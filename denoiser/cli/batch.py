@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from denoiser.cli.options import engine_options, scorer_options, settings_from
+from denoiser.cli.progress import conclude, drive
 from denoiser.cli.ray_batch import Location, ray_options, run_driver, wants_driver
 from denoiser.cli.writing import writing_to
 
@@ -51,7 +51,6 @@ def batch(input_path: Path, output: Path, **options) -> None:
     except FileNotFoundError as error:
         raise click.BadParameter(str(error), param_hint="--model/--scorer") from error
     started = time.perf_counter()
-    done = []
     with writing_to(output) as log:
         recorded = set() if options["overwrite"] else log.inputs()
         todo = [job for job in jobs if record_key(str(job.source)) not in recorded]
@@ -59,39 +58,5 @@ def batch(input_path: Path, output: Path, **options) -> None:
             remove_stale_temporaries(folder)  # left by a run that was killed mid-write
         run = Options(options["max_pixels"], max_bytes=options["max_bytes"], heatmaps=options["heatmaps"])
         with closing(process(todo, models, run)) as records:
-            with click.progressbar(records, length=len(todo), label="denoising", file=sys.stderr,
-                                   hidden=options["quiet"]) as bar:
-                for entry in bar:
-                    log.append(entry)
-                    done.append(entry)
-                    if entry["status"] == "failed":
-                        click.echo(f"\nfailed: {entry['input']}: {entry['error']}", err=True)
-                        if options["fail_fast"]:
-                            break
-    if options["preview"]:
-        write_preview(done, options["preview"], options["preview_count"])
-    click.echo(summary(done, len(jobs) - len(todo), time.perf_counter() - started))
-    sys.exit(1 if any(entry["status"] == "failed" for entry in done) else 0)
-
-
-def write_preview(records: list[dict], sheet: Path, count: int) -> None:
-    """Before/after sheet of the first `count` successful records."""
-    from denoiser.preview import contact_sheet
-
-    pairs = [(Path(r["input"]), Path(r["output"])) for r in records if r["status"] == "ok"][:count]
-    if pairs:
-        contact_sheet(pairs, sheet)
-
-
-def summary(records: list[dict], skipped: int, seconds: float) -> str:
-    """One closing line: images, megapixels, MP/s, failures."""
-    ok = [r for r in records if r["status"] == "ok"]
-    megapixels = sum(r["width"] * r["height"] for r in ok) / 1e6
-    return closing_line(len(ok), megapixels, len(records) - len(ok), skipped, seconds)
-
-
-def closing_line(ok: int, megapixels: float, failed: int, skipped: int, seconds: float) -> str:
-    """The closing line from its counts."""
-    rate = megapixels / seconds if seconds > 0 else 0.0
-    return (f"{ok} images, {megapixels:.2f} MP, {rate:.2f} MP/s, "
-            f"{failed} failed, {skipped} skipped (already recorded)")
+            tally = drive(records, log, len(todo), options)
+    conclude(tally, len(jobs) - len(todo), started, options)

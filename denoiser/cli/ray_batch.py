@@ -8,17 +8,18 @@ copy a retried batch brings back, so every input ends with one record.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import click
 
 from denoiser.cli.options import settings_from
+from denoiser.cli.progress import conclude, drive
 from denoiser.cli.writing import DiskStop, writing_to
 from denoiser.locations import MissingExtra, is_url, local, mirror_tasks, record_key
+from denoiser.records import Record
 
 
 class Location(click.ParamType):
@@ -57,8 +58,6 @@ def wants_driver(input_path, output, options: dict) -> bool:
 
 def run_driver(input_path, output, options: dict) -> None:
     """Run the batch on Ray or over URLs, then exit 0, 1 (some inputs failed) or 3 (storage failed)."""
-    from denoiser.cli.batch import closing_line, write_preview
-
     source, target = str(input_path), str(output)
     tasks, config, plan = _prepare(source, target, options)
     started = time.perf_counter()
@@ -69,12 +68,7 @@ def run_driver(input_path, output, options: dict) -> None:
         with closing(_records(todo, config, plan)) as records:
             tally = drive(records, log, len(todo), options)
     _clean_temporaries(todo)
-    if options["preview"]:
-        write_preview(tally.first, options["preview"], options["preview_count"])
-    line = closing_line(tally.ok, tally.megapixels, tally.failed, len(tasks) - len(todo),
-                        time.perf_counter() - started)
-    click.echo(line + (f", {plan.count} workers" if plan else ""))
-    sys.exit(1 if tally.failed else 0)
+    conclude(tally, len(tasks) - len(todo), started, options, plan and plan.count)
 
 
 def _prepare(source: str, target: str, options: dict) -> tuple:
@@ -101,7 +95,7 @@ def _prepare(source: str, target: str, options: dict) -> tuple:
         raise click.ClickException(str(error)) from error
 
 
-def _records(todo: list, config, plan) -> Iterator[dict]:
+def _records(todo: list, config, plan) -> Iterator[Record]:
     """The records of the tasks to do: from Ray's workers, or from this process."""
     from denoiser.distributed import run_on_ray, run_tasks
     from denoiser.pipeline import Models
@@ -149,41 +143,3 @@ def _clean_temporaries(tasks: list) -> None:
     for folder in {os.path.dirname(task.target) for task in tasks if not is_url(task.target)}:
         remove_stale_temporaries(Path(folder))
     remove_stale_scratch()
-
-
-class Tally:
-    """What the closing line counts, and the first records for the preview, without keeping every record."""
-
-    def __init__(self, keep: int):
-        self.ok = self.failed = 0
-        self.megapixels = 0.0
-        self.first: list[dict] = []
-        self.keep = keep
-
-    def add(self, entry: dict) -> None:
-        if entry["status"] == "ok":
-            self.ok += 1
-            self.megapixels += entry["width"] * entry["height"] / 1e6
-            if len(self.first) < self.keep:
-                self.first.append(entry)
-        else:
-            self.failed += 1
-
-
-def drive(records: Iterable[dict], log, total: int, options: dict) -> Tally:
-    """Append each input's first record to the log, with a progress bar; a repeated input's record is dropped."""
-    tally, seen = Tally(options["preview_count"] if options["preview"] else 0), set()
-    with click.progressbar(length=total, label="denoising", file=sys.stderr, hidden=options["quiet"]) as bar:
-        for entry in records:
-            key = record_key(entry["input"])
-            if key in seen:
-                continue  # a retried batch's record for an input already recorded
-            seen.add(key)
-            log.append(entry)
-            tally.add(entry)
-            bar.update(1)
-            if entry["status"] == "failed":
-                click.echo(f"\nfailed: {entry['input']}: {entry['error']}", err=True)
-                if options["fail_fast"]:
-                    break
-    return tally

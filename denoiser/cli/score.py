@@ -45,9 +45,9 @@ def score(input_path: Path, output: Path, **options) -> None:
                                hidden=options["quiet"]) as bar:
             for entry in bar:
                 log.append(entry)
-                failed += entry["status"] == "failed"
-                flagged += bool(entry["anomalous"])
-                if entry["status"] == "failed":
-                    click.echo(f"\nfailed: {entry['input']}: {entry['error']}", err=True)
+                failed += not entry.ok
+                flagged += bool(entry.anomalous)
+                if not entry.ok:
+                    click.echo(f"\nfailed: {entry.input}: {entry.error}", err=True)
     click.echo(f"{len(jobs) - failed} images scored, {flagged} anomalous, {failed} failed")
     sys.exit(1 if failed else 0)
