@@ -22,6 +22,7 @@ demo: $(STAMP)
 	@echo "Cleaned images and scores.jsonl: demo/clean/   before/after sheet: demo/before-after.png"
 
 test: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 # Retrain the shipped default models on 2 CPU cores: 64-px patches from scratch (about 17 min), then 128-px

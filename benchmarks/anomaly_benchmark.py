@@ -96,7 +96,7 @@ def measure(spec: str, samples: list, damaged: list, paths: list[Path], pairs: l
         if sample.group == "normal":
             by[("source", source_of(sample.source))].append(flag)
     whole, broken, heat = [], [], []
-    for (a, b), item in zip(pairs, damaged):
+    for (a, b), _ in zip(pairs, damaged):
         whole.append(scorer.score(read_image(a).pixels)[0].raw)
         result, heatmap = scorer.score(read_image(b).pixels, heatmap=True)
         broken.append(result.raw)
@@ -104,14 +104,21 @@ def measure(spec: str, samples: list, damaged: list, paths: list[Path], pairs: l
     kinds = np.array([item.kind for item in damaged])
     truth = np.concatenate([item.mask.ravel() for item in damaged])
     return {
-        "scorer": spec, "images": len(records), "ms_per_image": round(1000 * seconds / len(records), 1),
-        "auroc": roc_auc_score(odd, raw), "flagged_normal": float(flagged[~odd].mean()),
+        "scorer": spec,
+        "images": len(records),
+        "ms_per_image": round(1000 * seconds / len(records), 1),
+        "auroc": roc_auc_score(odd, raw),
+        "flagged_normal": float(flagged[~odd].mean()),
         "flagged_odd": float(flagged[odd].mean()),
         "flagged": {f"{group} {kind}": float(np.mean(v)) for (group, kind), v in sorted(by.items())},
         "damage_auroc": roc_auc_score(np.r_[np.zeros(len(whole)), np.ones(len(broken))], np.r_[whole, broken]),
-        "damage_auroc_by_kind": {k: roc_auc_score(np.r_[np.zeros((kinds == k).sum()), np.ones((kinds == k).sum())],
-                                                  np.r_[np.array(whole)[kinds == k], np.array(broken)[kinds == k]])
-                                 for k in S.DAMAGES},
+        "damage_auroc_by_kind": {
+            k: roc_auc_score(
+                np.r_[np.zeros((kinds == k).sum()), np.ones((kinds == k).sum())],
+                np.r_[np.array(whole)[kinds == k], np.array(broken)[kinds == k]],
+            )
+            for k in S.DAMAGES
+        },
         "pixel_auroc": roc_auc_score(truth, np.concatenate([h.ravel() for h in heat])),
     }
 
@@ -123,21 +130,26 @@ def source_of(name: str) -> str:
 
 def report(result: dict) -> str:
     """One scorer's figures as text."""
-    lines = [f"scorer {result['scorer']}: {result['images']} images, {result['ms_per_image']} ms per image",
-             f"  odd vs normal AUROC {result['auroc']:.4f}   flagged normal {result['flagged_normal']:.2%}   "
-             f"flagged odd {result['flagged_odd']:.2%}"]
+    lines = [
+        f"scorer {result['scorer']}: {result['images']} images, {result['ms_per_image']} ms per image",
+        f"  odd vs normal AUROC {result['auroc']:.4f}   flagged normal {result['flagged_normal']:.2%}   "
+        f"flagged odd {result['flagged_odd']:.2%}",
+    ]
     lines += [f"    {name:<22} flagged {value:7.2%}" for name, value in result["flagged"].items()]
-    lines.append(f"  damage AUROC {result['damage_auroc']:.4f} ("
-                 + ", ".join(f"{k} {v:.4f}" for k, v in result["damage_auroc_by_kind"].items())
-                 + f")   pixel AUROC {result['pixel_auroc']:.4f}")
+    lines.append(
+        f"  damage AUROC {result['damage_auroc']:.4f} ("
+        + ", ".join(f"{k} {v:.4f}" for k, v in result["damage_auroc_by_kind"].items())
+        + f")   pixel AUROC {result['pixel_auroc']:.4f}"
+    )
     return "\n".join(lines)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--split", type=click.Choice(sorted(SEEDS)), default="validation")
-@click.option("-S", "--scorer", "scorers", multiple=True, default=["scorer"],
-              help="Scorer file or shipped name; repeat.")
+@click.option(
+    "-S", "--scorer", "scorers", multiple=True, default=["scorer"], help="Scorer file or shipped name; repeat."
+)
 @click.option("--odd", "odd_count", type=int, default=20, help="Images of each odd kind.")
 @click.option("--crops", type=int, default=2, help="Random crops of each photo besides the whole.")
 @click.option("--damaged", type=int, default=3, help="Damaged crops of each photo.")
@@ -148,8 +160,10 @@ def main(data: Path, split: str, scorers: tuple, odd_count: int, crops: int, dam
     counts = defaultdict(int)
     for sample in samples:
         counts[sample.group] += 1
-    click.echo(f"{split} split: {counts['normal']} normal photos, {counts['odd']} odd inputs "
-               f"({odd_count} of each of {len(S.ODD_KINDS)} kinds), {len(broken)} damaged crops")
+    click.echo(
+        f"{split} split: {counts['normal']} normal photos, {counts['odd']} odd inputs "
+        f"({odd_count} of each of {len(S.ODD_KINDS)} kinds), {len(broken)} damaged crops"
+    )
     with tempfile.TemporaryDirectory() as folder:
         paths, pairs = write(samples, broken, Path(folder))
         results = [measure(spec, samples, broken, paths, pairs, Path(folder) / "scored") for spec in scorers]

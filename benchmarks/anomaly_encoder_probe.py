@@ -45,21 +45,31 @@ class Encoder:
 
         rgb = as_rgb(pixels)
         x = luminance(rgb)[..., None] if self.channels == 1 else rgb
-        x = x[:x.shape[0] // 8 * 8, :x.shape[1] // 8 * 8]
+        x = x[: x.shape[0] // 8 * 8, : x.shape[1] // 8 * 8]
         outputs = self.model.predict_on_batch(x[None].astype(np.float32))
         outputs = [np.asarray(o)[0] for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
         rows, cols = min(o.shape[0] for o in outputs), min(o.shape[1] for o in outputs)
         features = np.concatenate([resize(o, rows, cols) for o in outputs], axis=-1)
-        return np.concatenate([cv2.blur(features[..., i:i + 64], (3, 3)).reshape(rows, cols, -1)
-                               for i in range(0, features.shape[-1], 64)], axis=-1)
+        return np.concatenate(
+            [
+                cv2.blur(features[..., i : i + 64], (3, 3)).reshape(rows, cols, -1)
+                for i in range(0, features.shape[-1], 64)
+            ],
+            axis=-1,
+        )
 
 
 def resize(maps: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """Feature maps area-shrunk to rows x cols (OpenCV takes at most 128 channels at once)."""
     if maps.shape[:2] == (rows, cols):
         return maps
-    return np.concatenate([cv2.resize(maps[..., i:i + 64], (cols, rows), interpolation=cv2.INTER_AREA)
-                           .reshape(rows, cols, -1) for i in range(0, maps.shape[-1], 64)], axis=-1)
+    return np.concatenate(
+        [
+            cv2.resize(maps[..., i : i + 64], (cols, rows), interpolation=cv2.INTER_AREA).reshape(rows, cols, -1)
+            for i in range(0, maps.shape[-1], 64)
+        ],
+        axis=-1,
+    )
 
 
 def training_crops(files: list[Path], per_file: int, rng: np.random.Generator):
@@ -72,7 +82,7 @@ def training_crops(files: list[Path], per_file: int, rng: np.random.Generator):
         for _ in range(per_file):
             side = min(int(rng.integers(160, 256)), *photo.shape[:2])
             y, x = int(rng.integers(photo.shape[0] - side + 1)), int(rng.integers(photo.shape[1] - side + 1))
-            yield training_condition(photo[y:y + side, x:x + side], rng)
+            yield training_condition(photo[y : y + side, x : x + side], rng)
 
 
 class Model:
@@ -92,10 +102,10 @@ class Model:
     def distances(self, features: np.ndarray) -> dict:
         """Per-patch distance maps: to the Gaussian, and to the 3 nearest bank rows."""
         white = self.whiten(features)
-        squared = (white ** 2).sum(1, keepdims=True) - 2 * white @ self.bank.T + (self.bank ** 2).sum(1)
+        squared = (white**2).sum(1, keepdims=True) - 2 * white @ self.bank.T + (self.bank**2).sum(1)
         knn = np.sqrt(np.maximum(np.partition(squared, 2, axis=1)[:, :3], 0)).mean(axis=1)
         shape = features.shape[:2]
-        return {"gaussian": np.sqrt((white ** 2).sum(1)).reshape(shape), "knn": knn.reshape(shape)}
+        return {"gaussian": np.sqrt((white**2).sum(1)).reshape(shape), "knn": knn.reshape(shape)}
 
 
 def top_mean(values: np.ndarray, top: int) -> float:
@@ -140,8 +150,11 @@ def measure(encoder: Encoder, model: Model, scale: float, damaged: list, top: in
         for column, pixels in enumerate((item.normal / 255.0, item.damaged / 255.0)):
             maps = model.distances(encoder(pixels))
             raw = scorer.score(pixels)[0].raw
-            for name, value in (("gaussian", top_mean(maps["gaussian"], top)), ("knn", top_mean(maps["knn"], top)),
-                                ("shipped", raw)):
+            for name, value in (
+                ("gaussian", top_mean(maps["gaussian"], top)),
+                ("knn", top_mean(maps["knn"], top)),
+                ("shipped", raw),
+            ):
                 scores[name][column].append(value)
             scores["shipped+gaussian"][column].append(max(raw, top_mean(maps["gaussian"], top) / scale))
         truth.append(item.mask.ravel())

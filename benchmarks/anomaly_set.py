@@ -21,14 +21,27 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-ODD_KINDS = ("text", "chart", "screenshot", "noise", "flat", "gradient", "dark", "checkerboard", "stripes",
-             "shapes", "fashion")
+ODD_KINDS = (
+    "text",
+    "chart",
+    "screenshot",
+    "noise",
+    "flat",
+    "gradient",
+    "dark",
+    "checkerboard",
+    "stripes",
+    "shapes",
+    "fashion",
+)
 CONDITIONS = ("clean", "gauss:15", "gauss:25", "gauss:50", "sp:5")
 DAMAGES = ("scratch", "stain", "patch")
 FONTS = sorted(Path("/usr/share/fonts/truetype/dejavu").glob("*.ttf"))
-WORDS = ("the of and to in is was for on that with as by at from this have are be or an which were not it "
-         "report figure total revenue quarter results table data model user account settings open file save "
-         "invoice amount date customer service network value error status update version page section").split()
+WORDS = (
+    "the of and to in is was for on that with as by at from this have are be or an which were not it "
+    "report figure total revenue quarter results table data model user account settings open file save "
+    "invoice amount date customer service network value error status update version page section"
+).split()
 
 
 class Sample(NamedTuple):
@@ -263,16 +276,29 @@ class Fashion:
 
         item = self.items[int(rng.integers(len(self.items)))].reshape(self.items.shape[1:3])
         size = int(rng.integers(84, 337))
-        return cv2.resize(np.asarray(item, np.float32) / (255.0 if item.dtype == np.uint8 else 1.0), (size, size),
-                          interpolation=cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_NEAREST)
+        return cv2.resize(
+            np.asarray(item, np.float32) / (255.0 if item.dtype == np.uint8 else 1.0),
+            (size, size),
+            interpolation=cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_NEAREST,
+        )
 
 
 def odd_samples(count: int, seed: int, fashion_folder: str | Path) -> list[Sample]:
     """`count` images of each odd kind."""
     rng = np.random.default_rng(seed)
-    makers = {"text": text_page, "chart": chart, "screenshot": screenshot, "noise": noise_field, "flat": flat,
-              "gradient": gradient, "dark": dark, "checkerboard": checkerboard, "stripes": stripes, "shapes": shapes,
-              "fashion": Fashion(fashion_folder)}
+    makers = {
+        "text": text_page,
+        "chart": chart,
+        "screenshot": screenshot,
+        "noise": noise_field,
+        "flat": flat,
+        "gradient": gradient,
+        "dark": dark,
+        "checkerboard": checkerboard,
+        "stripes": stripes,
+        "shapes": shapes,
+        "fashion": Fashion(fashion_folder),
+    }
     return [Sample("odd", kind, f"{kind}-{i}", to8(makers[kind](rng))) for kind in ODD_KINDS for i in range(count)]
 
 
@@ -289,7 +315,7 @@ def crop(image: np.ndarray, rng: np.random.Generator, low: float = 0.4, minimum:
     h = max(min(minimum, height), int(height * rng.uniform(low, 1.0)))
     w = max(min(minimum, width), int(width * rng.uniform(low, 1.0)))
     y, x = int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1))
-    return image[y:y + h, x:x + w]
+    return image[y : y + h, x : x + w]
 
 
 def condition(image: np.ndarray, name: str, rng: np.random.Generator) -> np.ndarray:
@@ -309,8 +335,10 @@ def normal_samples(files: list[Path], crops: int, seed: int) -> list[Sample]:
     for path in files:
         photo = read_photo(path)
         for view in [photo] + [crop(photo, rng) for _ in range(crops)]:
-            out += [Sample("normal", name, f"{path.parent.name}/{path.name}", to8(condition(view, name, rng)))
-                    for name in CONDITIONS]
+            out += [
+                Sample("normal", name, f"{path.parent.name}/{path.name}", to8(condition(view, name, rng)))
+                for name in CONDITIONS
+            ]
     return out
 
 
@@ -319,8 +347,12 @@ def scratch(shape: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     height, width = shape
     mask = Image.new("L", (width, height), 0)
     edge = int(rng.integers(4))
-    start = [(rng.uniform(0, width), 0.0), (rng.uniform(0, width), float(height)), (0.0, rng.uniform(0, height)),
-             (float(width), rng.uniform(0, height))][edge]
+    start = [
+        (rng.uniform(0, width), 0.0),
+        (rng.uniform(0, width), float(height)),
+        (0.0, rng.uniform(0, height)),
+        (float(width), rng.uniform(0, height)),
+    ][edge]
     angle = np.arctan2(height / 2 - start[1], width / 2 - start[0]) + rng.normal(0, 0.4)
     points = [start]
     for _ in range(int(rng.integers(3, 7))):
@@ -340,8 +372,10 @@ def stain(shape: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     mask = Image.new("L", (width, height), 0)
     radius = rng.uniform(0.08, 0.2) * min(height, width)
     cx, cy = rng.uniform(radius, width - radius), rng.uniform(radius, height - radius)
-    corners = [(cx + radius * rng.uniform(0.6, 1.3) * np.cos(t), cy + radius * rng.uniform(0.6, 1.3) * np.sin(t))
-               for t in np.linspace(0, 2 * np.pi, 12, endpoint=False)]
+    corners = [
+        (cx + radius * rng.uniform(0.6, 1.3) * np.cos(t), cy + radius * rng.uniform(0.6, 1.3) * np.sin(t))
+        for t in np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    ]
     ImageDraw.Draw(mask).polygon(corners, fill=255)
     soft = cv2.GaussianBlur(np.asarray(mask, np.float32) / 255, (0, 0), radius / 6)
     colour = [np.array([0.35, 0.22, 0.1]), np.array([0.85, 0.75, 0.3])][int(rng.integers(2))]
@@ -360,9 +394,9 @@ def damage(image: np.ndarray, kind: str, donor: np.ndarray, rng: np.random.Gener
         import cv2
 
         out = rgb.copy()
-        out[y:y + h, x:x + w] = cv2.resize(source, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, 3)
+        out[y : y + h, x : x + w] = cv2.resize(source, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, 3)
         mask = np.zeros((height, width), bool)
-        mask[y:y + h, x:x + w] = True
+        mask[y : y + h, x : x + w] = True
     else:
         alpha, colour = (scratch if kind == "scratch" else stain)(image.shape[:2], rng)
         out = rgb * (1 - alpha[..., None]) + colour * alpha[..., None]
@@ -380,7 +414,7 @@ def damaged_samples(files: list[Path], per_file: int, seed: int, side_range=(160
         for i in range(per_file):
             size = min(int(rng.integers(*side_range)), *photo.shape[:2])
             y, x = int(rng.integers(photo.shape[0] - size + 1)), int(rng.integers(photo.shape[1] - size + 1))
-            view = photo[y:y + size, x:x + size]
+            view = photo[y : y + size, x : x + size]
             kind = DAMAGES[(index * per_file + i) % len(DAMAGES)]
             donor = photos[(index + 1 + int(rng.integers(len(photos) - 1))) % len(photos)]
             broken, mask = damage(view, kind, donor, rng)

@@ -35,13 +35,21 @@ def main(clean: Path, noise: str, seed: int, batch_args: tuple[str, ...]) -> Non
         originals = load_clean(clean)
         noisy = make_noisy(originals, spec, seed, noisy_dir)
         denoise = Path(sys.executable).with_name("denoise")  # the one installed beside this Python
-        command = [str(denoise) if denoise.exists() else "denoise", "batch", str(noisy_dir), str(out_dir), "-q",
-                   *batch_args]
+        command = [
+            str(denoise) if denoise.exists() else "denoise",
+            "batch",
+            str(noisy_dir),
+            str(out_dir),
+            "-q",
+            *batch_args,
+        ]
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode:
             sys.exit(f"denoise batch failed ({run.returncode}):\n{run.stderr}")
-        rows = [(name, psnr(image, noisy[name]), psnr(image, read_image(out_dir / f"{name}.png").pixels))
-                for name, image in originals.items()]
+        rows = [
+            (name, psnr(image, noisy[name]), psnr(image, read_image(out_dir / f"{name}.png").pixels))
+            for name, image in originals.items()
+        ]
     click.echo(f"{'image':<12}{'noisy dB':>10}{'denoised dB':>13}{'gain':>8}")
     for name, before, after in rows:
         click.echo(f"{name:<12}{before:>10.2f}{after:>13.2f}{after - before:>8.2f}")

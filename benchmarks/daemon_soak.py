@@ -82,15 +82,21 @@ class Daemon:
     """A `python -m denoised` process configured by DENOISED_* variables, logging to a file."""
 
     def __init__(self, inbox: Path, output: Path, log: Path, args: argparse.Namespace):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "DENOISED_INBOX": str(inbox),
-               "DENOISED_OUTPUT": str(output), "DENOISED_TILE": str(args.tile),
-               "DENOISED_BATCH_SIZE": str(args.batch_size)}
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "DENOISED_INBOX": str(inbox),
+            "DENOISED_OUTPUT": str(output),
+            "DENOISED_TILE": str(args.tile),
+            "DENOISED_BATCH_SIZE": str(args.batch_size),
+        }
         if args.model:
             env["DENOISED_MODEL"] = args.model
         self.log = log
         with open(log, "ab") as sink:
-            self.process = subprocess.Popen([sys.executable, "-m", "denoised"], stdout=sink,
-                                            stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "denoised"], stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+            )
 
     def wait_ready(self, starts: int) -> None:
         while self.log.read_text(errors="replace").count(" watching ") < starts:
@@ -143,8 +149,9 @@ def audit(inbox: Path, output: Path, names: set[str]) -> dict:
     counts = Counter(Path(r["input"]).name for r in records)
     status = {Path(r["input"]).name: r["status"] for r in records}
     processed = Counter(original_name(p.name, names) for p in (output / "processed").iterdir())
-    failed = Counter(original_name(p.name, names) for p in (output / "failed").iterdir()
-                     if not p.name.endswith(".error.json"))
+    failed = Counter(
+        original_name(p.name, names) for p in (output / "failed").iterdir() if not p.name.endswith(".error.json")
+    )
     lost = duplicated = partial = 0
     for name in names:
         outputs = (output / name).exists()
@@ -156,8 +163,13 @@ def audit(inbox: Path, output: Path, names: set[str]) -> dict:
             partial += not (failed[name] == 1 and (output / "failed" / f"{name}.error.json").exists())
     temporaries = list(output.rglob("*.tmp")) + list(inbox.rglob("*.tmp"))
     left = [p for p in inbox.rglob("*") if p.is_file() and p.name != ".lock"]
-    return {"records": len(records), "failed": sum(v == "failed" for v in status.values()),
-            "lost": lost + len(left), "duplicated": duplicated, "partial": partial + len(temporaries)}
+    return {
+        "records": len(records),
+        "failed": sum(v == "failed" for v in status.values()),
+        "lost": lost + len(left),
+        "duplicated": duplicated,
+        "partial": partial + len(temporaries),
+    }
 
 
 def original_name(name: str, names: set[str]) -> str:
@@ -174,7 +186,7 @@ def soak(work: Path, files: dict[str, bytes], args: argparse.Namespace) -> dict:
     inbox.mkdir()
     chance = random.Random(args.seed)
     names = list(files)
-    rounds = [names[i::args.kills + 1] for i in range(args.kills + 1)]
+    rounds = [names[i :: args.kills + 1] for i in range(args.kills + 1)]
     recorded, started = 0, time.monotonic()
     for index, batch in enumerate(rounds):
         daemon = Daemon(inbox, output, log, args)
@@ -207,8 +219,9 @@ def throughput(work: Path, files: dict[str, bytes], args: argparse.Namespace) ->
     command = [DENOISE, "batch", stage, batch_out, "-q", "-b", str(args.batch_size)]
     command += ["-t", str(args.tile)] if args.tile else []
     command += ["-m", args.model] if args.model else []
-    batch = subprocess.run([str(c) for c in command], capture_output=True, text=True,
-                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    batch = subprocess.run(
+        [str(c) for c in command], capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     found = re.search(r"([\d.]+) MP/s", batch.stdout)
     assert found, f"denoise batch exited {batch.returncode}: {batch.stderr[-2000:]}"
     batch_rate = float(found.group(1))
@@ -222,10 +235,12 @@ def throughput(work: Path, files: dict[str, bytes], args: argparse.Namespace) ->
     wait_records(output, len(files), daemon)
     seconds = time.monotonic() - started
     daemon_rate = megapixels([Record(**r) for r in scores(output)]) / seconds
-    print(f"throughput: daemon {daemon_rate:.3f} MP/s ({len(files) / seconds:.1f} files/s) = "
-          f"{daemon_rate / batch_rate:.0%} of `denoise batch` {batch_rate:.3f} MP/s (its timer includes loading "
-          f"the models), {daemon_rate / warm_rate:.0%} of the warm pipeline alone {warm_rate:.3f} MP/s "
-          f"(target >= 90%)")
+    print(
+        f"throughput: daemon {daemon_rate:.3f} MP/s ({len(files) / seconds:.1f} files/s) = "
+        f"{daemon_rate / batch_rate:.0%} of `denoise batch` {batch_rate:.3f} MP/s (its timer includes loading "
+        f"the models), {daemon_rate / warm_rate:.0%} of the warm pipeline alone {warm_rate:.3f} MP/s "
+        f"(target >= 90%)"
+    )
     return daemon
 
 
@@ -263,8 +278,10 @@ def latency(daemon: Daemon, work: Path, args: argparse.Namespace, repeats: int =
         (inbox / f"latency-{index}.png").write_bytes(image)
         wait_records(output, count + 1, daemon, timeout=120)
         drops.append(time.perf_counter() - started)
-    print(f"latency 512x512: drop to record {median(drops):.3f} s, pipeline alone {median(inference):.3f} s, "
-          f"overhead {median(drops) - median(inference):.3f} s (target < 1 s)")
+    print(
+        f"latency 512x512: drop to record {median(drops):.3f} s, pipeline alone {median(inference):.3f} s, "
+        f"overhead {median(drops) - median(inference):.3f} s (target < 1 s)"
+    )
 
 
 def main() -> None:

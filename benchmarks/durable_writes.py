@@ -13,9 +13,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from statistics import median
-from typing import Callable
 
 from denoiser import storage
 
@@ -48,8 +48,10 @@ def main() -> None:
     try:
         for _ in range(2):
             timed("write + rename", lambda i: plain_write(folder / f"{i}.png"))
-            timed("atomic_write (fsync)", lambda i: storage.atomic_write(folder / f"{i}.png",
-                                                                          lambda t: t.write_bytes(IMAGE)))
+            timed(
+                "atomic_write (fsync)",
+                lambda i: storage.atomic_write(folder / f"{i}.png", lambda t: t.write_bytes(IMAGE)),
+            )
             timed("os.write", lambda i: os.write(fd, RECORD))
             timed("append_line (fdatasync)", lambda i: storage.append_line(fd, RECORD))
     finally:

@@ -42,17 +42,26 @@ def main(data: str, preset: str, epochs: int, weights: str, fpr: float, classes:
         components, _ = measure_all(scorer, test)
         raw = scorer.raw(components)
         anomalous = labels != label
-        row = {"class": label, "auroc": roc_auc_score(anomalous, raw),
-               "components": {k: roc_auc_score(anomalous, v) for k, v in components.items()},
-               "flagged_normal": float(np.mean(raw[~anomalous] >= scorer.calibration.threshold)),
-               "flagged_anomalous": float(np.mean(raw[anomalous] >= scorer.calibration.threshold)),
-               "seconds": round(time.time() - started, 1)}
+        row = {
+            "class": label,
+            "auroc": roc_auc_score(anomalous, raw),
+            "components": {k: roc_auc_score(anomalous, v) for k, v in components.items()},
+            "flagged_normal": float(np.mean(raw[~anomalous] >= scorer.calibration.threshold)),
+            "flagged_anomalous": float(np.mean(raw[anomalous] >= scorer.calibration.threshold)),
+            "seconds": round(time.time() - started, 1),
+        }
         rows.append(row)
-        click.echo(f"class {label}: AUROC {row['auroc']:.4f}  flagged normal {row['flagged_normal']:.2%}  "
-                   + "  ".join(f"{k} {v:.4f}" for k, v in row["components"].items()) + f"  ({row['seconds']} s)")
+        click.echo(
+            f"class {label}: AUROC {row['auroc']:.4f}  flagged normal {row['flagged_normal']:.2%}  "
+            + "  ".join(f"{k} {v:.4f}" for k, v in row["components"].items())
+            + f"  ({row['seconds']} s)"
+        )
     summary = {
         "command": "python " + shlex.join(sys.argv),
-        "preset": preset, "epochs": epochs, "weights": recipe.component_weights, "fpr": fpr,
+        "preset": preset,
+        "epochs": epochs,
+        "weights": recipe.component_weights,
+        "fpr": fpr,
         "mean_auroc": float(np.mean([r["auroc"] for r in rows])),
         "mean_component_auroc": {k: float(np.mean([r["components"][k] for r in rows])) for k in rows[0]["components"]},
         "flagged_normal": float(np.mean([r["flagged_normal"] for r in rows])),
@@ -66,13 +75,18 @@ def main(data: str, preset: str, epochs: int, weights: str, fpr: float, classes:
 def table(summary: dict) -> str:
     """The results as a Markdown table."""
     names = list(summary["mean_component_auroc"])
-    lines = ["| class | AUROC | flagged normal | " + " | ".join(names) + " |",
-             "|---" * (3 + len(names)) + "|"]
+    lines = ["| class | AUROC | flagged normal | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
     for r in summary["classes"]:
-        lines.append(f"| {r['class']} | {r['auroc']:.4f} | {r['flagged_normal']:.2%} | "
-                     + " | ".join(f"{r['components'][k]:.4f}" for k in names) + " |")
-    lines.append(f"| **mean** | **{summary['mean_auroc']:.4f}** | {summary['flagged_normal']:.2%} | "
-                 + " | ".join(f"{summary['mean_component_auroc'][k]:.4f}" for k in names) + " |")
+        lines.append(
+            f"| {r['class']} | {r['auroc']:.4f} | {r['flagged_normal']:.2%} | "
+            + " | ".join(f"{r['components'][k]:.4f}" for k in names)
+            + " |"
+        )
+    lines.append(
+        f"| **mean** | **{summary['mean_auroc']:.4f}** | {summary['flagged_normal']:.2%} | "
+        + " | ".join(f"{summary['mean_component_auroc'][k]:.4f}" for k in names)
+        + " |"
+    )
     return "\n".join(lines)
 
 

@@ -20,9 +20,10 @@ import tempfile
 import time
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -153,7 +154,7 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 def plant_chunk(png: bytes, kind: bytes, payload: bytes) -> bytes:
     """A PNG stream with one more chunk just before its first IDAT."""
-    first_idat = next(p for p in _png_chunk_starts(png) if png[p + 4:p + 8] == b"IDAT")
+    first_idat = next(p for p in _png_chunk_starts(png) if png[p + 4 : p + 8] == b"IDAT")
     return png[:first_idat] + png_chunk(kind, payload) + png[first_idat:]
 
 
@@ -162,7 +163,7 @@ def _png_chunk_starts(data: bytes) -> list[int]:
     starts, pos = [], 8
     while pos + 12 <= len(data):
         starts.append(pos)
-        pos += 12 + struct.unpack(">I", data[pos:pos + 4])[0]
+        pos += 12 + struct.unpack(">I", data[pos : pos + 4])[0]
     return starts
 
 
@@ -174,7 +175,7 @@ def _jpeg_segments(data: bytes) -> list[tuple[int, int]]:
         segments.append((pos, marker))
         if marker == 0xDA:
             break
-        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
     return segments
 
 
@@ -192,10 +193,10 @@ def _tiff_entries(data: bytes) -> tuple[str, list[TiffEntry]]:
     """The byte order ("<" or ">") and the entries of a classic TIFF's first IFD."""
     order = "<" if data[:2] == b"II" else ">"
     ifd = struct.unpack(order + "I", data[4:8])[0]
-    count = struct.unpack(order + "H", data[ifd:ifd + 2])[0]
+    count = struct.unpack(order + "H", data[ifd : ifd + 2])[0]
     entries = []
     for pos in range(ifd + 2, ifd + 2 + 12 * count, 12):
-        tag, kind, n = struct.unpack(order + "HHI", data[pos:pos + 8])
+        tag, kind, n = struct.unpack(order + "HHI", data[pos : pos + 8])
         entries.append(TiffEntry(pos, tag, kind, n, pos + 8))
     return order, entries
 
@@ -203,9 +204,9 @@ def _tiff_entries(data: bytes) -> tuple[str, list[TiffEntry]]:
 def _set_tiff_value(data: bytearray, order: str, entry: TiffEntry, value: int) -> None:
     """Write a SHORT or LONG into an entry's value field (in place), as its type allows."""
     if entry.kind == 3:
-        data[entry.value_pos:entry.value_pos + 2] = struct.pack(order + "H", value & 0xFFFF)
+        data[entry.value_pos : entry.value_pos + 2] = struct.pack(order + "H", value & 0xFFFF)
     else:
-        data[entry.value_pos:entry.value_pos + 4] = struct.pack(order + "I", value & 0xFFFF_FFFF)
+        data[entry.value_pos : entry.value_pos + 4] = struct.pack(order + "I", value & 0xFFFF_FFFF)
 
 
 @lru_cache(maxsize=1)
@@ -219,7 +220,7 @@ def zlib_bomb() -> bytes:
 
 
 def truncate(data: bytes, fmt: str, rng: np.random.Generator) -> bytes:
-    return data[:int(rng.integers(1, len(data)))] if len(data) > 1 else b""
+    return data[: int(rng.integers(1, len(data)))] if len(data) > 1 else b""
 
 
 def flip(data: bytes, fmt: str, rng: np.random.Generator) -> bytes:
@@ -254,9 +255,11 @@ def lying_size(data: bytes, fmt: str, rng: np.random.Generator) -> bytes:
 
 def _size_fields(out: bytearray, fmt: str) -> list[Callable[[int], None]]:
     """Writers of the (width, height) header fields of a seed's format."""
+
     def put(pos: int, size: int, order: str) -> Callable[[int], None]:
         def write(value: int) -> None:
-            out[pos:pos + size] = (value % (1 << (8 * size))).to_bytes(size, order)
+            out[pos : pos + size] = (value % (1 << (8 * size))).to_bytes(size, order)
+
         return write
 
     if fmt == "PNG":
@@ -286,7 +289,9 @@ def _webp_size_fields(out: bytearray, put) -> list[Callable[[int], None]]:
             bits = struct.unpack("<I", out[21:25])[0]
             bits = (bits & ~(0x3FFF << shift)) | (((value - 1) & 0x3FFF) << shift)
             out[21:25] = struct.pack("<I", bits)
+
         return write
+
     return [vp8l(0), vp8l(14)]
 
 
@@ -296,9 +301,9 @@ def wrong_length(data: bytes, fmt: str, rng: np.random.Generator) -> bytes:
     value = int(rng.choice([0, 1, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF])) if rng.random() < 0.6 else None
     pos, pattern = _length_field(out, fmt, rng)
     size = struct.calcsize(pattern)
-    old = struct.unpack(pattern, out[pos:pos + size])[0]
+    old = struct.unpack(pattern, out[pos : pos + size])[0]
     new = value if value is not None else old + int(rng.integers(-16, 17))
-    out[pos:pos + size] = struct.pack(pattern, new % (1 << (8 * size)))
+    out[pos : pos + size] = struct.pack(pattern, new % (1 << (8 * size)))
     return bytes(out)
 
 
@@ -335,7 +340,13 @@ def bomb(data: bytes, fmt: str, rng: np.random.Generator) -> bytes:
 
 
 MUTATIONS: dict[str, Callable[[bytes, str, np.random.Generator], bytes]] = {
-    "truncate": truncate, "flip": flip, "splice": splice, "size": lying_size, "length": wrong_length, "bomb": bomb}
+    "truncate": truncate,
+    "flip": flip,
+    "splice": splice,
+    "size": lying_size,
+    "length": wrong_length,
+    "bomb": bomb,
+}
 WEIGHTS = np.array([3, 4, 3, 3, 3, 1], float) / 17
 
 
@@ -359,16 +370,18 @@ def found_cases(seeds: list[Seed]) -> list[Case]:
     by_name = {seed.name: seed.data for seed in seeds}
     jpeg = bytearray(by_name["jpeg-progressive"])
     sof = next(pos for pos, marker in _jpeg_segments(bytes(jpeg)) if marker == 0xC2)
-    jpeg[sof + 2:sof + 4] = struct.pack(">H", 14)  # 3 components declared, room for 2: Pillow's layer list is short
+    jpeg[sof + 2 : sof + 4] = struct.pack(">H", 14)  # 3 components declared, room for 2: Pillow's layer list is short
     tiff = bytearray(by_name["tiff-gray16"])
     order, entries = _tiff_entries(bytes(tiff))
     pointer = next(entry.value_pos for entry in entries if entry.tag == 282)
-    resolution = struct.unpack(order + "I", tiff[pointer:pointer + 4])[0]
-    tiff[resolution + 4:resolution + 8] = bytes(4)  # XResolution n/0
+    resolution = struct.unpack(order + "I", tiff[pointer : pointer + 4])[0]
+    tiff[resolution + 4 : resolution + 8] = bytes(4)  # XResolution n/0
     png = plant_chunk(by_name["png-gray-text"], b"iCCP", b"no separator")
-    return [Case("found-png-iccp-without-nul.png", "PNG", png),
-            Case("found-jpeg-short-sof.jpg", "JPEG", bytes(jpeg)),
-            Case("found-tiff16-zero-resolution.tif", "TIFF", bytes(tiff))]
+    return [
+        Case("found-png-iccp-without-nul.png", "PNG", png),
+        Case("found-jpeg-short-sof.jpg", "JPEG", bytes(jpeg)),
+        Case("found-tiff16-zero-resolution.tif", "TIFF", bytes(tiff)),
+    ]
 
 
 def fuzz_cases(count: int, seed: int = 0) -> Iterator[Case]:
@@ -427,8 +440,10 @@ def report(outcomes: list[Outcome]) -> str:
         lines.append(f"{fmt:<6} {sum(c.values()):>6} {c['ok']:>6} {c['failed']:>7} {c['crash']:>6}")
     crashes = [o for o in outcomes if o.result == "crash"]
     lines += [f"crash: {o.case.name}: {o.detail}" for o in crashes] or ["no crashes"]
-    lines.append("slowest: " + ", ".join(f"{o.case.name} {o.seconds:.2f} s"
-                                         for o in sorted(outcomes, key=lambda o: -o.seconds)[:3]))
+    lines.append(
+        "slowest: "
+        + ", ".join(f"{o.case.name} {o.seconds:.2f} s" for o in sorted(outcomes, key=lambda o: -o.seconds)[:3])
+    )
     lines.append(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10} MB")
     return "\n".join(lines)
 

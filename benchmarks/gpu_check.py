@@ -61,8 +61,7 @@ def dncnn_engine(settings, device: str, weights: Path | None):
     keras.config.set_dtype_policy("float32")
     if weights:
         load_published_weights(model, weights)
-    card = {"name": "DnCNN-S" + ("" if weights else " (random weights)"), "size_multiple": 1,
-            "receptive_radius": 17}
+    card = {"name": "DnCNN-S" + ("" if weights else " (random weights)"), "size_multiple": 1, "receptive_radius": 17}
     return Engine(Artifact(model, card), settings, device)
 
 
@@ -115,8 +114,10 @@ def peer(args, device: str, sizes: tuple[str, ...]) -> dict:
     for height, width in parse_size(None, None, sizes):
         result = bench_size(engine, height, width, flops, args.seconds)
         results[f"{width}x{height}"] = {"mp_per_s": result.mp_per_s, "gflop_per_s": result.gflop_per_s}
-    print(f"{engine.artifact.card['name']}: {flops / 1e3:.1f} kFLOP/pixel, {engine.precision}, batch "
-          f"{engine.batch_size}: " + ", ".join(f"{k} {v['mp_per_s']:.2f} MP/s" for k, v in results.items()))
+    print(
+        f"{engine.artifact.card['name']}: {flops / 1e3:.1f} kFLOP/pixel, {engine.precision}, batch "
+        f"{engine.batch_size}: " + ", ".join(f"{k} {v['mp_per_s']:.2f} MP/s" for k, v in results.items())
+    )
     return results
 
 
@@ -133,7 +134,7 @@ def host_share(model: str, device: str, size: str) -> dict:
     from denoiser.engine import Engine, Settings
 
     engine = Engine.load(str(resolve_model(model)), Settings(batch_size="auto", device=device))
-    (height, width), = parse_size(None, None, (size,))
+    ((height, width),) = parse_size(None, None, (size,))
     image = np.random.default_rng(0).random((height, width, engine.channels), dtype=np.float32)
     engine.denoise(image, in_place=True)
     predict, inside = engine._predict, []
@@ -173,11 +174,14 @@ def device_only(engine, tiles: int) -> dict:
 
     on_device = jax.device_put(host).block_until_ready()
     result = forward(*weights, on_device).block_until_ready()
-    return {"tiles": tiles, "tile": engine.tile, "model_seconds": best(lambda: forward(*weights, on_device)
-                                                                         .block_until_ready()),
-            "copy_in_seconds": best(lambda: jax.device_put(host).block_until_ready()),
-            "copy_out_seconds": best(lambda: np.asarray(result, np.float32)),
-            "predict_seconds": best(lambda: engine.artifact.predict(host))}
+    return {
+        "tiles": tiles,
+        "tile": engine.tile,
+        "model_seconds": best(lambda: forward(*weights, on_device).block_until_ready()),
+        "copy_in_seconds": best(lambda: jax.device_put(host).block_until_ready()),
+        "copy_out_seconds": best(lambda: np.asarray(result, np.float32)),
+        "predict_seconds": best(lambda: engine.artifact.predict(host)),
+    }
 
 
 def profile(models: list[str], device: str, tiles: int, args, tile: int | None = None) -> dict:
@@ -192,9 +196,12 @@ def profile(models: list[str], device: str, tiles: int, args, tile: int | None =
     report = {}
     for name, engine in engines.items():
         report[name] = device_only(engine, tiles)
-        print(f"{name}: {tiles} tiles of {engine.tile}^2: model {report[name]['model_seconds']:.3f} s on the device, "
-              f"copy in {report[name]['copy_in_seconds']:.3f} s, out {report[name]['copy_out_seconds']:.3f} s, "
-              f"Keras predict in all {report[name]['predict_seconds']:.3f} s", flush=True)
+        print(
+            f"{name}: {tiles} tiles of {engine.tile}^2: model {report[name]['model_seconds']:.3f} s on the device, "
+            f"copy in {report[name]['copy_in_seconds']:.3f} s, out {report[name]['copy_out_seconds']:.3f} s, "
+            f"Keras predict in all {report[name]['predict_seconds']:.3f} s",
+            flush=True,
+        )
     return report
 
 
@@ -216,8 +223,10 @@ def batch_end_to_end(set12: Path, device: str, out: Path, count: int, side: int)
         Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(inbox / f"{index:03d}.png", compress_level=1)
     started = time.perf_counter()
     try:
-        main.main(["batch", str(inbox), str(outbox), "-m", "gray", "--device", device, "-b", "auto", "-q"],
-                  standalone_mode=False)
+        main.main(
+            ["batch", str(inbox), str(outbox), "-m", "gray", "--device", device, "-b", "auto", "-q"],
+            standalone_mode=False,
+        )
     except SystemExit as done:  # batch exits with its status (1 where an input failed)
         if done.code:
             raise
@@ -232,12 +241,18 @@ def main() -> None:
     parser.add_argument("--set12", type=Path, default=Path(".kit/set12"))
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-check")))
     parser.add_argument("--seconds", type=float, default=None, help="time per size (default 1, 0.2 with --quick)")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help=f"bf16 peak for the share (default: {H200_BF16_TFLOPS} on a GPU, else bench's ceiling)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help=f"bf16 peak for the share (default: {H200_BF16_TFLOPS} on a GPU, else bench's ceiling)",
+    )
     parser.add_argument("--dncnn-weights", type=Path, default=None, help="KAIR's dncnn_25.pth, where carried")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="a subset, for a rerun that must be short")
     parser.add_argument("--sizes", nargs="+", default=None, help=f"WxH sizes (default {' '.join(SIZES)})")
-    parser.add_argument("--profile-tiles", type=int, default=None, help="tiles per profiled batch (default 32, 2 quick)")
+    parser.add_argument(
+        "--profile-tiles", type=int, default=None, help="tiles per profiled batch (default 32, 2 quick)"
+    )
     parser.add_argument("--batch-images", type=int, default=None, help="denoise batch's images (default 48, 6 quick)")
     args = parser.parse_args()
     args.seconds = args.seconds or (0.2 if args.quick else 1.0)
@@ -257,28 +272,62 @@ def main() -> None:
 
     for model in args.models:  # gray first: the figures the targets name come before the rest
         report = run_bench(model, sizes, args.device, args.seconds, args.out / f"bench-{model}.json")
-        peak = args.peak_tflops * 1e3 if args.peak_tflops else (
-            H200_BF16_TFLOPS * 1e3 if args.device == "gpu" else report["ceiling_gflops"])
+        peak = (
+            args.peak_tflops * 1e3
+            if args.peak_tflops
+            else (H200_BF16_TFLOPS * 1e3 if args.device == "gpu" else report["ceiling_gflops"])
+        )
         summary["models"][model] = {
-            "precision": report["precision"], "peak_device_mb": peak_device_mb(args.device),
-            "sizes": {f"{s['width']}x{s['height']}": {"mp_per_s": s["mp_per_s"], "share_of_peak":
-                      s["gflop_per_s"] / peak} for s in report["sizes"]}}
+            "precision": report["precision"],
+            "peak_device_mb": peak_device_mb(args.device),
+            "sizes": {
+                f"{s['width']}x{s['height']}": {"mp_per_s": s["mp_per_s"], "share_of_peak": s["gflop_per_s"] / peak}
+                for s in report["sizes"]
+            },
+        }
         save("models", summary["models"])
         if model == args.models[0]:
             save("dncnn_s", peer(args, args.device, sizes))
             save("host_share", host_share(model, args.device, sizes[-1]))
             if keras.backend.backend() == "jax":
-                save("profile", profile(args.models, args.device, args.profile_tiles or (2 if args.quick else 32), args,
-                                        256 if args.quick else None))
+                save(
+                    "profile",
+                    profile(
+                        args.models,
+                        args.device,
+                        args.profile_tiles or (2 if args.quick else 32),
+                        args,
+                        256 if args.quick else None,
+                    ),
+                )
             if args.set12.is_dir():
-                save("set12_sigma25", eval_set12(args.set12, args.device, args.out / "eval",
-                                                 ("gray", "gray@float32") if args.device == "gpu" else ("gray@float32",)))
-                save("set12_sigma25_cpu_float32", summary["set12_sigma25"] if args.device == "cpu" else eval_set12(
-                    args.set12, "cpu", args.out / "eval-cpu", ("gray@float32",)))
+                save(
+                    "set12_sigma25",
+                    eval_set12(
+                        args.set12,
+                        args.device,
+                        args.out / "eval",
+                        ("gray", "gray@float32") if args.device == "gpu" else ("gray@float32",),
+                    ),
+                )
+                save(
+                    "set12_sigma25_cpu_float32",
+                    summary["set12_sigma25"]
+                    if args.device == "cpu"
+                    else eval_set12(args.set12, "cpu", args.out / "eval-cpu", ("gray@float32",)),
+                )
     if args.set12.is_dir():
         images = args.batch_images or (6 if args.quick else 48)
-        save("batch", batch_end_to_end(args.set12, args.device, Path(os.environ.get("TMPDIR", "/tmp")) / "gpu-check",
-                                       images, 512 if args.quick else 2048))
+        save(
+            "batch",
+            batch_end_to_end(
+                args.set12,
+                args.device,
+                Path(os.environ.get("TMPDIR", "/tmp")) / "gpu-check",
+                images,
+                512 if args.quick else 2048,
+            ),
+        )
     save("peak_device_mb", peak_device_mb(args.device))
     print_summary(summary)
 
@@ -290,31 +339,43 @@ def print_summary(summary: dict) -> None:
     print(f"\n== summary ({summary['device']}, {summary['seconds']:.0f} s) ==")
     for model, result in summary["models"].items():
         for size, figures in result["sizes"].items():
-            print(f"{model:>15} {result['precision']:>9} {size:>10}: {figures['mp_per_s']:8.2f} MP/s, "
-                  f"{figures['share_of_peak']:6.2%} of peak, x{figures['mp_per_s'] / summary['dncnn_s'][size]['mp_per_s']:.1f} "
-                  f"DnCNN-S")
+            ratio = figures["mp_per_s"] / summary["dncnn_s"][size]["mp_per_s"]
+            print(
+                f"{model:>15} {result['precision']:>9} {size:>10}: {figures['mp_per_s']:8.2f} MP/s, "
+                f"{figures['share_of_peak']:6.2%} of peak, x{ratio:.1f} DnCNN-S"
+            )
     if "gray" in summary["models"]:
         gray = summary["models"]["gray"]["sizes"][largest]["mp_per_s"]
-        print(f"gray at {largest}: {gray:.2f} MP/s (target on an H200 at 6000x4000: 300), "
-              f"{gray / peer_rate:.1f}x DnCNN-S's {peer_rate:.2f} MP/s (target 10x)")
+        print(
+            f"gray at {largest}: {gray:.2f} MP/s (target on an H200 at 6000x4000: 300), "
+            f"{gray / peer_rate:.1f}x DnCNN-S's {peer_rate:.2f} MP/s (target 10x)"
+        )
     if "host_share" in summary:
         share = summary["host_share"]
-        print(f"one {largest} image: {share['seconds']:.3f} s, of which {share['predict_seconds']:.3f} s in the "
-              f"model's predict (batch {share['batch_size']}); the rest is the host cutting and blending tiles")
+        print(
+            f"one {largest} image: {share['seconds']:.3f} s, of which {share['predict_seconds']:.3f} s in the "
+            f"model's predict (batch {share['batch_size']}); the rest is the host cutting and blending tiles"
+        )
     for name, figures in summary.get("profile", {}).items():
-        print(f"{name}: {figures['tiles']} tiles of {figures['tile']}^2 in {figures['model_seconds']:.3f} s on the "
-              f"device ({figures['tiles'] * figures['tile'] ** 2 / figures['model_seconds'] / 1e6:.0f} MP/s of tiles), "
-              f"{figures['predict_seconds']:.3f} s through Keras's predict with the copies")
+        print(
+            f"{name}: {figures['tiles']} tiles of {figures['tile']}^2 in {figures['model_seconds']:.3f} s on the "
+            f"device ({figures['tiles'] * figures['tile'] ** 2 / figures['model_seconds'] / 1e6:.0f} MP/s of tiles), "
+            f"{figures['predict_seconds']:.3f} s through Keras's predict with the copies"
+        )
     if "batch" in summary:
         batch = summary["batch"]
-        print(f"denoise batch, {batch['images']} PNGs of {batch['side']}x{batch['side']} (decode, denoise, encode, "
-              f"write): {batch['mp_per_s']:.2f} MP/s")
+        print(
+            f"denoise batch, {batch['images']} PNGs of {batch['side']}x{batch['side']} (decode, denoise, encode, "
+            f"write): {batch['mp_per_s']:.2f} MP/s"
+        )
     peak = summary["peak_device_mb"]
     print(f"peak device memory: {f'{peak:.0f} MB' if peak else 'not reported on a CPU (see peak RSS above)'}")
     if "set12_sigma25" in summary:
         ours, cpu = summary["set12_sigma25"], summary["set12_sigma25_cpu_float32"]
-        print(f"Set12 sigma 25 PSNR on {summary['device']}: {ours}; CPU float32 here: {cpu}; "
-              f"docs/benchmarks.md CPU float32: {CPU_FLOAT32_SET12_SIGMA25} (target: within 0.05 dB)")
+        print(
+            f"Set12 sigma 25 PSNR on {summary['device']}: {ours}; CPU float32 here: {cpu}; "
+            f"docs/benchmarks.md CPU float32: {CPU_FLOAT32_SET12_SIGMA25} (target: within 0.05 dB)"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ def matte_and_colour(probe: keras.Model, marked: np.ndarray, multiple: int) -> t
     """The overlay opacity and colour for one whole image, from a probe of a matte model's logit and colour layers."""
     height, width = marked.shape[:2]
     pad = ((0, -height % multiple), (0, -width % multiple), (0, 0))
-    logit, colour = (np.asarray(t)[0, :height, :width] for t in probe.predict(np.pad(marked, pad, "reflect")[None],
-                                                                               verbose=0))
+    logit, colour = (
+        np.asarray(t)[0, :height, :width] for t in probe.predict(np.pad(marked, pad, "reflect")[None], verbose=0)
+    )
     return 1.0 / (1.0 + np.exp(-logit)), colour
 
 
@@ -64,15 +65,22 @@ def main(clean: Path, model_path: str, opacity: float, seed: int) -> None:
         covered = alpha[..., 0] > 0.3 * opacity / 100.0
         colour = np.median((marked - image * (1.0 - alpha))[covered] / alpha[covered], axis=0)
         matte, predicted_colour = matte_and_colour(probe, marked, artifact.align)
-        outputs = (marked, unblend(marked, matte, predicted_colour), unblend(marked, alpha, predicted_colour),
-                   unblend(marked, matte, colour), unblend(marked, alpha, colour))
+        outputs = (
+            marked,
+            unblend(marked, matte, predicted_colour),
+            unblend(marked, alpha, predicted_colour),
+            unblend(marked, matte, colour),
+            unblend(marked, alpha, colour),
+        )
         rows.append([psnr(image, output) for output in outputs])
         splits.append(error_split(image, outputs[1], alpha, opacity / 100.0))
         click.echo(f"{name}: " + "  ".join(f"{c} {v:.2f}" for c, v in zip(columns, rows[-1])))
     click.echo("mean PSNR: " + "  ".join(f"{c} {v:.2f}" for c, v in zip(columns, np.mean(rows, axis=0))))
     text, band, rest = np.mean(splits, axis=0)
-    click.echo(f"model's mean squared error (8-bit levels²): text {text:.2f}, 4-px band round it {band:.2f}, "
-               f"elsewhere {rest:.2f}")
+    click.echo(
+        f"model's mean squared error (8-bit levels²): text {text:.2f}, 4-px band round it {band:.2f}, "
+        f"elsewhere {rest:.2f}"
+    )
 
 
 if __name__ == "__main__":

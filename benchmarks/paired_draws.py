@@ -38,8 +38,10 @@ def main(clean: Path, old: str, new: str, noise: str, draws: int) -> None:
             noisy = make_noisy(originals, spec, seed, Path(scratch) / str(seed))
             before, after = (measure(name, method, spec, originals, noisy) for name, method in methods.items())
             gains.append(after.psnr - before.psnr)
-            click.echo(f"seed {seed:>2}  {before.method} {before.psnr:.3f}  {after.method} {after.psnr:.3f}  "
-                       f"{gains[-1]:+.3f} dB")
+            click.echo(
+                f"seed {seed:>2}  {before.method} {before.psnr:.3f}  {after.method} {after.psnr:.3f}  "
+                f"{gains[-1]:+.3f} dB"
+            )
     click.echo(f"{spec}, {draws} draws: mean gain {np.mean(gains):+.3f} dB, up in {sum(g > 0 for g in gains)}")
 
 

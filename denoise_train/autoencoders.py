@@ -8,7 +8,8 @@ neighbours just like the codes.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -135,8 +136,9 @@ def oriented_gradients(image, orientations: int = 8, flat: float = 0.005):
     kernel = np.stack([np.cos(a) * sobel + np.sin(a) * sobel.T for a in angles] + [0 * sobel], axis=-1)
     gradients = layers.Conv2D(orientations + 1, 3, padding="same", trainable=False, name="gradients")
     x = layers.ReLU(name="rectified")(gradients(image))
-    gradients.set_weights([np.repeat(kernel[:, :, None, :], channels, axis=2),
-                           np.array([0.0] * orientations + [flat], np.float32)])
+    gradients.set_weights(
+        [np.repeat(kernel[:, :, None, :], channels, axis=2), np.array([0.0] * orientations + [flat], np.float32)]
+    )
     x = layers.AveragePooling2D(cell_size(size), padding="same", name="cells")(x)
     return layers.UnitNormalization(name="edges")(layers.Flatten()(x))
 
@@ -146,8 +148,9 @@ def cell_size(size: int) -> int:
     return max(2, round(size / 9))
 
 
-def build_autoencoder(preset: str, size: int, channels: int, code: int | None = None,
-                      rotation: bool = False) -> tuple[keras.Model, keras.Model]:
+def build_autoencoder(
+    preset: str, size: int, channels: int, code: int | None = None, rotation: bool = False
+) -> tuple[keras.Model, keras.Model]:
     """The preset for training (image -> reconstruction) and for scoring (image -> a dict of views).
 
     The scorer's outputs are `reconstruction`, `latent` (the code), `pixels` (the image shrunk to about

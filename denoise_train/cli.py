@@ -70,63 +70,143 @@ def command_line() -> str:
 
 
 @main.command(context_settings=SETTINGS)
-@click.option("-d", "--data", "data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of clean training images; repeat to train on several.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), callback=keras_out,
-              help="Where to write the .keras model (the card goes beside it as .json); .keras is added to a name "
-                   "without a suffix.")
-@click.option("-p", "--preset", type=click.Choice(sorted(PRESETS)), default="unet", show_default=True,
-              help="unet = residual U-Net denoiser; unet-half = the same on 2x2-folded pixels, a quarter of the work; "
-                   "unet-lite = unet-half under one narrow full-resolution level; "
-                   "matte = U-Net that finds a watermark and inverts its blend.")
+@click.option(
+    "-d",
+    "--data",
+    "data",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of clean training images; repeat to train on several.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    callback=keras_out,
+    help="Where to write the .keras model (the card goes beside it as .json); .keras is added to a name "
+    "without a suffix.",
+)
+@click.option(
+    "-p",
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="unet",
+    show_default=True,
+    help="unet = residual U-Net denoiser; unet-half = the same on 2x2-folded pixels, a quarter of the work; "
+    "unet-lite = unet-half under one narrow full-resolution level; "
+    "matte = U-Net that finds a watermark and inverts its blend.",
+)
 @click.option("-c", "--channels", type=click.Choice(["1", "3"]), default="1", help="1 = gray, 3 = colour.")
 @click.option("--depth", type=int, default=10, help="Conv layers (residual preset).")
-@click.option("--width", type=int, default=32,
-              help="Channels per conv layer (residual preset) or at the top scale (unet, unet-half, matte), or at the "
-                   "top of the half-resolution body (unet-lite).")
-@click.option("--levels", type=int, default=4,
-              help="Scales, each half the size of the last (unet, unet-half, unet-lite's body, matte).")
-@click.option("--bottom", type=int, default=2,
-              help="Residual blocks at the lowest scale (unet presets); those past the second start as the identity, "
-                   "so a net with more can grow from an --init parent.")
-@click.option("--decoder", type=int, default=1,
-              help="Residual blocks at each scale on the way up (unet presets); those past the first start as the "
-                   "identity, as --bottom's do.")
+@click.option(
+    "--width",
+    type=int,
+    default=32,
+    help="Channels per conv layer (residual preset) or at the top scale (unet, unet-half, matte), or at the "
+    "top of the half-resolution body (unet-lite).",
+)
+@click.option(
+    "--levels",
+    type=int,
+    default=4,
+    help="Scales, each half the size of the last (unet, unet-half, unet-lite's body, matte).",
+)
+@click.option(
+    "--bottom",
+    type=int,
+    default=2,
+    help="Residual blocks at the lowest scale (unet presets); those past the second start as the identity, "
+    "so a net with more can grow from an --init parent.",
+)
+@click.option(
+    "--decoder",
+    type=int,
+    default=1,
+    help="Residual blocks at each scale on the way up (unet presets); those past the first start as the "
+    "identity, as --bottom's do.",
+)
 @click.option("--top-width", type=int, default=24, help="Channels at full resolution (unet-lite).")
 @click.option("-e", "--epochs", type=int, default=10)
-@click.option("-m", "--minutes", type=float, default=None,
-              help="Train for this long instead of --epochs, the learning rate decaying over the time.")
+@click.option(
+    "-m",
+    "--minutes",
+    type=float,
+    default=None,
+    help="Train for this long instead of --epochs, the learning rate decaying over the time.",
+)
 @click.option("-s", "--steps", type=int, default=200, help="Batches per epoch.")
 @click.option("-b", "--batch-size", type=int, default=32)
 @click.option("--patch", type=int, default=64, help="Training patch size in pixels.")
 @click.option("--lr", type=float, default=1e-3, help="Peak learning rate (cosine decay).")
-@click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
-              help="Export the moving average of the weights with this momentum, e.g. 0.999 (0: off).")
+@click.option(
+    "--ema",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    help="Export the moving average of the weights with this momentum, e.g. 0.999 (0: off).",
+)
 @click.option("--sigma-max", type=float, default=50.0, help="Gaussian sigma is uniform in [0, this] (8-bit levels).")
 @click.option("--sp-prob", type=float, default=0.2, help="Share of patches with salt-and-pepper instead.")
 @click.option("--sp-max", type=float, default=15.0, help="Salt-and-pepper percentage is uniform in [0, this].")
-@click.option("--wm-prob", type=float, default=0.0,
-              help="Share of patches with a text watermark (20-60% opacity, DejaVu fonts) instead.")
-@click.option("--logo-share", type=float, default=0.0,
-              help="Share of the watermarks that are logos (hexagon, triangle, cross, diamond, bars) instead of text.")
-@click.option("--matte-weight", type=float, default=0.1,
-              help="Weight of the opacity map's binary cross-entropy beside the MSE on pixels (matte preset).")
-@click.option("-t", "--task", type=click.Choice(["denoise", "static", "watermark"]), default="denoise",
-              help="denoise = the mixture above; static or watermark = only that degradation.")
-@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start from this model's weights: every layer it shares by name and shape, e.g. a shipped model's.")
-@click.option("--first", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Train a second stage on this trained matte model (matte preset): it runs frozen, and its opacity, "
-                   "colour and result join the input; with --init set to it too, training starts from its output.")
-@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
-              help="auto = bfloat16 on a GPU, or on a CPU where a bf16 convolution is faster.")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
-              help="Back up every epoch here and resume from it when rerun.")
+@click.option(
+    "--wm-prob",
+    type=float,
+    default=0.0,
+    help="Share of patches with a text watermark (20-60% opacity, DejaVu fonts) instead.",
+)
+@click.option(
+    "--logo-share",
+    type=float,
+    default=0.0,
+    help="Share of the watermarks that are logos (hexagon, triangle, cross, diamond, bars) instead of text.",
+)
+@click.option(
+    "--matte-weight",
+    type=float,
+    default=0.1,
+    help="Weight of the opacity map's binary cross-entropy beside the MSE on pixels (matte preset).",
+)
+@click.option(
+    "-t",
+    "--task",
+    type=click.Choice(["denoise", "static", "watermark"]),
+    default="denoise",
+    help="denoise = the mixture above; static or watermark = only that degradation.",
+)
+@click.option(
+    "--init",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Start from this model's weights: every layer it shares by name and shape, e.g. a shipped model's.",
+)
+@click.option(
+    "--first",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Train a second stage on this trained matte model (matte preset): it runs frozen, and its opacity, "
+    "colour and result join the input; with --init set to it too, training starts from its output.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "bfloat16"]),
+    default="auto",
+    help="auto = bfloat16 on a GPU, or on a CPU where a bf16 convolution is faster.",
+)
+@click.option(
+    "--checkpoint-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Back up every epoch here and resume from it when rerun.",
+)
 @click.option("--seed", type=int, default=0)
 @click.option("-w", "--workers", type=int, default=1, help="Threads (or processes) that synthesise training batches.")
-@click.option("--processes/--threads", default=False,
-              help="Synthesise batches in worker processes, past the GIL: for a GPU that trains faster than "
-                   "threads can feed it.")
+@click.option(
+    "--processes/--threads",
+    default=False,
+    help="Synthesise batches in worker processes, past the GIL: for a GPU that trains faster than threads can feed it.",
+)
 def denoiser(**options) -> None:
     """Train a fully convolutional denoising autoencoder on clean images and export it."""
     from denoise_train.run import Recipe, RecipeError, train_and_export
@@ -140,32 +220,66 @@ def denoiser(**options) -> None:
 
 
 @main.command(context_settings=SETTINGS)
-@click.option("-d", "--data", "data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of normal images, or an IDX folder such as Fashion-MNIST's. Repeat for more folders.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), callback=keras_out,
-              help="Where to write the .keras scorer (card .json and report .report.png beside it); .keras is "
-                   "added to a name without a suffix.")
-@click.option("-p", "--preset", type=click.Choice(sorted(AUTOENCODERS) + ["photo"]), default="conv-ae",
-              help="An autoencoder, or `photo`: Gaussian models of global and patch statistics of natural photos "
-                   "(the shipped scorer; --crops, --holdout, --fpr and --neighbours apply; every 5th file is left out).")
+@click.option(
+    "-d",
+    "--data",
+    "data",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of normal images, or an IDX folder such as Fashion-MNIST's. Repeat for more folders.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    callback=keras_out,
+    help="Where to write the .keras scorer (card .json and report .report.png beside it); .keras is "
+    "added to a name without a suffix.",
+)
+@click.option(
+    "-p",
+    "--preset",
+    type=click.Choice(sorted(AUTOENCODERS) + ["photo"]),
+    default="conv-ae",
+    help="An autoencoder, or `photo`: Gaussian models of global and patch statistics of natural photos "
+    "(the shipped scorer; --crops, --holdout, --fpr and --neighbours apply; every 5th file is left out).",
+)
 @click.option("-l", "--label", type=int, default=None, help="IDX data: train on this label only.")
 @click.option("--size", type=int, default=28, help="Images are resized to size x size (a multiple of 4).")
 @click.option("-c", "--channels", type=click.Choice(["1", "3"]), default="1", help="1 = gray, 3 = colour.")
 @click.option("--code", type=int, default=None, help="Code size. Default: the preset's (conv-30-15: fixed).")
 @click.option("--crops", type=int, default=0, help="Image folders: random crops per image besides the whole.")
-@click.option("-e", "--epochs", type=int, default=5, help="Passes over the images (each in its four turns with the rotation head).")
+@click.option(
+    "-e",
+    "--epochs",
+    type=int,
+    default=5,
+    help="Passes over the images (each in its four turns with the rotation head).",
+)
 @click.option("-b", "--batch-size", type=int, default=128)
 @click.option("--lr", type=float, default=1e-3)
 @click.option("--holdout", type=float, default=0.2, help="Share of normal images held out for calibration.")
 @click.option("--fpr", type=float, default=0.01, help="False-positive rate at the threshold.")
 @click.option("-k", "--neighbours", type=int, default=10, help="Nearest normal views averaged per component.")
 @click.option("--bank", type=int, default=10000, help="Normal training images remembered for the distances.")
-@click.option("-w", "--weights", default=None, show_default=False,
-              help="Weights of the standardised components recon, latent, pixels, edges, rotation. "
-                   "Default: pixels:1,edges:1, plus rotation:0.5 with the rotation head.")
-@click.option("--rotation/--no-rotation", default=None, show_default=False,
-              help="Train a head on the code to tell the four quarter turns of each image apart, and use it "
-                   "as a component. Default: on for conv-ae, off for the seed presets.")
+@click.option(
+    "-w",
+    "--weights",
+    default=None,
+    show_default=False,
+    help="Weights of the standardised components recon, latent, pixels, edges, rotation. "
+    "Default: pixels:1,edges:1, plus rotation:0.5 with the rotation head.",
+)
+@click.option(
+    "--rotation/--no-rotation",
+    default=None,
+    show_default=False,
+    help="Train a head on the code to tell the four quarter turns of each image apart, and use it "
+    "as a component. Default: on for conv-ae, off for the seed presets.",
+)
 @click.option("--report/--no-report", default=True, help="Save loss curves, a before/after grid and the codes.")
 @click.option("--seed", type=int, default=0)
 def scorer(**options) -> None:
@@ -204,14 +318,25 @@ def seams(model: str) -> None:
 
 @main.command(context_settings=SETTINGS)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("-d", "--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder holding the card's training images, if not where the card says; repeatable.")
-@click.option("-t", "--tiles", type=int, default=TILES,
-              help="Noisy calibration tiles, from the card's training images.")
+@click.option(
+    "-d",
+    "--data",
+    "data",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder holding the card's training images, if not where the card says; repeatable.",
+)
+@click.option(
+    "-t", "--tiles", type=int, default=TILES, help="Noisy calibration tiles, from the card's training images."
+)
 @click.option("--patch", type=int, default=PATCH, help="Calibration tile side.")
-@click.option("--percentile", type=float, default=PERCENTILE,
-              help="Each activation ranges up to the pth percentile of its magnitudes either side of zero, and no "
-                   "further than its values go.")
+@click.option(
+    "--percentile",
+    type=float,
+    default=PERCENTILE,
+    help="Each activation ranges up to the pth percentile of its magnitudes either side of zero, and no "
+    "further than its values go.",
+)
 @click.option("--seed", type=int, default=0)
 def quantize(model: str, data: tuple[str, ...], tiles: int, patch: int, percentile: float, seed: int) -> None:
     """Store an int8 graph of MODEL in its archive, for fast CPU inference (--precision int8).
@@ -223,5 +348,7 @@ def quantize(model: str, data: tuple[str, ...], tiles: int, patch: int, percenti
 
     card = quantize_saved(model, command_line(), list(data) or None, tiles, patch, percentile, seed)
     for noise, metrics in card["int8"]["validation"].items():
-        click.echo(f"{noise:>9}: validation PSNR float32 {card['metrics']['validation'][noise]['psnr']:.3f}, "
-                   f"int8 {metrics['psnr']:.3f}")
+        click.echo(
+            f"{noise:>9}: validation PSNR float32 {card['metrics']['validation'][noise]['psnr']:.3f}, "
+            f"int8 {metrics['psnr']:.3f}"
+        )

@@ -91,8 +91,18 @@ class Patches(keras.utils.PyDataset):
     for models that also learn where the overlay is.
     """
 
-    def __init__(self, images, noise: NoiseSettings, patch: int, batch_size: int, steps: int, seed: int = 0,
-                 workers: int = 1, mattes: bool = False, processes: bool = False):
+    def __init__(
+        self,
+        images,
+        noise: NoiseSettings,
+        patch: int,
+        batch_size: int,
+        steps: int,
+        seed: int = 0,
+        workers: int = 1,
+        mattes: bool = False,
+        processes: bool = False,
+    ):
         super().__init__(workers=workers, use_multiprocessing=processes)
         self.images, self.noise, self.patch = images, noise, patch
         self.batch_size, self.steps, self.seed, self.mattes = batch_size, steps, seed, mattes
@@ -134,7 +144,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise ValueError(f"{path} holds more than {MAX_IDX_BYTES:,} bytes unpacked")
     if data[:2] != b"\0\0" or data[2] != 8:
         raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3])]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(data[3])]
     return np.frombuffer(data, np.uint8, offset=4 + 4 * data[3]).reshape(dims)
 
 

@@ -8,21 +8,24 @@ from keras import layers
 
 def seed(channels: int) -> keras.Model:
     """The seed document's convolutional denoising autoencoder, made fully convolutional."""
-    return keras.Sequential([
-        keras.Input((None, None, channels)),
-        # encoder
-        layers.Conv2D(16, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(2, padding="same"),
-        layers.Conv2D(8, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(2, padding="same"),
-        # representation
-        layers.Conv2D(8, 3, padding="same", activation="relu"),
-        # decoder
-        layers.UpSampling2D(2),
-        layers.Conv2DTranspose(8, 3, padding="same", activation="relu"),
-        layers.UpSampling2D(2),
-        layers.Conv2DTranspose(channels, 3, padding="same", activation="sigmoid"),
-    ], name="seed")
+    return keras.Sequential(
+        [
+            keras.Input((None, None, channels)),
+            # encoder
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2, padding="same"),
+            layers.Conv2D(8, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2, padding="same"),
+            # representation
+            layers.Conv2D(8, 3, padding="same", activation="relu"),
+            # decoder
+            layers.UpSampling2D(2),
+            layers.Conv2DTranspose(8, 3, padding="same", activation="relu"),
+            layers.UpSampling2D(2),
+            layers.Conv2DTranspose(channels, 3, padding="same", activation="sigmoid"),
+        ],
+        name="seed",
+    )
 
 
 def residual(channels: int, depth: int = 10, width: int = 48) -> keras.Model:
@@ -45,8 +48,9 @@ def res_block(x, width: int, name: str, identity: bool = False):
     """x + conv(conv(x)): two 3x3 convolutions with a skip around them; with `identity`, the second conv starts at
     zero, so the block starts as the identity."""
     y = conv(width, f"{name}_a")(x)
-    y = layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros" if identity else "glorot_uniform",
-                      name=f"{name}_b")(y)
+    y = layers.Conv2D(
+        width, 3, padding="same", kernel_initializer="zeros" if identity else "glorot_uniform", name=f"{name}_b"
+    )(y)
     return layers.Add(name=f"{name}_add")([x, y])
 
 
@@ -101,8 +105,9 @@ def unet_half(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, 
     return keras.Model(noisy, clean, name="unet_half")
 
 
-def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24, bottom: int = 2,
-              decoder: int = 1) -> keras.Model:
+def unet_lite(
+    channels: int, width: int = 32, levels: int = 4, top: int = 24, bottom: int = 2, decoder: int = 1
+) -> keras.Model:
     """Residual U-Net at half resolution under one narrow full-resolution level, for speed: the U-Net body runs
     on 2x2-folded features, and `top` channels at full resolution see each pixel on its own (as impulses need).
 
@@ -117,8 +122,9 @@ def unet_lite(channels: int, width: int = 32, levels: int = 4, top: int = 24, bo
     return keras.Model(noisy, clean, name="unet_lite")
 
 
-def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, decoder: int = 1,
-          first: keras.Model | None = None) -> keras.Model:
+def matte(
+    channels: int, width: int = 32, levels: int = 4, bottom: int = 2, decoder: int = 1, first: keras.Model | None = None
+) -> keras.Model:
     """Watermark remover: the U-Net body estimates the overlay, and the blend is inverted.
 
     A watermark blends colour c at opacity a:  noisy = (1 - a) clean + a c.  The body predicts the opacity's
@@ -134,8 +140,9 @@ def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, deco
     if first is not None:
         head = layers.Add(name="hinted_head")([head, first_stage_hints(noisy, first, width)])
     x = unet_body(head, width, levels, bottom, decoder)
-    logit = layers.Conv2D(1, 3, padding="same", bias_initializer=keras.initializers.Constant(-4.0),
-                          name="matte_logit")(x)
+    logit = layers.Conv2D(1, 3, padding="same", bias_initializer=keras.initializers.Constant(-4.0), name="matte_logit")(
+        x
+    )
     colour = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="overlay_colour")(x)
     odds = layers.Activation("exponential", name="odds")(logit)
     lift = layers.Multiply(name="lift")([odds, layers.Subtract(name="off_colour")([noisy, colour])])
@@ -146,8 +153,9 @@ def matte(channels: int, width: int = 32, levels: int = 4, bottom: int = 2, deco
 def first_stage_hints(noisy, first: keras.Model, width: int):
     """A frozen first stage's opacity, overlay colour and result (clipped to [0, 1]), mapped to `width` features
     by a 3x3 conv that starts at zero."""
-    stage = keras.Model(first.inputs, [matte_output(first), first.get_layer("overlay_colour").output, first.output],
-                        name="first_stage")
+    stage = keras.Model(
+        first.inputs, [matte_output(first), first.get_layer("overlay_colour").output, first.output], name="first_stage"
+    )
     stage.trainable = False
     opacity, colour, clean = stage(noisy)
     hints = layers.Concatenate(name="hints")([opacity, colour, layers.ReLU(max_value=1.0, name="first_clean")(clean)])
@@ -159,10 +167,23 @@ def matte_output(model: keras.Model):
     return layers.Activation("sigmoid", name="matte")(model.get_layer("matte_logit").output)
 
 
-PRESETS = {"seed": seed, "residual": residual, "unet": unet, "unet-half": unet_half, "unet-lite": unet_lite,
-           "matte": matte}
+PRESETS = {
+    "seed": seed,
+    "residual": residual,
+    "unet": unet,
+    "unet-half": unet_half,
+    "unet-lite": unet_lite,
+    "matte": matte,
+}
+
 
 def size_multiple(preset: str, levels: int = 4) -> int:
     """Tile origins must be multiples of this for the net to act the same on a tile as on the whole image."""
-    return {"seed": 4, "residual": 1, "unet": 2 ** (levels - 1), "unet-half": 2 ** levels, "unet-lite": 2 ** levels,
-            "matte": 2 ** (levels - 1)}[preset]
+    return {
+        "seed": 4,
+        "residual": 1,
+        "unet": 2 ** (levels - 1),
+        "unet-half": 2**levels,
+        "unet-lite": 2**levels,
+        "matte": 2 ** (levels - 1),
+    }[preset]

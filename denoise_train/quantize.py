@@ -46,8 +46,11 @@ def _layers(model) -> tuple[str, str, list[tuple[str, str, list[str]]]]:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError("only models with one input and one output are exported")
     config = model.get_config()
-    layers = [(entry["name"], entry["class_name"], _sources(entry["inbound_nodes"])) for entry in config["layers"]
-              if entry["class_name"] != "InputLayer"]
+    layers = [
+        (entry["name"], entry["class_name"], _sources(entry["inbound_nodes"]))
+        for entry in config["layers"]
+        if entry["class_name"] != "InputLayer"
+    ]
     return _layer_name(config["input_layers"]), _layer_name(config["output_layers"]), layers
 
 
@@ -78,15 +81,23 @@ def _conv_nodes(layer, source: str, initializers: list) -> list:
         attributes = {"kernel_shape": [kh, kw], "strides": list(strides)}
         attributes |= {"pads": [kh // 2, kw // 2, kh // 2, kw // 2]} if config["padding"] == "same" else {}
     filters, padding = kernel.shape[0], max(MIN_FILTERS - kernel.shape[0], 0)
-    initializers += [numpy_helper.from_array(np.pad(kernel, [(0, padding)] + [(0, 0)] * 3), f"{name}.kernel"),
-                     numpy_helper.from_array(np.pad(bias, (0, padding)), f"{name}.bias")]
-    nodes = [helper.make_node("Conv", [source, f"{name}.kernel", f"{name}.bias"], [f"{name}.conv"], name=name,
-                              **attributes)]
+    initializers += [
+        numpy_helper.from_array(np.pad(kernel, [(0, padding)] + [(0, 0)] * 3), f"{name}.kernel"),
+        numpy_helper.from_array(np.pad(bias, (0, padding)), f"{name}.bias"),
+    ]
+    nodes = [
+        helper.make_node("Conv", [source, f"{name}.kernel", f"{name}.bias"], [f"{name}.conv"], name=name, **attributes)
+    ]
     if padding:  # the zero filters added to reach MIN_FILTERS come off again
-        initializers += [numpy_helper.from_array(np.array(value, np.int64), f"{name}.{key}")
-                         for key, value in (("first", [0]), ("filters", [filters]), ("axis", [1]))]
-        nodes.append(helper.make_node("Slice", [nodes[-1].output[0], f"{name}.first", f"{name}.filters",
-                                                f"{name}.axis"], [f"{name}.sliced"]))
+        initializers += [
+            numpy_helper.from_array(np.array(value, np.int64), f"{name}.{key}")
+            for key, value in (("first", [0]), ("filters", [filters]), ("axis", [1]))
+        ]
+        nodes.append(
+            helper.make_node(
+                "Slice", [nodes[-1].output[0], f"{name}.first", f"{name}.filters", f"{name}.axis"], [f"{name}.sliced"]
+            )
+        )
     if transposed:
         nodes += _unfold(nodes[-1].output[0], f"{name}.unfolded", kh, filters // kh**2, initializers)
     activation = ACTIVATIONS[config["activation"]]
@@ -99,20 +110,29 @@ def _unfold(source: str, target: str, block: int, channels: int, initializers: l
     which runs int8 convolutions channels-last, cancels the outer transposes and moves the data once."""
     from onnx import helper, numpy_helper
 
-    constants = {"split": [0, 0, 0, block, block, channels], "sides": [2], "ends": [4], "block": [block, block],
-                 "batch": [0], "channels": [channels]}
-    initializers += [numpy_helper.from_array(np.array(value, np.int64), f"{target}.{key}")
-                     for key, value in constants.items()]
+    constants = {
+        "split": [0, 0, 0, block, block, channels],
+        "sides": [2],
+        "ends": [4],
+        "block": [block, block],
+        "batch": [0],
+        "channels": [channels],
+    }
+    initializers += [
+        numpy_helper.from_array(np.array(value, np.int64), f"{target}.{key}") for key, value in constants.items()
+    ]
     t = f"{target}."
-    return [helper.make_node("Transpose", [source], [t + "nhwc"], perm=[0, 2, 3, 1]),
-            helper.make_node("Reshape", [t + "nhwc", t + "split"], [t + "blocks"]),  # N,H,W,a,b,c
-            helper.make_node("Transpose", [t + "blocks"], [t + "placed"], perm=[0, 1, 3, 2, 4, 5]),  # N,H,a,W,b,c
-            helper.make_node("Shape", [source], [t + "shape"]),
-            helper.make_node("Slice", [t + "shape", t + "sides", t + "ends"], [t + "hw"]),
-            helper.make_node("Mul", [t + "hw", t + "block"], [t + "wide_hw"]),
-            helper.make_node("Concat", [t + "batch", t + "wide_hw", t + "channels"], [t + "wide_shape"], axis=0),
-            helper.make_node("Reshape", [t + "placed", t + "wide_shape"], [t + "wide"]),  # N,aH,bW,c
-            helper.make_node("Transpose", [t + "wide"], [target], perm=[0, 3, 1, 2])]
+    return [
+        helper.make_node("Transpose", [source], [t + "nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", [t + "nhwc", t + "split"], [t + "blocks"]),  # N,H,W,a,b,c
+        helper.make_node("Transpose", [t + "blocks"], [t + "placed"], perm=[0, 1, 3, 2, 4, 5]),  # N,H,a,W,b,c
+        helper.make_node("Shape", [source], [t + "shape"]),
+        helper.make_node("Slice", [t + "shape", t + "sides", t + "ends"], [t + "hw"]),
+        helper.make_node("Mul", [t + "hw", t + "block"], [t + "wide_hw"]),
+        helper.make_node("Concat", [t + "batch", t + "wide_hw", t + "channels"], [t + "wide_shape"], axis=0),
+        helper.make_node("Reshape", [t + "placed", t + "wide_shape"], [t + "wide"]),  # N,aH,bW,c
+        helper.make_node("Transpose", [t + "wide"], [target], perm=[0, 3, 1, 2]),
+    ]
 
 
 def to_onnx(model):
@@ -136,8 +156,13 @@ def to_onnx(model):
             raise ValueError(f"{name}: {kind} layers are not exported")
     nodes.append(helper.make_node("Transpose", [output_name], ["output"], perm=[0, 2, 3, 1], name="to_nhwc"))
     shape = ["batch", "height", "width", channels]
-    graph = helper.make_graph(nodes, model.name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)], initializers)
+    graph = helper.make_graph(
+        nodes,
+        model.name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)],
+        initializers,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="denoise")
 
 
@@ -162,14 +187,23 @@ def quantize(model, tiles: np.ndarray, percentile: float = PERCENTILE) -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         source, target = Path(folder, "float.onnx"), Path(folder, "int8.onnx")
         onnx.save(to_onnx(model), source)
-        quantize_static(str(source), str(target), _Tiles(tiles), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.Percentile, extra_options={"CalibPercentile": percentile})
+        quantize_static(
+            str(source),
+            str(target),
+            _Tiles(tiles),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": percentile},
+        )
         return target.read_bytes()
 
 
-def calibration_tiles(images: list[np.ndarray], noise, tiles: int = TILES, patch: int = PATCH,
-                      seed: int = 0) -> np.ndarray:
+def calibration_tiles(
+    images: list[np.ndarray], noise, tiles: int = TILES, patch: int = PATCH, seed: int = 0
+) -> np.ndarray:
     """N x patch x patch x C noisy tiles of the images (those at least `patch` a side), with training noise."""
     from denoise_train.data import Patches
 
@@ -179,8 +213,15 @@ def calibration_tiles(images: list[np.ndarray], noise, tiles: int = TILES, patch
     return Patches(images, noise, patch, tiles, 1, seed)[0][0]
 
 
-def quantize_saved(path: str | Path, command: str, folders: list[str] | None = None, tiles: int = TILES,
-                   patch: int = PATCH, percentile: float = PERCENTILE, seed: int = 0) -> dict:
+def quantize_saved(
+    path: str | Path,
+    command: str,
+    folders: list[str] | None = None,
+    tiles: int = TILES,
+    patch: int = PATCH,
+    percentile: float = PERCENTILE,
+    seed: int = 0,
+) -> dict:
     """Quantize a saved model on noisy tiles of its card's training images and store the int8 graph in its
     archive, with the calibration and the int8 validation PSNR (beside the float one) in its card; the new card.
 
@@ -189,11 +230,11 @@ def quantize_saved(path: str | Path, command: str, folders: list[str] | None = N
     """
     import onnxruntime
 
+    from denoise_train.data import NoiseSettings
+    from denoise_train.run import VALIDATION_NOISE, VALIDATION_SETTINGS, card_images, validate
     from denoiser.artifact import Artifact, load_artifact, save_artifact
     from denoiser.engine import Engine
     from denoiser.int8 import Int8Graph
-    from denoise_train.data import NoiseSettings
-    from denoise_train.run import VALIDATION_NOISE, VALIDATION_SETTINGS, card_images, validate
 
     artifact = load_artifact(path)
     card = artifact.card
@@ -201,14 +242,22 @@ def quantize_saved(path: str | Path, command: str, folders: list[str] | None = N
     calibration = calibration_tiles(card_images(card, "files", folders), noise, tiles, patch, seed)
     graph = quantize(artifact.model, calibration, percentile)
     engine = Engine(Artifact(artifact.model, card, Int8Graph(graph)), VALIDATION_SETTINGS)
-    validation = validate(engine, card_images(card, "validation_files", folders), VALIDATION_NOISE,
-                          card["training"]["recipe"]["seed"])
-    card = card | {"int8": {
-        "command": command,
-        "calibration": {"tiles": tiles, "patch": patch, "percentile": percentile, "seed": seed,
-                        "images": "the card's training files, with its training noise"},
-        "validation": validation,
-        "versions": {"onnxruntime": onnxruntime.__version__},
-    }}
+    validation = validate(
+        engine, card_images(card, "validation_files", folders), VALIDATION_NOISE, card["training"]["recipe"]["seed"]
+    )
+    card = card | {
+        "int8": {
+            "command": command,
+            "calibration": {
+                "tiles": tiles,
+                "patch": patch,
+                "percentile": percentile,
+                "seed": seed,
+                "images": "the card's training files, with its training noise",
+            },
+            "validation": validation,
+            "versions": {"onnxruntime": onnxruntime.__version__},
+        }
+    }
     save_artifact(artifact.model, card, path, graph, same_model=True)
     return card

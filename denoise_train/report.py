@@ -51,7 +51,7 @@ def plot_grid(figure, scorer, images: np.ndarray) -> None:
 def plot_codes(axes, scorer, probe: tuple) -> None:
     """The codes of the probe images in 2-D, coloured by label where there are labels."""
     images, labels = probe
-    codes = np.concatenate([scorer.views(images[i:i + 512])["latent"] for i in range(0, len(images), 512)])
+    codes = np.concatenate([scorer.views(images[i : i + 512])["latent"] for i in range(0, len(images), 512)])
     codes = codes.reshape(len(codes), -1)
     title = "latent codes"
     if codes.shape[1] != 2:

@@ -12,14 +12,21 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from denoiser import __version__
-from denoiser.artifact import (Artifact, card_history, load_artifact, measure_receptive_radius, round_to_half,
-                               save_artifact, with_precision)
-from denoiser.engine import Engine, Settings, cpu_bf16_is_faster, dtype_policy, measure_seam_radius, resolve_device
-from denoiser.int8 import read_int8
-from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
 from denoise_train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
 from denoise_train.presets import PRESETS, matte_output, size_multiple
+from denoiser import __version__
+from denoiser.artifact import (
+    Artifact,
+    card_history,
+    load_artifact,
+    measure_receptive_radius,
+    round_to_half,
+    save_artifact,
+    with_precision,
+)
+from denoiser.engine import Engine, Settings, cpu_bf16_is_faster, dtype_policy, measure_seam_radius, resolve_device
+from denoiser.int8 import read_int8
+from denoiser.noise import degrade, parse_noise, psnr
 
 VALIDATION_NOISE = "gauss:15,gauss:25,gauss:50,sp:10,wm:40"
 SEAM_NOISE = {"denoise": "gauss:25", "static": "sp:10", "watermark": "wm:40"}
@@ -79,8 +86,13 @@ class Recipe(NamedTuple):
 def preset_params(recipe: Recipe) -> dict:
     """The recipe's settings that the preset's builder takes."""
     scales = {"width": recipe.width, "levels": recipe.levels, "bottom": recipe.bottom, "decoder": recipe.decoder}
-    return {"residual": {"depth": recipe.depth, "width": recipe.width}, "unet": scales, "unet-half": scales,
-            "unet-lite": scales | {"top": recipe.top_width}, "matte": scales}.get(recipe.preset, {})
+    return {
+        "residual": {"depth": recipe.depth, "width": recipe.width},
+        "unet": scales,
+        "unet-half": scales,
+        "unet-lite": scales | {"top": recipe.top_width},
+        "matte": scales,
+    }.get(recipe.preset, {})
 
 
 class RecipeError(ValueError):
@@ -150,20 +162,37 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
     binary cross-entropy weighted by `matte_weight` beside the MSE on pixels.
     """
     timed = recipe.minutes is not None
-    schedule = recipe.lr if timed else keras.optimizers.schedules.CosineDecay(
-        recipe.lr, recipe.epochs * recipe.steps, alpha=LR_FLOOR)
+    schedule = (
+        recipe.lr
+        if timed
+        else keras.optimizers.schedules.CosineDecay(recipe.lr, recipe.epochs * recipe.steps, alpha=LR_FLOOR)
+    )
     optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0, use_ema=recipe.ema > 0, ema_momentum=recipe.ema)
     mattes = recipe.preset == "matte"
     if mattes:
         model = keras.Model(model.inputs, {"clean": model.outputs[0], "matte": matte_output(model)})
-        model.compile(optimizer=optimizer, loss={"clean": "mse", "matte": "binary_crossentropy"},
-                      loss_weights={"clean": 1.0, "matte": recipe.matte_weight})
+        model.compile(
+            optimizer=optimizer,
+            loss={"clean": "mse", "matte": "binary_crossentropy"},
+            loss_weights={"clean": 1.0, "matte": recipe.matte_weight},
+        )
     else:
         model.compile(optimizer=optimizer, loss="mse")
-    data = Patches(images, recipe.noise, recipe.patch, recipe.batch_size, recipe.steps, recipe.seed,
-                   workers=recipe.workers, mattes=mattes, processes=recipe.processes)
-    callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch)),
-                 KeepFreedMemory()]
+    data = Patches(
+        images,
+        recipe.noise,
+        recipe.patch,
+        recipe.batch_size,
+        recipe.steps,
+        recipe.seed,
+        workers=recipe.workers,
+        mattes=mattes,
+        processes=recipe.processes,
+    )
+    callbacks = [
+        keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch)),
+        KeepFreedMemory(),
+    ]
     callbacks += [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
     callbacks += [TimedCosine(recipe.lr, recipe.minutes * 60)] if timed else []
     return model.fit(data, epochs=TIMED_EPOCHS if timed else recipe.epochs, callbacks=callbacks, verbose=2)
@@ -242,8 +271,9 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
     train_images = [load_image(f, recipe.channels) for f in train_files]
     train_images = [im for im in train_images if min(im.shape[:2]) >= recipe.patch]
     if not train_images:
-        raise RecipeError(f"no training image in {', '.join(recipe.folders)} is at least --patch {recipe.patch} px "
-                          f"on its short side")
+        raise RecipeError(
+            f"no training image in {', '.join(recipe.folders)} is at least --patch {recipe.patch} px on its short side"
+        )
     val_images = [load_image(f, recipe.channels) for f in val_files]
     device = resolve_device("auto")
     precision = recipe.precision
@@ -293,9 +323,15 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
             "epochs_run": len(history.history["loss"]),
             "final_loss": float(history.history["loss"][-1]),
             "init_layers": f"{copied} of {sum(bool(layer.weights) for layer in model.layers)}" if parent else None,
-            "history": (card_history(parent.card) if parent else []) + [
-                {"command": command, "seconds": round(seconds, 1), "epochs": len(history.history["loss"]),
-                 "loss": float(history.history["loss"][-1])}],
+            "history": (card_history(parent.card) if parent else [])
+            + [
+                {
+                    "command": command,
+                    "seconds": round(seconds, 1),
+                    "epochs": len(history.history["loss"]),
+                    "loss": float(history.history["loss"][-1]),
+                }
+            ],
             "first_history": card_history(first.card) if first else None,
         },
         "command": command,

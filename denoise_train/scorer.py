@@ -10,14 +10,14 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from denoise_train.autoencoders import AUTOENCODERS, build_autoencoder
+from denoise_train.data import fingerprint, idx_pair, list_images, load_idx
 from denoiser import __version__
 from denoiser.anomaly import WHITENING, Scorer, Standardiser, prepare, write_banks
 from denoiser.anomaly_features import LOCAL_NAMES
 from denoiser.artifact import save_artifact
 from denoiser.imageio import read_image
 from denoiser.scoring import calibrate
-from denoise_train.autoencoders import AUTOENCODERS, build_autoencoder
-from denoise_train.data import fingerprint, idx_pair, list_images, load_idx
 
 
 class ScorerRecipe(NamedTuple):
@@ -86,7 +86,7 @@ def fit_scorer(images: np.ndarray, recipe: ScorerRecipe) -> Fitted:
     history = train(trainer, fitting, held_out, recipe)
     seconds = time.time() - started
 
-    remembered = fitting[np.random.default_rng(recipe.seed).permutation(len(fitting))[:recipe.bank]]
+    remembered = fitting[np.random.default_rng(recipe.seed).permutation(len(fitting))[: recipe.bank]]
     scorer = calibrated(model, bank_views(model, remembered), held_out, recipe)
     return Fitted(scorer, history.history, held_out, seconds)
 
@@ -96,14 +96,18 @@ def train(trainer, fitting: np.ndarray, held_out: np.ndarray, recipe: ScorerReci
     optimizer, loss = keras.optimizers.Adam(recipe.lr), AUTOENCODERS[recipe.preset].loss
     if recipe.turns:
         turn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        trainer.compile(optimizer, loss={"reconstruction": loss, "rotation": turn},
-                        loss_weights={"reconstruction": 1.0, "rotation": 0.1})
+        trainer.compile(
+            optimizer,
+            loss={"reconstruction": loss, "rotation": turn},
+            loss_weights={"reconstruction": 1.0, "rotation": 0.1},
+        )
         (inputs, targets), validation = turned(fitting), turned(held_out)
     else:
         trainer.compile(optimizer, loss=loss)
         (inputs, targets), validation = (fitting, fitting), (held_out, held_out)
-    return trainer.fit(inputs, targets, batch_size=recipe.batch_size, epochs=recipe.epochs,
-                       validation_data=validation, verbose=2)
+    return trainer.fit(
+        inputs, targets, batch_size=recipe.batch_size, epochs=recipe.epochs, validation_data=validation, verbose=2
+    )
 
 
 def turned(images: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -115,9 +119,12 @@ def turned(images: np.ndarray) -> tuple[np.ndarray, dict]:
 def bank_views(model, images: np.ndarray, batch: int = 512) -> dict:
     """The model's views (its outputs but the reconstruction and rotation) of normal images, rounded to float16 as
     they are stored, so that calibration sees exactly what ships."""
-    views = [Scorer(model, {}, {}).views(images[i:i + batch]) for i in range(0, len(images), batch)]
-    return {name: np.concatenate([v[name] for v in views]).reshape(len(images), -1).astype(np.float16)
-            for name in views[0] if name not in ("reconstruction", "rotation")}
+    views = [Scorer(model, {}, {}).views(images[i : i + batch]) for i in range(0, len(images), batch)]
+    return {
+        name: np.concatenate([v[name] for v in views]).reshape(len(images), -1).astype(np.float16)
+        for name in views[0]
+        if name not in ("reconstruction", "rotation")
+    }
 
 
 def calibrated(model, banks: dict, held_out: np.ndarray, recipe: ScorerRecipe) -> Scorer:
@@ -126,8 +133,10 @@ def calibrated(model, banks: dict, held_out: np.ndarray, recipe: ScorerRecipe) -
     components, errors = measure_all(Scorer(model, banks, card), held_out)
     weights = recipe.component_weights
     if set(weights) - set(components):
-        raise ValueError(f"weights name components this scorer lacks: {', '.join(sorted(set(weights) - set(components)))}"
-                         f" (it has {', '.join(components)})")
+        raise ValueError(
+            f"weights name components this scorer lacks: {', '.join(sorted(set(weights) - set(components)))}"
+            f" (it has {', '.join(components)})"
+        )
     standardiser = Standardiser.fit(components, weights)
     calibration = calibrate(standardiser.combine(components), recipe.fpr)
     card |= {
@@ -140,7 +149,7 @@ def calibrated(model, banks: dict, held_out: np.ndarray, recipe: ScorerRecipe) -
 
 def measure_all(scorer: Scorer, images: np.ndarray, batch: int = 512) -> tuple[dict, np.ndarray]:
     """Components and per-pixel errors for many prepared images, in batches."""
-    parts = [scorer.measure(images[i:i + batch]) for i in range(0, len(images), batch)]
+    parts = [scorer.measure(images[i : i + batch]) for i in range(0, len(images), batch)]
     components = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
     return components, np.concatenate([p[1] for p in parts])
 
@@ -172,10 +181,11 @@ def export_scorer(fitted: Fitted, recipe: ScorerRecipe, command: str, data: dict
             "layers": [f"{layer.__class__.__name__}:{layer.name}" for layer in scorer.model.layers],
         },
         "score": "weighted sum of standardised components: recon = mean squared reconstruction error; "
-                 "latent, pixels, edges = mean distance to the nearest normal codes, shrunk images "
-                 "and oriented-gradient histograms",
+        "latent, pixels, edges = mean distance to the nearest normal codes, shrunk images "
+        "and oriented-gradient histograms",
         **scorer.card,
-        "training": data | {
+        "training": data
+        | {
             "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
             "seconds": round(fitted.seconds, 1),
             "final_loss": float(fitted.history["loss"][-1]),
@@ -214,8 +224,12 @@ def normal_images(recipe: ScorerRecipe) -> tuple[np.ndarray, dict, tuple | None]
             paths = list_images(folder)
             parts.append(np.stack([view for path in paths for view in views(read_image(path).pixels, recipe, rng)]))
             files += paths
-    data = {"data": recipe.data.split(os.pathsep), "label": recipe.label, "images": int(sum(map(len, parts))),
-            "fingerprint_sha256": fingerprint(files)}
+    data = {
+        "data": recipe.data.split(os.pathsep),
+        "label": recipe.label,
+        "images": int(sum(map(len, parts))),
+        "fingerprint_sha256": fingerprint(files),
+    }
     return np.concatenate(parts), data, probe
 
 
@@ -226,7 +240,7 @@ def views(pixels: np.ndarray, recipe: ScorerRecipe, rng: np.random.Generator) ->
     for _ in range(recipe.crops):
         side = int(rng.uniform(0.5, 1.0) * min(height, width))
         y, x = int(rng.integers(height - side + 1)), int(rng.integers(width - side + 1))
-        crop = pixels[y:y + side, x:x + side]
+        crop = pixels[y : y + side, x : x + side]
         out.append(prepare(crop[:, ::-1] if rng.random() < 0.5 else crop, recipe.size, recipe.channels))
     return out
 
@@ -281,7 +295,7 @@ def random_crop(image: np.ndarray, rng: np.random.Generator, low: float = 0.4, m
     h = max(min(minimum, height), int(height * rng.uniform(low, 1.0)))
     w = max(min(minimum, width), int(width * rng.uniform(low, 1.0)))
     y, x = int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1))
-    out = image[y:y + h, x:x + w]
+    out = image[y : y + h, x : x + w]
     return out[:, ::-1] if rng.random() < 0.5 else out
 
 
@@ -320,16 +334,18 @@ def ranges(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def photo_model(kernels: dict):
     """A Keras model whose Dense layers hold the maps of the global and local statistics (one per name)."""
     inputs = {name: keras.Input((kernel.shape[0],), name=name) for name, (kernel, _) in kernels.items()}
-    layers = {name: keras.layers.Dense(kernel.shape[1], name=f"{name}{WHITENING}")
-              for name, (kernel, _) in kernels.items()}
+    layers = {
+        name: keras.layers.Dense(kernel.shape[1], name=f"{name}{WHITENING}") for name, (kernel, _) in kernels.items()
+    }
     model = keras.Model(inputs, {name: layers[name](inputs[name]) for name in kernels}, name="photo_scorer")
     for name, weights in kernels.items():
         layers[name].set_weights(list(weights))
     return model
 
 
-def fit_photo_scorer(files: list[Path], recipe: ScorerRecipe, shrink: float = 0.01, patches: int = 40,
-                     top: int = 3) -> tuple[Scorer, dict]:
+def fit_photo_scorer(
+    files: list[Path], recipe: ScorerRecipe, shrink: float = 0.01, patches: int = 40, top: int = 3
+) -> tuple[Scorer, dict]:
     """Fit the two Gaussians on most of `files`, calibrate on the held-out rest; returns the scorer and counts."""
     from denoiser.anomaly import PhotoScorer
 
@@ -348,10 +364,17 @@ def fit_photo_scorer(files: list[Path], recipe: ScorerRecipe, shrink: float = 0.
     card["scales"] = scales
     raw = np.max([components[k] / scales[k] for k in scales], axis=0)
     patch_values = np.concatenate([m[1].ravel() for m in measured])
-    card |= {"calibration": calibrate(raw, recipe.fpr)._asdict() | {"images": len(raw)},
-             "pixel_threshold": float(np.quantile(patch_values, 1.0 - recipe.fpr))}
-    counts = {"fitting_files": len(fitting), "fitting_views": len(glob), "fitting_patches": len(local),
-              "calibration_files": len(held_out), "calibration_views": len(raw)}
+    card |= {
+        "calibration": calibrate(raw, recipe.fpr)._asdict() | {"images": len(raw)},
+        "pixel_threshold": float(np.quantile(patch_values, 1.0 - recipe.fpr)),
+    }
+    counts = {
+        "fitting_files": len(fitting),
+        "fitting_views": len(glob),
+        "fitting_patches": len(local),
+        "calibration_files": len(held_out),
+        "calibration_views": len(raw),
+    }
     return PhotoScorer(model, {"global": bank}, card), counts
 
 
@@ -362,9 +385,13 @@ def photo_files(recipe: ScorerRecipe) -> tuple[list[Path], dict]:
         listed = list_images(folder)
         files += fitting_files(listed)
         left_out += len(validation_files(listed))
-    return files, {"data": recipe.data.split(os.pathsep), "images": len(files), "validation_left_out": left_out,
-                   "validation_rule": f"every {VALIDATION_EVERY}th file of each folder, by sorted name",
-                   "fingerprint_sha256": fingerprint(files)}
+    return files, {
+        "data": recipe.data.split(os.pathsep),
+        "images": len(files),
+        "validation_left_out": left_out,
+        "validation_rule": f"every {VALIDATION_EVERY}th file of each folder, by sorted name",
+        "fingerprint_sha256": fingerprint(files),
+    }
 
 
 def validation_flagged(scorer, recipe: ScorerRecipe) -> dict:
@@ -390,22 +417,32 @@ def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
     started = time.time()
     scorer, counts = fit_photo_scorer(files, recipe)
     card = {
-        "format": "denoise-card/1", "name": Path(recipe.out).stem, "task": "score",
-        "architecture": {"preset": "photo", "global_statistics": list(GLOBAL_NAMES),
-                         "local_statistics": list(LOCAL_NAMES), "parameters": int(scorer.model.count_params())},
+        "format": "denoise-card/1",
+        "name": Path(recipe.out).stem,
+        "task": "score",
+        "architecture": {
+            "preset": "photo",
+            "global_statistics": list(GLOBAL_NAMES),
+            "local_statistics": list(LOCAL_NAMES),
+            "parameters": int(scorer.model.count_params()),
+        },
         "score": "max of three components, each divided by its (1 - fpr) quantile on held-out training photos: "
-                 "global = mean Mahalanobis distance of the image's statistics to the nearest normal training "
-                 "images; range = the most outlying continuous statistic, in half-widths of its 1-99% range; "
-                 "local = mean of the largest patch Mahalanobis distances",
+        "global = mean Mahalanobis distance of the image's statistics to the nearest normal training "
+        "images; range = the most outlying continuous statistic, in half-widths of its 1-99% range; "
+        "local = mean of the largest patch Mahalanobis distances",
         **scorer.card,
-        "training": data | counts | {"recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
-                                     "seconds": round(time.time() - started, 1)},
+        "training": data
+        | counts
+        | {
+            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
+            "seconds": round(time.time() - started, 1),
+        },
         "metrics": {"validation_flagged": validation_flagged(scorer, recipe)},
         "intended_use": "flag inputs of a photo denoiser that are not natural photos (documents, charts, UI, "
-                        "noise fields, flat or black frames, patterns, product shots)",
+        "noise fields, flat or black frames, patterns, product shots)",
         "limits": "local damage on a photo (a scratch, a stain, a pasted patch) barely raises the score; noise "
-                  "fields that are slightly smoothed or over a faint picture can pass; calibrated on BSD photos, so "
-                  "photos unlike them score higher (see docs/anomaly.md)",
+        "fields that are slightly smoothed or over a faint picture can pass; calibrated on BSD photos, so "
+        "photos unlike them score higher (see docs/anomaly.md)",
         "command": command,
         "versions": {"denoise": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
     }

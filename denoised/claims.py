@@ -17,9 +17,10 @@ import secrets
 import shutil
 import stat
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 from denoiser import storage
 from denoiser.anomaly import heatmap_path
@@ -134,8 +135,11 @@ class WorkArea:
     def _inbox_link_target(self, link: Path) -> Path | None:
         """The absolute target of a symlink to a regular file inside the inbox (outside the work area), else None."""
         target = Path(os.path.realpath(link))
-        usable = (target.is_relative_to(self.inbox.resolve()) and not target.is_relative_to(self.root.resolve())
-                  and target.is_file())
+        usable = (
+            target.is_relative_to(self.inbox.resolve())
+            and not target.is_relative_to(self.root.resolve())
+            and target.is_file()
+        )
         return target if usable else None
 
     def pending(self) -> list[Claim]:
@@ -203,8 +207,13 @@ def refusal(claim: Claim, inbox: Path, output: Path) -> str | None:
 
 def file_kind(mode: int) -> str:
     """A word for a non-regular file type."""
-    kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
-             stat.S_ISSOCK: "socket", stat.S_ISDIR: "directory"}
+    kinds = {
+        stat.S_ISFIFO: "FIFO",
+        stat.S_ISCHR: "character device",
+        stat.S_ISBLK: "block device",
+        stat.S_ISSOCK: "socket",
+        stat.S_ISDIR: "directory",
+    }
     return next((name for test, name in kinds.items() if test(mode)), "special file")
 
 
@@ -256,9 +265,15 @@ class Router:
             self._dispose(claim)
         else:
             destination = self._free(claim, self.output / FAILED, ERROR_SUFFIX)
-            storage.write_json(destination.with_name(destination.name + ERROR_SUFFIX), {
-                "input": entry.input, "claim": claim.id, "reason": entry.error,
-                "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            storage.write_json(
+                destination.with_name(destination.name + ERROR_SUFFIX),
+                {
+                    "input": entry.input,
+                    "claim": claim.id,
+                    "reason": entry.error,
+                    "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                },
+            )
             move(claim.file, destination)
 
     def _dispose(self, claim: Claim) -> None:

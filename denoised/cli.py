@@ -17,8 +17,9 @@ CONFIG_HELP = "TOML file with the daemon's settings; DENOISED_<KEY> environment 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version")
-@click.option("-c", "--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help=CONFIG_HELP)
+@click.option(
+    "-c", "--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help=CONFIG_HELP
+)
 @click.pass_context
 def main(ctx: click.Context, config: Path | None) -> None:
     """Watch an inbox folder and clean every image dropped into it (see `denoise watch` for the behaviour).
@@ -34,14 +35,27 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 @main.command("install-unit")
-@click.option("-c", "--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="The config file the service runs with; its inbox and output become ReadWritePaths.")
+@click.option(
+    "-c",
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The config file the service runs with; its inbox and output become ReadWritePaths.",
+)
 @click.option("-u", "--user", default="denoise", show_default=True, help="Unprivileged user (and group) to run as.")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the unit here (e.g. /etc/systemd/system/denoised.service) instead of printing it.")
-@click.option("--gpu", is_flag=True,
-              help="Also the drop-in that lets the service see the NVIDIA GPUs and no other device: "
-                   "OUT.d/gpu.conf, or printed after the unit (docs/gpu.md).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the unit here (e.g. /etc/systemd/system/denoised.service) instead of printing it.",
+)
+@click.option(
+    "--gpu",
+    is_flag=True,
+    help="Also the drop-in that lets the service see the NVIDIA GPUs and no other device: "
+    "OUT.d/gpu.conf, or printed after the unit (docs/gpu.md).",
+)
 def install_unit(config: Path, user: str, out: Path | None, gpu: bool) -> None:
     """Print or write the systemd unit for this installation."""
     from denoised.config import StartupError, load_config
@@ -78,15 +92,23 @@ def daemon_setting(*flags: str, kind: type, **kwargs):
 @scorer_options
 @click.option("-r", "--recursive", is_flag=True, help="Also take files in subfolders of INBOX.")
 @click.option("-P", "--polling", is_flag=True, help="Poll INBOX every second instead of inotify (network shares).")
-@daemon_setting("-s", "--settle", kind=float,
-                help="Seconds a file's size and mtime must stay unchanged when no close-write event is seen.")
-@daemon_setting("-a", "--after", kind=str,
-                help="What happens to a cleaned original: moved to OUTPUT/processed/, deleted, "
-                     "or kept in INBOX/.denoised-kept/.")
+@daemon_setting(
+    "-s",
+    "--settle",
+    kind=float,
+    help="Seconds a file's size and mtime must stay unchanged when no close-write event is seen.",
+)
+@daemon_setting(
+    "-a",
+    "--after",
+    kind=str,
+    help="What happens to a cleaned original: moved to OUTPUT/processed/, deleted, or kept in INBOX/.denoised-kept/.",
+)
 @daemon_setting("-L", "--max-latency", kind=float, help="Milliseconds to wait for more files to fill a batch.")
 @daemon_setting("-Q", "--queue-size", kind=int, help="Claimed files waiting at most; the rest stay in INBOX.")
-@daemon_setting("-M", "--metrics-port", kind=int,
-                help=f"Serve Prometheus metrics on {DEFAULTS['metrics_address']}:PORT (0 = off).")
+@daemon_setting(
+    "-M", "--metrics-port", kind=int, help=f"Serve Prometheus metrics on {DEFAULTS['metrics_address']}:PORT (0 = off)."
+)
 def watch(inbox: Path, output: Path, **options) -> None:
     """Clean every image dropped into INBOX, into OUTPUT, until SIGTERM or SIGINT (SIGHUP restarts the watch).
 

@@ -6,8 +6,9 @@ import ipaddress
 import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 from denoiser.engine import Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -51,7 +52,7 @@ class Config(NamedTuple):
         """Engine settings (tile, overlap, batch, device, precision, ensemble)."""
         return Settings.of(self._asdict())
 
-    def check(self) -> "Config":
+    def check(self) -> Config:
         """Refuse values out of range (by DAEMON_RULES, as the command line does); returns self."""
         problems = [problem(name, value, DAEMON_RULES) for name, value in zip(self._fields, self)]
         problems = [words for words in problems if words]
@@ -124,8 +125,9 @@ def load_config(path: Path | None, environ: Mapping[str, str] = os.environ) -> C
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise StartupError(f"cannot read config {path}: {error}") from error
     values = {key.replace("-", "_"): value for key, value in values.items()}
-    values.update({name[len(ENV_PREFIX):].lower(): value for name, value in environ.items()
-                   if name.startswith(ENV_PREFIX)})
+    values.update(
+        {name[len(ENV_PREFIX) :].lower(): value for name, value in environ.items() if name.startswith(ENV_PREFIX)}
+    )
     unknown = sorted(set(values) - set(Config._fields))
     if unknown:
         raise StartupError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(Config._fields)})")

@@ -15,18 +15,29 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager, suppress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, TypeVar
-
+from typing import NamedTuple, TypeVar
 
 from denoised.claims import Claim, Router, WorkArea, inside, refusal, scored_claims
 from denoised.config import Config, StartupError
 from denoised.intake import InboxEvents, Intake, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
 from denoised.systemd import WARM_UP_SECONDS, WatchdogPinger, extend_timeout, notify, reloading_message, watchdog_sec
-from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, SCORES_FILE, Job, Models, Options, ScoresLog, process, record
+from denoiser.pipeline import (
+    ANOMALIES,
+    FAILED,
+    PROCESSED,
+    SCORES_FILE,
+    Job,
+    Models,
+    Options,
+    ScoresLog,
+    process,
+    record,
+)
 from denoiser.records import Record
 from denoiser.storage import OutputLock, Stall, cause
 
@@ -136,8 +147,13 @@ def serve(load: Callable[[], Config]) -> int:
     folders = prepare(config)
     signals, counters, health = Signals(), Counters(), []
     timeout = watchdog_sec()  # pings go on while the watch threads live and the pipeline progresses or idles
-    pinger = WatchdogPinger(timeout / 2, lambda: bool(health) and all(t.is_alive() for t in health)
-                            and counters.progressing(timeout)) if timeout else None
+    pinger = (
+        WatchdogPinger(
+            timeout / 2, lambda: bool(health) and all(t.is_alive() for t in health) and counters.progressing(timeout)
+        )
+        if timeout
+        else None
+    )
     models = None
     signals.install()
     try:
@@ -285,19 +301,20 @@ def warm_models(config: Config, models: Models | None, counters: Counters) -> Mo
     return models
 
 
-def watch(config: Config, models: Models, folders: Folders, counters: Counters, signals: Signals,
-          health: list) -> None:
+def watch(config: Config, models: Models, folders: Folders, counters: Counters, signals: Signals, health: list) -> None:
     """One life of the watch: recover leftovers, then claim and process until Shutdown or Reload is raised."""
     claims: queue.Queue[Claim] = queue.Queue(config.queue_size)
     settler = Settler(config.settle)
     with ExitStack() as stack:
         try:
             scores = stack.enter_context(ScoresLog(config.output / SCORES_FILE))
-            run = Run(config, models, folders, Router(config.inbox, config.output, config.after), scores, counters,
-                      signals)
+            run = Run(
+                config, models, folders, Router(config.inbox, config.output, config.after), scores, counters, signals
+            )
             leftovers = retrying(run, lambda: recover(run))
-            observer = start_observer(config.inbox, InboxEvents(config.inbox, config.recursive, settler),
-                                      config.recursive, config.polling)
+            observer = start_observer(
+                config.inbox, InboxEvents(config.inbox, config.recursive, settler), config.recursive, config.polling
+            )
             stack.callback(stop_thread, observer)
             intake = Intake(folders.work, settler, claims, leftovers, config.recursive)
             stack.callback(stop_thread, intake)
@@ -335,8 +352,14 @@ def start_metrics(config: Config, counters: Counters, claims: queue.Queue, settl
 def ready(config: Config) -> None:
     """Tell systemd and the log that files are being taken."""
     mode = "polling" if config.polling else "inotify"
-    log.info("watching %s -> %s (%s, settle %.1f s, after: %s)", config.inbox, config.output, mode,
-             config.settle, config.after)
+    log.info(
+        "watching %s -> %s (%s, settle %.1f s, after: %s)",
+        config.inbox,
+        config.output,
+        mode,
+        config.settle,
+        config.after,
+    )
     notify(f"READY=1\nSTATUS=watching {config.inbox}")
 
 
@@ -446,8 +469,12 @@ def finish_open(batch: list[Claim], run: Run, recorded: dict[str, Record]) -> No
     try:
         for claim in claims:
             run.work.count_attempt(claim)
-        options = Options(run.config.max_pixels, max_bytes=run.config.max_bytes, heatmaps=run.config.heatmaps,
-                          progress=run.counters.beat)
+        options = Options(
+            run.config.max_pixels,
+            max_bytes=run.config.max_bytes,
+            heatmaps=run.config.heatmaps,
+            progress=run.counters.beat,
+        )
         with closing(process(jobs, run.models, options)) as records:
             for claim, entry in zip(claims, records):
                 finish(claim, entry, run, recorded)
@@ -482,7 +509,7 @@ def retrying(run: Run, action: Callable[[], T]) -> T:
 def show_stall(run: Run, reason: str | None) -> None:
     """Publish the stall cause (None: cleared) to the metrics and to OUTPUT's lock file for `denoise status`."""
     run.counters.set_stall(reason)
-    since = datetime.now(timezone.utc).isoformat(timespec="seconds") if reason else None
+    since = datetime.now(UTC).isoformat(timespec="seconds") if reason else None
     run.folders.output.publish(Stall(os.getpid(), reason, since))
 
 
@@ -504,6 +531,7 @@ def finish(claim: Claim, entry: Record, run: Run, recorded: dict[str, Record]) -
         run.scores.append(entry)
         recorded[claim.id] = entry
         settle(claim, entry, run)
+
 
 def settle(claim: Claim, entry: Record, run: Run) -> None:
     """Route a recorded claim's files, release it, count it and log it."""

@@ -7,8 +7,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -163,8 +163,9 @@ class Intake(threading.Thread):
     in `error` for the main loop to raise.
     """
 
-    def __init__(self, work: WorkArea, settler: Settler, claims: queue.Queue, leftovers: Iterable[Claim],
-                 recursive: bool):
+    def __init__(
+        self, work: WorkArea, settler: Settler, claims: queue.Queue, leftovers: Iterable[Claim], recursive: bool
+    ):
         super().__init__(name="denoise-intake", daemon=True)
         self.work, self.settler, self.claims, self.recursive = work, settler, claims, recursive
         self.leftovers = list(leftovers)

@@ -6,7 +6,7 @@ import platform
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, make_wsgi_app
@@ -41,20 +41,28 @@ class Counters:
         self.failed = Counter("denoise_failed", "Inputs that failed.", registry=registry)
         self.anomalous = Counter("denoise_anomalous", "Cleaned images scored anomalous.", registry=registry)
         self.megapixels = Counter("denoise_megapixels", "Megapixels cleaned.", registry=registry)
-        self.latency = Histogram("denoise_image_seconds", "Seconds from reading a cleaned image to its record.",
-                                 buckets=LATENCY_BUCKETS, registry=registry)
-        Gauge("denoise_queue_depth", "Files claimed or seen and waiting.",
-              registry=registry).set_function(lambda: self._queue_depth())
-        Gauge("denoise_megapixels_per_second", "Megapixels per second while busy.",
-              registry=registry).set_function(self.rate)
-        self.stalled = Gauge("denoise_stalled", "1 while the pipeline is held up (see denoise_stall_info).",
-                             registry=registry)
-        self.stall_info = Info("denoise_stall", "Why the pipeline is held up; empty when it is not.",
-                               registry=registry)
-        self.last_error = Info("denoise_last_error", "The last input that failed: its error and when.",
-                               registry=registry)
-        self.last_error_time = Gauge("denoise_last_error_timestamp_seconds", "When the last input failed.",
-                                     registry=registry)
+        self.latency = Histogram(
+            "denoise_image_seconds",
+            "Seconds from reading a cleaned image to its record.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        Gauge("denoise_queue_depth", "Files claimed or seen and waiting.", registry=registry).set_function(
+            lambda: self._queue_depth()
+        )
+        Gauge("denoise_megapixels_per_second", "Megapixels per second while busy.", registry=registry).set_function(
+            self.rate
+        )
+        self.stalled = Gauge(
+            "denoise_stalled", "1 while the pipeline is held up (see denoise_stall_info).", registry=registry
+        )
+        self.stall_info = Info("denoise_stall", "Why the pipeline is held up; empty when it is not.", registry=registry)
+        self.last_error = Info(
+            "denoise_last_error", "The last input that failed: its error and when.", registry=registry
+        )
+        self.last_error_time = Gauge(
+            "denoise_last_error_timestamp_seconds", "When the last input failed.", registry=registry
+        )
         Info("denoise_build", "Versions of the daemon and what it runs on.", registry=registry).info(build_info())
         ProcessCollector(registry=registry)
         self.stall_info.info({"cause": ""})
@@ -126,8 +134,12 @@ def build_info() -> dict[str, str]:
 
     from denoiser import __version__
 
-    return {"version": __version__, "python": platform.python_version(), "keras": keras.__version__,
-            "backend": keras.backend.backend()}
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+    }
 
 
 class MetricsServer:
@@ -137,14 +149,15 @@ class MetricsServer:
         family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
         server_class = type("MetricsWSGIServer", (ThreadingWSGIServer,), {"address_family": family})
         self.server = make_server(address, port, make_wsgi_app(registry), server_class, QuietHandler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
-                                       name="denoise-metrics", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, name="denoise-metrics", daemon=True
+        )
 
     @property
     def port(self) -> int:
         return self.server.server_address[1]
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self.thread.start()
         return self
 

@@ -11,9 +11,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from denoised.config import Config
@@ -109,12 +110,12 @@ def gpu_number(device: str) -> int:
 
 def systemd_quote(value: str) -> str:
     """A word for a unit file line, double-quoted when it has spaces or quotes."""
-    if value and not any(c in value for c in ' \t"\'\\'):
+    if value and not any(c in value for c in " \t\"'\\"):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_unit(path: Path, config: "Config", user: str, template: str | None = None) -> str:
+def render_unit(path: Path, config: Config, user: str, template: str | None = None) -> str:
     """The shipped unit filled in for this installation: ExecStart, ReadWritePaths, User, Group and the network.
 
     With metrics off the service gets no network at all (PrivateNetwork=yes, AF_UNIX only); with metrics on a
@@ -135,10 +136,13 @@ def render_unit(path: Path, config: "Config", user: str, template: str | None = 
     return "\n".join(lines) + "\n"
 
 
-def network_settings(config: "Config") -> dict[str, str]:
+def network_settings(config: Config) -> dict[str, str]:
     """PrivateNetwork, RestrictAddressFamilies and IPAddressAllow for the metrics endpoint the config asks for."""
     if not config.metrics_port:
         return {"PrivateNetwork": "yes", "RestrictAddressFamilies": "AF_UNIX", "IPAddressAllow": "localhost"}
     loopback = ipaddress.ip_address(config.metrics_address).is_loopback
-    return {"PrivateNetwork": "no", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
-            "IPAddressAllow": "localhost" if loopback else "any"}
+    return {
+        "PrivateNetwork": "no",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+        "IPAddressAllow": "localhost" if loopback else "any",
+    }

@@ -38,10 +38,13 @@ class Standardiser(NamedTuple):
         return sum(self.weight[k] * (components[k] - self.mean[k]) / self.std[k] for k in self.weight)
 
     @classmethod
-    def fit(cls, components: dict, weight: dict) -> "Standardiser":
+    def fit(cls, components: dict, weight: dict) -> Standardiser:
         """Fit to the components of held-out normal images."""
-        return cls({k: float(np.mean(components[k])) for k in weight},
-                   {k: float(np.std(components[k]) or 1.0) for k in weight}, dict(weight))
+        return cls(
+            {k: float(np.mean(components[k])) for k in weight},
+            {k: float(np.std(components[k]) or 1.0) for k in weight},
+            dict(weight),
+        )
 
 
 class Scorer:
@@ -59,7 +62,7 @@ class Scorer:
         self.pixel_threshold = float(card.get("pixel_threshold", 0.0)) or None
 
     @classmethod
-    def load(cls, spec: str | Path) -> "Scorer":
+    def load(cls, spec: str | Path) -> Scorer:
         """Load from a `.keras` path or a shipped name (`scorer`); raises FileNotFoundError (ModelRefused for a file
         that is not safe to load, see `denoiser.artifact.check_model`)."""
         from denoiser import layers  # noqa: F401  registers custom layers such as TiedDense
@@ -135,8 +138,11 @@ class PhotoScorer:
 
     def __init__(self, model, banks: dict, card: dict):
         self.model, self.card = model, card
-        self.whitening = {layer.name.removesuffix(WHITENING): [np.asarray(w, np.float64) for w in layer.get_weights()]
-                          for layer in model.layers if layer.name.endswith(WHITENING)}
+        self.whitening = {
+            layer.name.removesuffix(WHITENING): [np.asarray(w, np.float64) for w in layer.get_weights()]
+            for layer in model.layers
+            if layer.name.endswith(WHITENING)
+        }
         self.bank = np.asarray(banks.get("global", np.zeros((0, 0))), np.float64)
         self.neighbours, self.top = int(card.get("neighbours", 5)), int(card.get("top", 3))
         self.scales = dict(card.get("scales", {"global": 1.0, "range": 1.0, "local": 1.0}))
@@ -161,10 +167,10 @@ class PhotoScorer:
         if len(self.bank):
             glob = float(nearest_distance(white, self.bank, self.neighbours)[0])
         else:
-            glob = float(np.sqrt((white ** 2).sum()))
+            glob = float(np.sqrt((white**2).sum()))
         local = local_features(pixels)
         patches = np.sqrt((self.whiten("local", local.reshape(-1, local.shape[-1])) ** 2).sum(axis=1))
-        top = np.sort(patches)[-min(self.top, len(patches)):].mean()
+        top = np.sort(patches)[-min(self.top, len(patches)) :].mean()
         outlying = float(np.abs(self.whiten("range", statistics)).max())
         return {"global": glob, "range": outlying, "local": float(top)}, patches.reshape(local.shape[:2])
 
@@ -192,7 +198,7 @@ class PhotoScorer:
         work = (max(WORK, int(round(shape[0] * ratio))), max(WORK, int(round(shape[1] * ratio))))
         heat = np.zeros(work, np.float32)
         for (row, col), value in np.ndenumerate(patches):
-            window = heat[row * STRIDE:row * STRIDE + PATCH, col * STRIDE:col * STRIDE + PATCH]
+            window = heat[row * STRIDE : row * STRIDE + PATCH, col * STRIDE : col * STRIDE + PATCH]
             np.maximum(window, value, out=window)
         heat = np.clip(heat * scale, 0.0, 1.0)
         return cv2.resize(heat, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -208,14 +214,15 @@ def prepare(pixels: np.ndarray, size: int, channels: int) -> np.ndarray:
     if pixels.shape[-1] == 4:
         small = (1.0 - small[..., :3]) * (1.0 - small[..., 3:])
     if small.shape[-1] != channels:
-        small = (np.repeat(small, 3, axis=-1) if channels == 3
-                 else small @ np.array([[0.299], [0.587], [0.114]], np.float32))
+        small = (
+            np.repeat(small, 3, axis=-1) if channels == 3 else small @ np.array([[0.299], [0.587], [0.114]], np.float32)
+        )
     return small
 
 
 def nearest_distance(queries: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
     """Mean Euclidean distance from each query to its `k` nearest rows of `bank`."""
-    squared = (queries ** 2).sum(axis=1, keepdims=True) - 2.0 * queries @ bank.T + (bank ** 2).sum(axis=1)
+    squared = (queries**2).sum(axis=1, keepdims=True) - 2.0 * queries @ bank.T + (bank**2).sum(axis=1)
     k = min(k, len(bank))
     return np.sqrt(np.maximum(np.partition(squared, k - 1, axis=1)[:, :k], 0.0)).mean(axis=1)
 

@@ -12,15 +12,59 @@ import numpy as np
 WORK = 128  # short side of the working copy
 PATCH, STRIDE = 16, 8  # local patches on the working copy
 NATIVE = 512  # the noise level is estimated on at most this square of native pixels
-GLOBAL_NAMES = ("log_noise_native", "log_noise_work", "slope_low", "slope_high", "spectrum_rmse", "log_power",
-                "peakiness", "log_contrast", "mean", "entropy", "flat", "log_colours", "dominant", "axis_edges",
-                "edge_sparsity", "saturation", "saturation_spread", "black", "white", "flat_blocks",
-                "log_coarse_16", "log_coarse_32")
-RANGE_NAMES = ("log_noise_native", "log_noise_work", "slope_low", "slope_high", "spectrum_rmse", "log_power",
-               "peakiness", "log_contrast", "entropy", "log_colours", "axis_edges", "edge_sparsity", "log_coarse_16",
-               "log_coarse_32")  # the continuous statistics, whose 1-99% range on photos is a fair yardstick
-LOCAL_NAMES = ("mean_offset", "log_std", "chroma_a", "chroma_b", "saturation", "log_gradient", "coherence",
-               "axis_edges", "gradient_peak", "log_laplacian", "flat")
+GLOBAL_NAMES = (
+    "log_noise_native",
+    "log_noise_work",
+    "slope_low",
+    "slope_high",
+    "spectrum_rmse",
+    "log_power",
+    "peakiness",
+    "log_contrast",
+    "mean",
+    "entropy",
+    "flat",
+    "log_colours",
+    "dominant",
+    "axis_edges",
+    "edge_sparsity",
+    "saturation",
+    "saturation_spread",
+    "black",
+    "white",
+    "flat_blocks",
+    "log_coarse_16",
+    "log_coarse_32",
+)
+RANGE_NAMES = (
+    "log_noise_native",
+    "log_noise_work",
+    "slope_low",
+    "slope_high",
+    "spectrum_rmse",
+    "log_power",
+    "peakiness",
+    "log_contrast",
+    "entropy",
+    "log_colours",
+    "axis_edges",
+    "edge_sparsity",
+    "log_coarse_16",
+    "log_coarse_32",
+)  # the continuous statistics, whose 1-99% range on photos is a fair yardstick
+LOCAL_NAMES = (
+    "mean_offset",
+    "log_std",
+    "chroma_a",
+    "chroma_b",
+    "saturation",
+    "log_gradient",
+    "coherence",
+    "axis_edges",
+    "gradient_peak",
+    "log_laplacian",
+    "flat",
+)
 CONTEXT = (0, 1, 2, 3, 5, 8, 9)  # local statistics also taken relative to the median of their 5 x 5 neighbourhood
 LOCAL_NAMES = LOCAL_NAMES + tuple(f"{LOCAL_NAMES[i]}_vs_context" for i in CONTEXT)
 EPS = 1e-3
@@ -62,7 +106,7 @@ def centre(gray: np.ndarray, side: int = NATIVE) -> np.ndarray:
     """The central square of at most `side` pixels."""
     height, width = gray.shape
     y, x = max(0, (height - side) // 2), max(0, (width - side) // 2)
-    return gray[y:y + side, x:x + side]
+    return gray[y : y + side, x : x + side]
 
 
 def spectrum(gray: np.ndarray) -> tuple[float, float, float, float, float]:
@@ -70,9 +114,9 @@ def spectrum(gray: np.ndarray) -> tuple[float, float, float, float, float]:
     side = min(gray.shape)
     g = centre(gray, side)
     g = (g - g.mean()) * np.outer(np.hanning(side), np.hanning(side))
-    power = np.abs(np.fft.fftshift(np.fft.fft2(g))) ** 2 / side ** 2
+    power = np.abs(np.fft.fftshift(np.fft.fft2(g))) ** 2 / side**2
     yy, xx = np.indices(power.shape) - side // 2
-    radius = np.sqrt(yy ** 2 + xx ** 2).astype(int)
+    radius = np.sqrt(yy**2 + xx**2).astype(int)
     keep = (radius >= 2) & (radius < side // 2)
     sums, counts = np.bincount(radius[keep], power[keep]), np.bincount(radius[keep])
     rings = np.arange(len(sums))[counts > 0]
@@ -87,8 +131,13 @@ def spectrum(gray: np.ndarray) -> tuple[float, float, float, float, float]:
     for r in rings:  # a few dozen rings
         ring_median[r] = np.median(power[radius == r])
     peaks = power[keep] / (ring_median[radius[keep]] + 1e-12)
-    return (float(slope_low), float(slope_high), float(np.sqrt(np.mean((profile - fit) ** 2))),
-            float(np.log(power[keep].mean() + 1e-12)), float(np.log(np.quantile(peaks, 0.999) + 1.0)))
+    return (
+        float(slope_low),
+        float(slope_high),
+        float(np.sqrt(np.mean((profile - fit) ** 2))),
+        float(np.log(power[keep].mean() + 1e-12)),
+        float(np.log(np.quantile(peaks, 0.999) + 1.0)),
+    )
 
 
 def gradients(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +147,7 @@ def gradients(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def axis_share(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """Per pixel: gradient energy that lies within about 10 degrees of the horizontal or vertical axis."""
-    energy = gx ** 2 + gy ** 2
+    energy = gx**2 + gy**2
     ratio = np.minimum(np.abs(gx), np.abs(gy)) / (np.maximum(np.abs(gx), np.abs(gy)) + 1e-12)
     return energy * (ratio < 0.176)
 
@@ -116,30 +165,43 @@ def global_features(pixels: np.ndarray) -> np.ndarray:
     work = working_copy(rgb)
     gray = luminance(work)
     gx, gy = gradients(gray)
-    magnitude = np.sqrt(gx ** 2 + gy ** 2)
+    magnitude = np.sqrt(gx**2 + gy**2)
     histogram = np.histogram(gray, 64, (0.0, 1.0))[0] / gray.size
     codes = (np.clip(work, 0, 1) * 31.999).astype(np.int32) @ np.array([1024, 32, 1])
     counts = np.bincount(codes.ravel())
-    energy = np.sort((magnitude ** 2).ravel())[::-1]
+    energy = np.sort((magnitude**2).ravel())[::-1]
     sat = saturation(work)
-    blocks = gray[:gray.shape[0] // 8 * 8, :gray.shape[1] // 8 * 8]
+    blocks = gray[: gray.shape[0] // 8 * 8, : gray.shape[1] // 8 * 8]
     block_std = blocks.reshape(blocks.shape[0] // 8, 8, -1, 8).std(axis=(1, 3))
-    return np.array([
-        np.log(noise_sigma(native) + EPS), np.log(noise_sigma(gray) + EPS), *spectrum(gray),
-        np.log(gray.std() + EPS), gray.mean(), -np.sum(histogram[histogram > 0] * np.log(histogram[histogram > 0])),
-        np.mean(magnitude < EPS), np.log(np.count_nonzero(counts) / codes.size), counts.max() / codes.size,
-        axis_share(gx, gy).sum() / (energy.sum() + 1e-12),
-        energy[:max(1, energy.size // 10)].sum() / (energy.sum() + 1e-12),
-        sat.mean(), sat.std(), np.mean(gray < 0.04), np.mean(gray > 0.96), np.mean(block_std < 0.004),
-        *(np.log(cv2.resize(gray, (n, n), interpolation=cv2.INTER_AREA).std() + EPS) for n in (16, 32)),
-    ], np.float32)
+    return np.array(
+        [
+            np.log(noise_sigma(native) + EPS),
+            np.log(noise_sigma(gray) + EPS),
+            *spectrum(gray),
+            np.log(gray.std() + EPS),
+            gray.mean(),
+            -np.sum(histogram[histogram > 0] * np.log(histogram[histogram > 0])),
+            np.mean(magnitude < EPS),
+            np.log(np.count_nonzero(counts) / codes.size),
+            counts.max() / codes.size,
+            axis_share(gx, gy).sum() / (energy.sum() + 1e-12),
+            energy[: max(1, energy.size // 10)].sum() / (energy.sum() + 1e-12),
+            sat.mean(),
+            sat.std(),
+            np.mean(gray < 0.04),
+            np.mean(gray > 0.96),
+            np.mean(block_std < 0.004),
+            *(np.log(cv2.resize(gray, (n, n), interpolation=cv2.INTER_AREA).std() + EPS) for n in (16, 32)),
+        ],
+        np.float32,
+    )
 
 
 def box(image: np.ndarray) -> np.ndarray:
     """Mean over each PATCH x PATCH window, sampled every STRIDE pixels (windows inside the image)."""
     means = cv2.boxFilter(image, cv2.CV_32F, (PATCH, PATCH), normalize=True, borderType=cv2.BORDER_REFLECT)
     half = PATCH // 2
-    return means[half:image.shape[0] - half + 1:STRIDE, half:image.shape[1] - half + 1:STRIDE]
+    return means[half : image.shape[0] - half + 1 : STRIDE, half : image.shape[1] - half + 1 : STRIDE]
 
 
 def local_features(pixels: np.ndarray) -> np.ndarray:
@@ -147,20 +209,30 @@ def local_features(pixels: np.ndarray) -> np.ndarray:
     work = working_copy(as_rgb(pixels))
     gray = luminance(work)
     gx, gy = gradients(gray)
-    energy = gx ** 2 + gy ** 2
+    energy = gx**2 + gy**2
     mean = box(gray)
-    std = np.sqrt(np.maximum(box(gray ** 2) - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(box(gray**2) - mean**2, 0.0))
     a, b = box(work[..., 0] - work[..., 1]), box((work[..., 0] + work[..., 1]) / 2 - work[..., 2])
     jxx, jyy, jxy = box(gx * gx), box(gy * gy), box(gx * gy)
-    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)
-    peak = cv2.dilate(energy, np.ones((PATCH, PATCH), np.uint8))[PATCH // 2::STRIDE, PATCH // 2::STRIDE]
-    peak = peak[:mean.shape[0], :mean.shape[1]]
+    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-6)
+    peak = cv2.dilate(energy, np.ones((PATCH, PATCH), np.uint8))[PATCH // 2 :: STRIDE, PATCH // 2 :: STRIDE]
+    peak = peak[: mean.shape[0], : mean.shape[1]]
     laplacian = cv2.Laplacian(gray, cv2.CV_32F)
-    maps = np.stack([
-        mean - np.median(mean), np.log(std + EPS), a - np.median(a), b - np.median(b), box(saturation(work)),
-        0.5 * np.log(jxx + jyy + 1e-6), coherence, box(axis_share(gx, gy)) / (jxx + jyy + 1e-6),
-        np.log((peak + 1e-6) / (jxx + jyy + 1e-6)), 0.5 * np.log(box(laplacian ** 2) + 1e-6),
-        box((energy < EPS ** 2).astype(np.float32)),
-    ], axis=-1).astype(np.float32)
+    maps = np.stack(
+        [
+            mean - np.median(mean),
+            np.log(std + EPS),
+            a - np.median(a),
+            b - np.median(b),
+            box(saturation(work)),
+            0.5 * np.log(jxx + jyy + 1e-6),
+            coherence,
+            box(axis_share(gx, gy)) / (jxx + jyy + 1e-6),
+            np.log((peak + 1e-6) / (jxx + jyy + 1e-6)),
+            0.5 * np.log(box(laplacian**2) + 1e-6),
+            box((energy < EPS**2).astype(np.float32)),
+        ],
+        axis=-1,
+    ).astype(np.float32)
     context = np.stack([maps[..., i] - cv2.medianBlur(np.ascontiguousarray(maps[..., i]), 5) for i in CONTEXT], axis=-1)
     return np.concatenate([maps, context], axis=-1)

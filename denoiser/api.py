@@ -1,13 +1,13 @@
 """The Python API: clean and score images held in memory, with the same models and engine as `denoise batch`.
 
-    import denoiser
+import denoiser
 
-    clean = denoiser.denoise(noisy)          # a uint8, uint16 or float array, or a PIL image: the same kind back
-    result = denoiser.score(photo)           # Score(raw, score, anomalous): anomalous at score >= 0.5
+clean = denoiser.denoise(noisy)          # a uint8, uint16 or float array, or a PIL image: the same kind back
+result = denoiser.score(photo)           # Score(raw, score, anomalous): anomalous at score >= 0.5
 
-    model = denoiser.load("gray", tile=512)  # keep one to clean many images; settings as `denoise batch`'s options
-    picture = denoiser.read("scan.tif")      # float pixels in [0, 1], alpha and metadata
-    denoiser.write("clean.tif", model.denoise(picture.pixels), like=picture)
+model = denoiser.load("gray", tile=512)  # keep one to clean many images; settings as `denoise batch`'s options
+picture = denoiser.read("scan.tif")      # float pixels in [0, 1], alpha and metadata
+denoiser.write("clean.tif", model.denoise(picture.pixels), like=picture)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from denoiser.scoring import Score
 
 quiet_tensorflow()  # a notebook meets no TensorFlow start-up notices either, unless TF_CPP_MIN_LOG_LEVEL is set
 
-__all__ = ["Denoiser", "Picture", "Score", "Scorer", "denoise", "load", "read", "score", "write"]
+__all__ = ["Denoiser", "Picture", "Score", "Scorer", "denoise", "load", "read", "score", "write"]  # noqa: F822 - Scorer is lazy
 
 read = read_image
 write = write_image

@@ -95,8 +95,14 @@ def card_history(card: dict) -> list[dict]:
     earlier = card_history(training["init_card"]) if training.get("init_card") else []
     recipe = training.get("recipe") or {}
     epochs = training.get("epochs_run") or (None if recipe.get("minutes") else recipe.get("epochs"))  # untimed: all
-    return earlier + [{"command": card.get("command"), "seconds": training.get("seconds"), "epochs": epochs,
-                       "loss": training.get("final_loss")}]
+    return earlier + [
+        {
+            "command": card.get("command"),
+            "seconds": training.get("seconds"),
+            "epochs": epochs,
+            "loss": training.get("final_loss"),
+        }
+    ]
 
 
 def summary_card(card: dict) -> dict:
@@ -107,9 +113,11 @@ def summary_card(card: dict) -> dict:
         return card
     folders = training["data"] if isinstance(training["data"], list) else [training["data"]]
     counts = training.get("folder_images") or {}
-    brief = {"data": [{"folder": folder} | ({"images": counts[folder]} if folder in counts else {})
-                      for folder in folders],
-             "images": len(training["files"]), "validation_images": len(training["validation_files"])}
+    brief = {
+        "data": [{"folder": folder} | ({"images": counts[folder]} if folder in counts else {}) for folder in folders],
+        "images": len(training["files"]),
+        "validation_images": len(training["validation_files"]),
+    }
     brief |= {key: value for key, value in training.items() if key not in SUMMARISED}
     if training.get("first_card"):
         brief["first_history"] = card_history(training["first_card"])
@@ -148,8 +156,9 @@ def round_to_half(model) -> None:
 
     Denoisers lose nothing measurable (below the bf16 that inference rounds weights to); export rounds before it
     measures, so the card describes the stored weights."""
-    model.set_weights([w.astype(np.float16).astype(np.float32) if w.dtype == np.float32 else w
-                       for w in model.get_weights()])
+    model.set_weights(
+        [w.astype(np.float16).astype(np.float32) if w.dtype == np.float32 else w for w in model.get_weights()]
+    )
 
 
 def halve_exact_weights(weights: bytes) -> bytes:
@@ -291,8 +300,10 @@ def _unsafe_class(name: str, module: Any, registered: Any) -> str | None:
     if (registered or name) in keras.saving.get_custom_objects():
         return None
     origin = f" from {module}" if isinstance(module, str) else ""
-    return (f"uses class {name}{origin}, which is neither Keras's nor registered in this process, "
-            "so it is not loaded for safety")
+    return (
+        f"uses class {name}{origin}, which is neither Keras's nor registered in this process, "
+        "so it is not loaded for safety"
+    )
 
 
 def load_keras(path: str | Path):

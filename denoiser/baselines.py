@@ -5,7 +5,7 @@ All are blind like our models: the noise level they need is estimated from the n
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

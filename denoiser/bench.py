@@ -46,8 +46,9 @@ def conv_flops_per_pixel(model) -> float:
     return flops / size**2
 
 
-def matmul_gflops(dtype: str, device: str, sizes: tuple[int, ...] = MATMUL_SIZES,
-                  repeats: int = 3) -> tuple[float, int]:
+def matmul_gflops(
+    dtype: str, device: str, sizes: tuple[int, ...] = MATMUL_SIZES, repeats: int = 3
+) -> tuple[float, int]:
     """The machine's ceiling: the best GFLOP/s of n x n matrix products in `dtype` through the same backend, and
     the n that reached it (which n is fastest depends on the machine's caches and the backend's kernels)."""
     import keras
@@ -99,5 +100,13 @@ def bench_size(engine: Engine, height: int, width: int, flops_per_pixel: float, 
     plan = engine.plan(height, width)
     units = 1 if engine.channels == image.shape[-1] else image.shape[-1]
     computed = plan.count * units * plan.tile[0] * plan.tile[1] * flops_per_pixel * engine.settings.ensemble
-    return Result(height, width, plan.tile, plan.count, seconds, height * width / seconds / 1e6,
-                  computed / seconds / 1e9, peak_rss_mb())
+    return Result(
+        height,
+        width,
+        plan.tile,
+        plan.count,
+        seconds,
+        height * width / seconds / 1e6,
+        computed / seconds / 1e9,
+        peak_rss_mb(),
+    )

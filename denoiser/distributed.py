@@ -17,10 +17,11 @@ import shutil
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 from denoiser.engine import Settings
 from denoiser.locations import Task, extra_error, fetch, heatmap_location, is_url, put, record_key
@@ -88,13 +89,16 @@ def run_tasks(tasks: Iterable[Task], models: Models, options: Options = Options(
         staged: deque[_Staged] = deque()
 
         def jobs() -> Iterator[Job]:
-            for item in prefetch(lambda pair: _stage(*pair, Path(scratch), options.max_bytes),
-                                 enumerate(tasks), options.prefetch):
+            for item in prefetch(
+                lambda pair: _stage(*pair, Path(scratch), options.max_bytes), enumerate(tasks), options.prefetch
+            ):
                 staged.append(item)
                 yield item.job
 
-        with closing(process(jobs(), models, options)) as records, \
-                ThreadPoolExecutor(max_workers=2, thread_name_prefix="denoise-put") as uploads:
+        with (
+            closing(process(jobs(), models, options)) as records,
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="denoise-put") as uploads,
+        ):
             window: deque = deque()
             for entry in records:
                 window.append(uploads.submit(_deliver, staged.popleft(), entry))
@@ -131,8 +135,9 @@ def _deliver(item: _Staged, entry: Record) -> Record:
             for written, url in outputs:
                 if written:
                     put(Path(written), url)
-            entry = entry.but(output=entry.output and task.target,
-                              heatmap=entry.heatmap and heatmap_location(task.target))
+            entry = entry.but(
+                output=entry.output and task.target, heatmap=entry.heatmap and heatmap_location(task.target)
+            )
     finally:
         if item.folder:
             shutil.rmtree(item.folder, ignore_errors=True)
@@ -147,7 +152,7 @@ def failed(task: Task, error: str) -> Record:
 def remove_stale_scratch() -> None:
     """Delete the scratch folders of processes that no longer run (a worker killed mid-task leaves its own)."""
     for folder in Path(tempfile.gettempdir()).glob(f"{STAGE_PREFIX}*"):
-        pid = folder.name[len(STAGE_PREFIX):].partition("-")[0]
+        pid = folder.name[len(STAGE_PREFIX) :].partition("-")[0]
         if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -208,8 +213,9 @@ class Worker:
             except OSError:
                 raise  # the storage failed, not an input: the run stops, and running it again resumes
             except Exception:  # noqa: BLE001 - an input broke the pipeline: find which, one at a time
-                logging.getLogger(__name__).warning("a batch raised; running its %d inputs alone", len(tasks),
-                                                    exc_info=True)
+                logging.getLogger(__name__).warning(
+                    "a batch raised; running its %d inputs alone", len(tasks), exc_info=True
+                )
             else:
                 self._ask("end", keys)
                 return entries
@@ -271,9 +277,14 @@ def run_on_ray(tasks: list[Task], config: RunConfig, plan: WorkerPlan, worker: t
     attempts = ray.remote(num_cpus=0)(Attempts).remote()
     dataset = ray.data.from_items([task._asdict() for task in tasks])
     records = dataset.map_batches(
-        worker, fn_constructor_kwargs={"config": config._replace(threads=plan.threads), "attempts": attempts},
-        batch_size=BATCH_SIZE, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=plan.count),
-        num_cpus=plan.cpus, num_gpus=plan.gpus or None)
+        worker,
+        fn_constructor_kwargs={"config": config._replace(threads=plan.threads), "attempts": attempts},
+        batch_size=BATCH_SIZE,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=plan.count),
+        num_cpus=plan.cpus,
+        num_gpus=plan.gpus or None,
+    )
     try:
         for row in records.iter_rows():
             yield Record.parse(row["record"])

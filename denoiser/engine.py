@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,8 +55,10 @@ def resolve_device(device: str) -> str:
     gpus = [] if device == "cpu" else visible_gpus()
     if device.startswith("gpu") and device_index(device) >= len(gpus):
         seen = f"only {len(gpus)} GPU(s) are" if gpus else "no GPU is"
-        raise NoGPUError(f"--device {device}: {seen} visible to Keras ({backend_name()} backend); "
-                         "use --device cpu or auto, or see docs/gpu.md")
+        raise NoGPUError(
+            f"--device {device}: {seen} visible to Keras ({backend_name()} backend); "
+            "use --device cpu or auto, or see docs/gpu.md"
+        )
     return "gpu" if gpus else "cpu"
 
 
@@ -200,7 +203,7 @@ class Settings(NamedTuple):
     ensemble: int = 1
 
     @classmethod
-    def of(cls, values: Mapping) -> "Settings":
+    def of(cls, values: Mapping) -> Settings:
         """The settings held in a mapping with (at least) these fields: parsed options, a daemon config."""
         return cls(**{name: values[name] for name in cls._fields})
 
@@ -223,7 +226,7 @@ class Engine:
         self.batch_size = self.resolve_batch_size()
 
     @classmethod
-    def load(cls, model: str, settings: Settings = Settings()) -> "Engine":
+    def load(cls, model: str, settings: Settings = Settings()) -> Engine:
         """Load a model file for the settings' device and precision."""
         device = resolve_device(settings.device)
         capability = gpu_capability(device_index(settings.device)) if device == "gpu" else None
@@ -275,8 +278,9 @@ class Engine:
         """Denoise one H x W x C image."""
         return next(self.denoise_many([image], in_place))
 
-    def denoise_many(self, images: Iterable[np.ndarray], in_place: bool = False,
-                     progress: Callable[[], object] | None = None) -> Iterator[np.ndarray]:
+    def denoise_many(
+        self, images: Iterable[np.ndarray], in_place: bool = False, progress: Callable[[], object] | None = None
+    ) -> Iterator[np.ndarray]:
         """Denoise images lazily, in order; tiles of the same size from consecutive images share batches.
 
         With `in_place`, each float32 image is overwritten by its result, so no second image-sized array is made.
@@ -305,7 +309,7 @@ class Engine:
         while pending:
             yield pending.popleft().result()
 
-    def _flush(self, batch: list[tuple["_Job", int, int]], progress: Callable[[], object] | None = None) -> None:
+    def _flush(self, batch: list[tuple[_Job, int, int]], progress: Callable[[], object] | None = None) -> None:
         """Run a batch if it holds any tiles, and empty it; then report progress."""
         if batch:
             self._run(batch)
@@ -313,7 +317,7 @@ class Engine:
             if progress:
                 progress()
 
-    def _run(self, batch: list[tuple["_Job", int, int]]) -> None:
+    def _run(self, batch: list[tuple[_Job, int, int]]) -> None:
         """Predict one batch and hand tiles back to their jobs.
 
         All tiles of a batch have one shape. A short last batch is zero-padded to the next power of two
@@ -337,7 +341,7 @@ class Engine:
         if self.settings.ensemble == 1:  # no copies: three passes over the batch cost the host more than a GPU
             return self.artifact.predict(stack)
         total = np.zeros(stack.shape, np.float32)
-        for turns, mirror in ORIENTATIONS[:self.settings.ensemble]:
+        for turns, mirror in ORIENTATIONS[: self.settings.ensemble]:
             view = np.ascontiguousarray(orient(stack, turns, mirror))
             total += orient(self.artifact.predict(view), turns, mirror, True)
         return total / self.settings.ensemble
@@ -346,7 +350,7 @@ class Engine:
 def planes(image: np.ndarray, channels: int) -> list[np.ndarray]:
     """The parts of an image the model runs on: the image itself when it has the model's channels, else
     views of its single planes (a colour model sees each plane replicated into its channels)."""
-    return [image] if image.shape[-1] == channels else [image[..., c:c + 1] for c in range(image.shape[-1])]
+    return [image] if image.shape[-1] == channels else [image[..., c : c + 1] for c in range(image.shape[-1])]
 
 
 class _Job:

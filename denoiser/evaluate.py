@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -59,20 +60,28 @@ def make_noisy(clean: dict[str, np.ndarray], spec: NoiseSpec, seed: int, folder:
     return noisy
 
 
-def measure(name: str, method: Method, spec: NoiseSpec, clean: dict[str, np.ndarray],
-            noisy: dict[str, np.ndarray]) -> Row:
+def measure(
+    name: str, method: Method, spec: NoiseSpec, clean: dict[str, np.ndarray], noisy: dict[str, np.ndarray]
+) -> Row:
     """Run one method over all noisy images and score it against the clean ones."""
     started = time.perf_counter()
     restored = list(method(list(noisy.values())))
     seconds = time.perf_counter() - started
     pairs = list(zip(clean.values(), restored))
     megapixels = sum(image.shape[0] * image.shape[1] for image in clean.values()) / 1e6
-    return Row(name, str(spec), float(np.mean([psnr(c, r) for c, r in pairs])),
-               float(np.mean([ssim(c, r) for c, r in pairs])), megapixels / seconds, len(pairs))
+    return Row(
+        name,
+        str(spec),
+        float(np.mean([psnr(c, r) for c, r in pairs])),
+        float(np.mean([ssim(c, r) for c, r in pairs])),
+        megapixels / seconds,
+        len(pairs),
+    )
 
 
-def evaluate(clean: dict[str, np.ndarray], specs: list[NoiseSpec], methods: dict[str, Method], seed: int,
-             folder: Path) -> Iterator[Row]:
+def evaluate(
+    clean: dict[str, np.ndarray], specs: list[NoiseSpec], methods: dict[str, Method], seed: int, folder: Path
+) -> Iterator[Row]:
     """Rows for the noisy input itself and every method, for each degradation."""
     for index, spec in enumerate(specs):
         noisy = make_noisy(clean, spec, seed + index, folder / "noisy" / str(spec).replace(":", "-"))
@@ -86,8 +95,10 @@ def markdown(rows: list[Row]) -> str:
     noises = list(dict.fromkeys(row.noise for row in rows))
     methods = list(dict.fromkeys(row.method for row in rows))
     cell = {(row.method, row.noise): row for row in rows}
-    lines = ["| method | " + " | ".join(f"{n} PSNR / SSIM / MP/s" for n in noises) + " |",
-             "|---|" + "---|" * len(noises)]
+    lines = [
+        "| method | " + " | ".join(f"{n} PSNR / SSIM / MP/s" for n in noises) + " |",
+        "|---|" + "---|" * len(noises),
+    ]
     for method in methods:
         values = []
         for noise in noises:
@@ -129,8 +140,9 @@ def model_methods(specs: Iterable[str], settings: Settings) -> dict[str, Method]
         engine.warm()  # trace before timing
         engines.append((Path(model).stem, engine))
     names = [f"{engine.artifact.card.get('name', stem)}{variant(engine)}" for stem, engine in engines]
-    labels = [name if names.count(name) == 1 else f"{stem}{variant(engine)}"
-              for name, (stem, engine) in zip(names, engines)]
+    labels = [
+        name if names.count(name) == 1 else f"{stem}{variant(engine)}" for name, (stem, engine) in zip(names, engines)
+    ]
     if len(set(labels)) < len(labels):
         raise ValueError("a model is given twice with the same precision and ensemble")
     return {label: engine.denoise_many for label, (_, engine) in zip(labels, engines)}

@@ -37,7 +37,8 @@ class Health(NamedTuple):
         error = self.last_error
         return self._asdict() | {
             "last_error": error and {"input": error.input, "error": error.error, "time": error.time},
-            "stalled": self.stalled and self.stalled._asdict()}
+            "stalled": self.stalled and self.stalled._asdict(),
+        }
 
 
 def read_health(scores: Path, window_seconds: float) -> Health:
@@ -57,8 +58,9 @@ def read_health(scores: Path, window_seconds: float) -> Health:
             recent.append((when, entry.megapixels if entry.ok else None))
             while (last_time - recent[0][0]).total_seconds() > window_seconds:
                 recent.popleft()
-    return Health(ok + failed, ok, failed, anomalous, last_error, last_time and last_time.isoformat(),
-                  *throughput(recent))
+    return Health(
+        ok + failed, ok, failed, anomalous, last_error, last_time and last_time.isoformat(), *throughput(recent)
+    )
 
 
 def throughput(recent: deque) -> tuple[float | None, float | None]:

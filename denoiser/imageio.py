@@ -76,8 +76,19 @@ _MAGIC = (
     (b"BM", "BMP"),
 )
 # what the decoders raise on malformed data (Pillow, tifffile, OpenCV, zlib)
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, ArithmeticError,
-                  TypeError, struct.error, zlib.error, cv2.error)
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    ArithmeticError,
+    TypeError,
+    struct.error,
+    zlib.error,
+    cv2.error,
+)
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 _ENCODE_ERRORS = (OSError, ValueError, KeyError, TypeError, struct.error, zlib.error, cv2.error)
 
@@ -89,12 +100,21 @@ _PNG_COPY = (b"cHRM", b"cICP", b"gAMA", b"sBIT", b"sRGB", b"tIME", b"tEXt", b"zT
 # tags are rewritten by the encoder, others (Photoshop layers, IPTC, private tags) are dropped.
 _TIFF_ASCII = (269, 270, 271, 272, 285, 305, 306, 315, 316, 33432)
 _TIFF_TAGS = (*_TIFF_ASCII, 274, 282, 283, 296, 700, 0x8769, 0x8825)
-_TIFF_COMPRESSIONS = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits",
-                      "jpeg", "tiff_jpeg", "group3", "group4", "tiff_ccitt")
+_TIFF_COMPRESSIONS = (
+    "raw",
+    "tiff_lzw",
+    "tiff_adobe_deflate",
+    "tiff_deflate",
+    "packbits",
+    "jpeg",
+    "tiff_jpeg",
+    "group3",
+    "group4",
+    "tiff_ccitt",
+)
 # 16-bit TIFF goes through tifffile, which carries the ICC profile, resolution, Orientation,
 # XMP and the ASCII tags above; the EXIF and GPS sub-IFDs are NOT carried there.
-_TIFF16_MODES = {(1, 1, 0): "L;16", (1, 2, 1): "LA;16", (2, 3, 0): "RGB;16",
-                 (2, 4, 1): "RGBA;16", (5, 4, 0): "CMYK;16"}
+_TIFF16_MODES = {(1, 1, 0): "L;16", (1, 2, 1): "LA;16", (2, 3, 0): "RGB;16", (2, 4, 1): "RGBA;16", (5, 4, 0): "CMYK;16"}
 _TIFF16_PHOTOMETRIC = {1: "minisblack", 2: "rgb", 5: "separated"}
 # The 16-bit TIFF compressions tifffile decodes here: none and deflate, each strip's inflated size checked first (see
 # _check_inflation). The rest (LZW, PackBits, ...) go through OpenCV's libtiff, which decodes into strip-sized buffers.
@@ -208,8 +228,10 @@ def _check_size(width: int, height: int, max_pixels: int, name: str) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"{name}: invalid image size {width} x {height}")
     if width * height > max_pixels:
-        raise ImageError(f"{name}: image is too large: {width} x {height} = {width * height:,} pixels "
-                         f"exceeds the limit of {max_pixels:,}")
+        raise ImageError(
+            f"{name}: image is too large: {width} x {height} = {width * height:,} pixels "
+            f"exceeds the limit of {max_pixels:,}"
+        )
 
 
 def _too_large_for_pillow(name: str, err: BaseException) -> ImageError:
@@ -289,8 +311,13 @@ def _read_pillow(data: bytes, fmt: str, name: str, max_pixels: int, **extra) -> 
     im = _load_pillow(im, fmt, name)
     samples, mode, palette = _pillow_samples(im, fmt, name, extra.pop("bit_depth", 8))
     info = im.info
-    fields = dict(icc_profile=info.get("icc_profile") or None, exif=info.get("exif") or None,
-                  dpi=_dpi(info.get("dpi")), palette=palette, transparency=info.get("transparency"))
+    fields = dict(
+        icc_profile=info.get("icc_profile") or None,
+        exif=info.get("exif") or None,
+        dpi=_dpi(info.get("dpi")),
+        palette=palette,
+        transparency=info.get("transparency"),
+    )
     fields.update(format_fields, **extra)
     return samples, _meta(fmt, mode, im.size, **fields)
 
@@ -376,7 +403,7 @@ def _webp_is_lossless(data: bytes) -> bool:
     """Whether the first image chunk of a WebP RIFF stream is VP8L (lossless)."""
     pos = 12
     while pos + 8 <= len(data):
-        kind, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        kind, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
         if kind in (b"VP8L", b"VP8 "):
             return kind == b"VP8L"
         pos = pos + 8 + 16 if kind == b"ANMF" else pos + 8 + size + (size & 1)
@@ -411,8 +438,13 @@ def _no_fields(im: Image.Image, data: bytes) -> dict:
     return {}
 
 
-_FORMAT_FIELDS = {"JPEG": _jpeg_fields, "WEBP": _webp_fields, "TIFF": _tiff_fields,
-                  "BMP": _no_fields, "PNG": _no_fields}
+_FORMAT_FIELDS = {
+    "JPEG": _jpeg_fields,
+    "WEBP": _webp_fields,
+    "TIFF": _tiff_fields,
+    "BMP": _no_fields,
+    "PNG": _no_fields,
+}
 
 
 # ---------------------------------------------------------------- PNG
@@ -422,10 +454,10 @@ def _png_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
     """The (type, payload) chunks of a PNG stream and whether it reaches IEND."""
     chunks, pos = [], 8
     while pos + 12 <= len(data):
-        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if pos + 12 + size > len(data):
             break
-        chunks.append((kind, data[pos + 8:pos + 8 + size]))
+        chunks.append((kind, data[pos + 8 : pos + 8 + size]))
         if kind == b"IEND":
             return chunks, True
         pos += 12 + size
@@ -521,8 +553,11 @@ def _read_tiff16(page, data: bytes, name: str) -> tuple[np.ndarray, ImageMeta]:
     extras = len(page.extrasamples)
     mode = _TIFF16_MODES.get((int(page.photometric), page.samplesperpixel, extras))
     if mode is None or page.dtype != np.uint16:
-        raise _unsupported(name, f"{_enum_name(page.photometric)} with {page.samplesperpixel} samples "
-                                 f"of 16-bit {_enum_name(page.sampleformat)} data")
+        raise _unsupported(
+            name,
+            f"{_enum_name(page.photometric)} with {page.samplesperpixel} samples "
+            f"of 16-bit {_enum_name(page.sampleformat)} data",
+        )
     separate = page.planarconfig == 2 and page.samplesperpixel > 1
     if page.compression in _TIFFFILE_CODECS:
         _check_inflation(page, data, name)
@@ -530,10 +565,13 @@ def _read_tiff16(page, data: bytes, name: str) -> tuple[np.ndarray, ImageMeta]:
         samples = np.moveaxis(samples, 0, -1) if separate else samples
     else:
         samples = _decode_tiff_opencv(data, mode, name)
-    options = {"photometric": _TIFF16_PHOTOMETRIC[int(page.photometric)],
-               "planarconfig": "separate" if separate else "contig",
-               "extrasamples": tuple(int(e) for e in page.extrasamples),
-               "compress": int(page.compression) != 1, "predictor": int(page.predictor) == 2}
+    options = {
+        "photometric": _TIFF16_PHOTOMETRIC[int(page.photometric)],
+        "planarconfig": "separate" if separate else "contig",
+        "extrasamples": tuple(int(e) for e in page.extrasamples),
+        "compress": int(page.compression) != 1,
+        "predictor": int(page.predictor) == 2,
+    }
     fields = _tiff16_tags({tag.code: tag.value for tag in page.tags})
     return samples, _meta("TIFF", mode, (page.imagewidth, page.imagelength), options=options, **fields)
 
@@ -548,7 +586,7 @@ def _check_inflation(page, data: bytes, name: str) -> None:
         return
     limit, view = _segment_bytes(page), memoryview(data)
     for offset, count in zip(page.dataoffsets, page.databytecounts):
-        if _inflated_size(view[offset:offset + count], limit) > limit:
+        if _inflated_size(view[offset : offset + count], limit) > limit:
             raise ImageError(f"{name}: a strip of this TIFF inflates past its {limit:,} bytes")
 
 
@@ -564,7 +602,7 @@ def _inflated_size(stream, limit: int) -> int:
     """The size a zlib stream inflates to, counted _INFLATE_STEP bytes at a time; stops once past limit."""
     inflate, size = zlib.decompressobj(), 0
     for start in range(0, len(stream), _INFLATE_STEP):
-        pending = stream[start:start + _INFLATE_STEP]
+        pending = stream[start : start + _INFLATE_STEP]
         while pending and size <= limit and not inflate.eof:
             size += len(inflate.decompress(pending, _INFLATE_STEP))
             pending = inflate.unconsumed_tail
@@ -596,8 +634,11 @@ def _tiff16_tags(tags: dict[int, Any]) -> dict:
         if code in tags:
             exif[code] = int(tags[code]) if code == 274 else tags[code]
     icc = tags.get(34675)
-    return {"icc_profile": bytes(icc) if icc else None, "exif": exif.tobytes() if len(exif) else None,
-            "dpi": _tiff16_dpi(tags)}
+    return {
+        "icc_profile": bytes(icc) if icc else None,
+        "exif": exif.tobytes() if len(exif) else None,
+        "dpi": _tiff16_dpi(tags),
+    }
 
 
 def _tiff16_dpi(tags: dict[int, Any]) -> tuple[float, float] | None:
@@ -633,13 +674,15 @@ def _samples(pixels: np.ndarray, like: Picture, band: int = 256) -> np.ndarray:
     pixels = np.asarray(pixels)
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
     if pixels.shape != (meta.height, meta.width, meta.channels):
-        raise ImageError(f"pixels have shape {pixels.shape}, expected "
-                         f"{(meta.height, meta.width, meta.channels)} to write a {meta.mode} image")
+        raise ImageError(
+            f"pixels have shape {pixels.shape}, expected "
+            f"{(meta.height, meta.width, meta.channels)} to write a {meta.mode} image"
+        )
     dtype = np.uint16 if meta.bits == 16 else np.uint8
     samples = np.empty(pixels.shape[:2] + (meta.channels + (like.alpha is not None),), dtype)
     for top in range(0, meta.height, band):
-        rows = np.nan_to_num(np.clip(pixels[top:top + band], 0.0, 1.0), nan=0.0)
-        samples[top:top + band, :, :meta.channels] = np.rint(rows * ((1 << meta.bits) - 1))
+        rows = np.nan_to_num(np.clip(pixels[top : top + band], 0.0, 1.0), nan=0.0)
+        samples[top : top + band, :, : meta.channels] = np.rint(rows * ((1 << meta.bits) - 1))
     if like.alpha is not None:
         samples[..., meta.channels] = like.alpha
     return samples
@@ -675,7 +718,7 @@ def _nearest(colours: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np
     offset = (entries**2).sum(axis=1)
     best = np.empty(len(unique), np.intp)
     for start in range(0, len(unique), 16384):
-        best[start:start + 16384] = (offset - 2 * rgb[start:start + 16384] @ entries.T).argmin(axis=1)
+        best[start : start + 16384] = (offset - 2 * rgb[start : start + 16384] @ entries.T).argmin(axis=1)
     return labels[best][inverse.reshape(-1)].astype(np.uint8)
 
 
@@ -772,7 +815,8 @@ def _encode_png16_gray_alpha(samples: np.ndarray) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + b"".join(
         _png_chunk(kind, payload)
-        for kind, payload in ((b"IHDR", header), (b"IDAT", zlib.compress(raw, 6)), (b"IEND", b"")))
+        for kind, payload in ((b"IHDR", header), (b"IDAT", zlib.compress(raw, 6)), (b"IEND", b""))
+    )
 
 
 def _png16_metadata(meta: ImageMeta) -> bytes:
@@ -793,8 +837,8 @@ def _png16_metadata(meta: ImageMeta) -> bytes:
 def _png_splice(png: bytes, extra: bytes) -> bytes:
     """Insert encoded chunks into a PNG stream just before its first IDAT."""
     pos = 8
-    while pos < len(png) and png[pos + 4:pos + 8] != b"IDAT":
-        pos += 12 + struct.unpack(">I", png[pos:pos + 4])[0]
+    while pos < len(png) and png[pos + 4 : pos + 8] != b"IDAT":
+        pos += 12 + struct.unpack(">I", png[pos : pos + 4])[0]
     return png[:pos] + extra + png[pos:]
 
 
@@ -816,10 +860,18 @@ def _encode_tiff16(samples: np.ndarray, meta: ImageMeta) -> bytes:
         kwargs["extrasamples"] = options["extrasamples"]
     buffer = io.BytesIO()
     tifffile.imwrite(
-        buffer, np.ascontiguousarray(data), photometric=options["photometric"],
-        planarconfig=options["planarconfig"], compression="zlib" if options["compress"] else None,
-        predictor=options["predictor"] and options["compress"], iccprofile=meta.icc_profile,
-        extratags=_tiff16_extratags(meta.exif), software=False, metadata=None, **kwargs)
+        buffer,
+        np.ascontiguousarray(data),
+        photometric=options["photometric"],
+        planarconfig=options["planarconfig"],
+        compression="zlib" if options["compress"] else None,
+        predictor=options["predictor"] and options["compress"],
+        iccprofile=meta.icc_profile,
+        extratags=_tiff16_extratags(meta.exif),
+        software=False,
+        metadata=None,
+        **kwargs,
+    )
     return buffer.getvalue()
 
 

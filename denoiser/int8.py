@@ -50,15 +50,28 @@ def conv_gops(channels: tuple[int, ...] = (64, 128, 256), repeats: int = 10) -> 
     best = (0.0, 0)
     for width in channels:
         side = 16384 // width
-        constants = {"x_scale": np.float32(0.01), "x_zero": np.uint8(128), "w_scale": np.full(width, 1e-3, np.float32),
-                     "w_zero": np.zeros(width, np.int8), "y_scale": np.float32(0.05), "y_zero": np.uint8(128),
-                     "w": rng.integers(-127, 128, (width, width, 3, 3), dtype=np.int8)}
-        node = helper.make_node("QLinearConv", ["x", "x_scale", "x_zero", "w", "w_scale", "w_zero", "y_scale",
-                                                "y_zero"], ["y"], pads=[1, 1, 1, 1])
-        graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", TensorProto.UINT8,
-                                                                                 [1, width, side, side])],
-                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
-                                  [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()])
+        constants = {
+            "x_scale": np.float32(0.01),
+            "x_zero": np.uint8(128),
+            "w_scale": np.full(width, 1e-3, np.float32),
+            "w_zero": np.zeros(width, np.int8),
+            "y_scale": np.float32(0.05),
+            "y_zero": np.uint8(128),
+            "w": rng.integers(-127, 128, (width, width, 3, 3), dtype=np.int8),
+        }
+        node = helper.make_node(
+            "QLinearConv",
+            ["x", "x_scale", "x_zero", "w", "w_scale", "w_zero", "y_scale", "y_zero"],
+            ["y"],
+            pads=[1, 1, 1, 1],
+        )
+        graph = helper.make_graph(
+            [node],
+            "conv",
+            [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, width, side, side])],
+            [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+            [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         feed = {"x": rng.integers(0, 256, (1, width, side, side), dtype=np.uint8)}

@@ -14,8 +14,9 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from denoiser.records import Record
 
@@ -48,7 +49,7 @@ def is_url(location: str) -> bool:
 
 def local(location: str) -> str:
     """A location with a file:// prefix taken off."""
-    return location[len("file://"):] if scheme(location) == "file" else location
+    return location[len("file://") :] if scheme(location) == "file" else location
 
 
 def record_key(location: str) -> str:
@@ -98,8 +99,7 @@ def mirror_tasks(source: str, output: str, recursive: bool = False) -> list[Task
         check_jobs(jobs)
         return [_task(job.source, job.target, job.refusal) for job in jobs]
     names = _remote_names(source, output, recursive) if is_url(source) else _local_names(Path(source), recursive)
-    tasks = [Task(record_key(path), join(output, relative), reserved(Path(relative)) or "")
-             for path, relative in names]
+    tasks = [Task(record_key(path), join(output, relative), reserved(Path(relative)) or "") for path, relative in names]
     sources = {task.source for task in tasks}
     for task in tasks:
         if task.target in sources:
@@ -130,8 +130,9 @@ def _remote_names(source: str, output: str, recursive: bool) -> list[tuple[str, 
     if not fs.isdir(root):
         raise FileNotFoundError(f"{source}: no such file or folder")
     root = root.rstrip("/")
-    found = fs.find(root) if recursive else [entry["name"] for entry in fs.ls(root, detail=True)
-                                             if entry["type"] == "file"]
+    found = (
+        fs.find(root) if recursive else [entry["name"] for entry in fs.ls(root, detail=True) if entry["type"] == "file"]
+    )
     nested = output.rstrip("/") + "/" if scheme(output) == scheme(source) else None
     names = []
     for path in sorted(found):
@@ -251,7 +252,7 @@ class ObjectScores:
             for line in handle:
                 yield line if line.endswith(b"\n") else line + b"\n"
 
-    def __enter__(self) -> "ObjectScores":
+    def __enter__(self) -> ObjectScores:
         return self
 
     def __exit__(self, kind, *exc) -> None:

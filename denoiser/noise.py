@@ -70,8 +70,9 @@ def _font(name: str | None, size: int):
     return ImageFont.load_default(size) if name is None else ImageFont.truetype(name, size)
 
 
-def _stamped(height: int, width: int, rng: np.random.Generator, box: tuple[int, int], spacing: tuple[float, float],
-             stamp) -> np.ndarray:
+def _stamped(
+    height: int, width: int, rng: np.random.Generator, box: tuple[int, int], spacing: tuple[float, float], stamp
+) -> np.ndarray:
     """Coverage in [0, 1] of one stamp of `box` (width, height) in the middle, or of a staggered grid of stamps
     `spacing` boxes apart, tilted by up to 40 degrees.
 
@@ -92,7 +93,7 @@ def _stamped(height: int, width: int, rng: np.random.Generator, box: tuple[int, 
                 stamp(draw, x, y)
     layer = layer.rotate(float(rng.uniform(-40, 40)), resample=Image.Resampling.BILINEAR)
     y0, x0 = (side - height) // 2, (side - width) // 2
-    return np.asarray(layer, np.float32)[y0:y0 + height, x0:x0 + width] / 255.0
+    return np.asarray(layer, np.float32)[y0 : y0 + height, x0 : x0 + width] / 255.0
 
 
 def watermark_mask(height: int, width: int, rng: np.random.Generator, style: WatermarkStyle = HELD_OUT) -> np.ndarray:
@@ -101,8 +102,14 @@ def watermark_mask(height: int, width: int, rng: np.random.Generator, style: Wat
     size = max(10, int(min(height, width) * rng.uniform(0.06, 0.16)))
     font = _font(style.fonts[int(rng.integers(len(style.fonts)))], size)
     left, top, right, bottom = font.getbbox(text)
-    return _stamped(height, width, rng, (right - left, bottom - top), (1.4, 3.0),
-                    lambda draw, x, y: draw.text((x, y), text, fill=255, font=font))
+    return _stamped(
+        height,
+        width,
+        rng,
+        (right - left, bottom - top),
+        (1.4, 3.0),
+        lambda draw, x, y: draw.text((x, y), text, fill=255, font=font),
+    )
 
 
 def _polygon(draw, cx: float, cy: float, radius, corners: int, turn: float = 0.0, fill: int = 255) -> None:
@@ -135,8 +142,9 @@ def _play(draw, x, y, size, cx, cy, line):
 
 def _badge(draw, x, y, size, cx, cy, line):
     draw.rounded_rectangle((x, y, x + size, y + size), radius=size // 5, outline=255, width=line)
-    draw.rounded_rectangle((x + size // 4, y + size // 4, x + 3 * size // 4, y + 3 * size // 4),
-                           radius=size // 10, fill=255)
+    draw.rounded_rectangle(
+        (x + size // 4, y + size // 4, x + 3 * size // 4, y + 3 * size // 4), radius=size // 10, fill=255
+    )
 
 
 def _hexagon(draw, x, y, size, cx, cy, line):
@@ -168,8 +176,18 @@ def _bars(draw, x, y, size, cx, cy, line):
 
 
 # Logo shapes, each drawn filling a square of `size` at (x, y) (centre cx, cy; stroke `line`): 255 shape, 0 cut-out.
-LOGO_SHAPES = {"ring-star": _ring_star, "shield": _shield, "target": _target, "play": _play, "badge": _badge,
-               "hexagon": _hexagon, "triangle": _triangle, "cross": _cross, "diamond": _diamond, "bars": _bars}
+LOGO_SHAPES = {
+    "ring-star": _ring_star,
+    "shield": _shield,
+    "target": _target,
+    "play": _play,
+    "badge": _badge,
+    "hexagon": _hexagon,
+    "triangle": _triangle,
+    "cross": _cross,
+    "diamond": _diamond,
+    "bars": _bars,
+}
 # What evaluation's logo:OPACITY draws: shapes that training (denoise_train.data.TRAINING_LOGOS) never does.
 LOGOS = ("ring-star", "shield", "target", "play", "badge")
 
@@ -179,8 +197,14 @@ def logo_mask(height: int, width: int, rng: np.random.Generator, kinds: tuple[st
     draw_logo = LOGO_SHAPES[kinds[int(rng.integers(len(kinds)))]]
     size = max(12, int(min(height, width) * rng.uniform(0.15, 0.4)))
     line = max(2, size // 10)
-    return _stamped(height, width, rng, (size, size), (1.6, 1.6),
-                    lambda draw, x, y: draw_logo(draw, x, y, size, x + size / 2, y + size / 2, line))
+    return _stamped(
+        height,
+        width,
+        rng,
+        (size, size),
+        (1.6, 1.6),
+        lambda draw, x, y: draw_logo(draw, x, y, size, x + size / 2, y + size / 2, line),
+    )
 
 
 def overlay_mask(height: int, width: int, rng: np.random.Generator, style: WatermarkStyle = HELD_OUT) -> np.ndarray:
@@ -190,8 +214,9 @@ def overlay_mask(height: int, width: int, rng: np.random.Generator, style: Water
     return watermark_mask(height, width, rng, style)
 
 
-def blend_overlay(image: np.ndarray, mask: np.ndarray, opacity: float,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def blend_overlay(
+    image: np.ndarray, mask: np.ndarray, opacity: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Blend a white, black or gray overlay of coverage `mask` at `opacity` percent and quantize to 8 bits;
     also the overlay's opacity per pixel (its matte, H x W x 1)."""
     alpha = mask[..., None] * (opacity / 100.0)
@@ -199,20 +224,23 @@ def blend_overlay(image: np.ndarray, mask: np.ndarray, opacity: float,
     return quantize8(image * (1.0 - alpha) + colour * alpha), alpha
 
 
-def watermark(image: np.ndarray, opacity: float, rng: np.random.Generator,
-              style: WatermarkStyle = HELD_OUT) -> np.ndarray:
+def watermark(
+    image: np.ndarray, opacity: float, rng: np.random.Generator, style: WatermarkStyle = HELD_OUT
+) -> np.ndarray:
     """Blend a white, black or gray text (or the style's logo) overlay at `opacity` percent, then quantize to 8 bits."""
     return watermark_with_matte(image, opacity, rng, style)[0]
 
 
-def watermark_with_matte(image: np.ndarray, opacity: float, rng: np.random.Generator,
-                         style: WatermarkStyle = HELD_OUT) -> tuple[np.ndarray, np.ndarray]:
+def watermark_with_matte(
+    image: np.ndarray, opacity: float, rng: np.random.Generator, style: WatermarkStyle = HELD_OUT
+) -> tuple[np.ndarray, np.ndarray]:
     """`watermark`, and the overlay's opacity per pixel (its matte, H x W x 1)."""
     return blend_overlay(image, overlay_mask(image.shape[0], image.shape[1], rng, style), opacity, rng)
 
 
-def degrade(image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator,
-            style: WatermarkStyle = HELD_OUT) -> np.ndarray:
+def degrade(
+    image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator, style: WatermarkStyle = HELD_OUT
+) -> np.ndarray:
     """Apply one degradation to an H x W x C float image in [0, 1]; watermarks are drawn in `style`."""
     if spec.kind == "gauss":
         return gaussian(image, spec.level, rng)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from itertools import groupby
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -98,9 +99,18 @@ def check_jobs(jobs: list[Job]) -> None:
             raise ValueError(f"output {job.target} would overwrite input {job.source}")
 
 
-def record(job: Job, started: float, picture: Picture | None = None, error: str | None = None,
-           result: Score | None = None, model: str | None = None, precision: str | None = None,
-           scorer: str | None = None, output: Path | None = None, heatmap: Path | None = None) -> Record:
+def record(
+    job: Job,
+    started: float,
+    picture: Picture | None = None,
+    error: str | None = None,
+    result: Score | None = None,
+    model: str | None = None,
+    precision: str | None = None,
+    scorer: str | None = None,
+    output: Path | None = None,
+    heatmap: Path | None = None,
+) -> Record:
     """The record of one input."""
     return Record(
         input=str(job.source),
@@ -117,7 +127,7 @@ def record(job: Job, started: float, picture: Picture | None = None, error: str 
         model=model,
         precision=precision,
         scorer=scorer,
-        time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        time=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 
@@ -182,7 +192,9 @@ def process(jobs: Iterable[Job], models: Models, options: Options = Options()) -
     """Denoise, score and write each job; yield one record per job, in order."""
     decoded = prefetch(lambda job: _decode(job, options), jobs, options.prefetch)
     try:
-        for engine, group in groupby(decoded, key=lambda d: d.picture and models.for_channels(d.picture.pixels.shape[-1])):
+        for engine, group in groupby(
+            decoded, key=lambda d: d.picture and models.for_channels(d.picture.pixels.shape[-1])
+        ):
             if engine is None:
                 yield from (record(d.job, d.started, error=d.error) for d in group)
             else:
@@ -206,9 +218,14 @@ def score_only(jobs: Iterable[Job], scorer: Scorer, options: Options = Options()
         decoded.close()
 
 
-def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], heatmaps: bool,
-                   progress: Callable[[], object] | None = None,
-                   writes_ahead: int = 2) -> Iterator[Record]:
+def _restore_group(
+    engine: Engine,
+    scorer: Scorer,
+    group: Iterable[_Decoded],
+    heatmaps: bool,
+    progress: Callable[[], object] | None = None,
+    writes_ahead: int = 2,
+) -> Iterator[Record]:
     """Run consecutive images that share an engine through it as one stream; score each input as it was read.
 
     Each input is scored (and its anomaly map made) before it is denoised, as `denoise score` scores it: cleaning
@@ -239,8 +256,15 @@ def _restore_group(engine: Engine, scorer: Scorer, group: Iterable[_Decoded], he
             yield _written(done, result, write.result, engine, scorer.name, True, heatmaps)
 
 
-def _written(item: _Decoded, result: Score, wait: Callable[[], object], engine: Engine | None, scorer: str,
-             output: bool, heatmap: bool) -> Record:
+def _written(
+    item: _Decoded,
+    result: Score,
+    wait: Callable[[], object],
+    engine: Engine | None,
+    scorer: str,
+    output: bool,
+    heatmap: bool,
+) -> Record:
     """The record for an image once `wait` has seen its writes finish or fail.
 
     An error of the disk (full, read-only, failing) is raised: no input is failed for it, and a rerun redoes it.
@@ -253,8 +277,17 @@ def _written(item: _Decoded, result: Score, wait: Callable[[], object], engine: 
         return record(item.job, item.started, item.picture, f"cannot write output: {error}")
     target = item.job.target
     model, precision = (engine.artifact.card.get("name"), engine.precision) if engine else (None, None)
-    return record(item.job, item.started, item.picture, result=result, model=model, precision=precision,
-                  scorer=scorer, output=target if output else None, heatmap=heatmap_path(target) if heatmap else None)
+    return record(
+        item.job,
+        item.started,
+        item.picture,
+        result=result,
+        model=model,
+        precision=precision,
+        scorer=scorer,
+        output=target if output else None,
+        heatmap=heatmap_path(target) if heatmap else None,
+    )
 
 
 class ScoresLog:
@@ -293,7 +326,7 @@ class ScoresLog:
     def close(self) -> None:
         os.close(self._fd)
 
-    def __enter__(self) -> "ScoresLog":
+    def __enter__(self) -> ScoresLog:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -8,8 +8,8 @@ import importlib.abc
 import importlib.machinery
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 QUIET_LEVEL = "3"  # TensorFlow's own C++ log: nothing (cuInit's failure on a machine without a GPU is an ERROR)

@@ -16,7 +16,7 @@ class Calibration(NamedTuple):
     fpr: float
 
     @classmethod
-    def from_card(cls, card: dict) -> "Calibration | None":
+    def from_card(cls, card: dict) -> Calibration | None:
         """The calibration stored in a model card, if any."""
         values = card.get("calibration")
         return cls(**{k: float(values[k]) for k in cls._fields}) if values else None

@@ -4,7 +4,8 @@ variables check a value by the same rule and say the same words about a bad one.
 from __future__ import annotations
 
 import re
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 DEVICES = ("auto", "cpu", "gpu")  # and gpu:N, the Nth GPU (from 0): one engine per device (docs/gpu.md)
 AUTO = "auto"
@@ -46,8 +47,7 @@ class Rule(NamedTuple):
             return value in self.choices
         if self.test is not None:
             return self.test(value)
-        return ((self.minimum is None or value >= self.minimum)
-                and (self.maximum is None or value <= self.maximum))
+        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
 
     def describe(self) -> str:
         """What the setting must do, to end a sentence that starts `NAME must`: `be at least 1`."""

@@ -11,15 +11,17 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 LOCK_FILE = ".denoise.lock"
 LOCK_SIZE = 4096  # the lock file is allocated once, so its state can be rewritten on a full disk
 
 # errors that belong to one input's name, not to the disk: such an input fails, the others go on
-PER_INPUT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ, errno.EISDIR, errno.ENOTDIR,
-                              errno.EEXIST, errno.ELOOP})
+PER_INPUT_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ELOOP}
+)
 
 
 def temporary_path(target: Path) -> Path:
@@ -98,7 +100,7 @@ def remove_stale_temporaries(folder: Path) -> None:
     if not folder.is_dir():
         return
     for path in folder.glob(".*.tmp"):
-        pid = path.name[:-len(".tmp")].rpartition(".")[2]
+        pid = path.name[: -len(".tmp")].rpartition(".")[2]
         if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
             path.unlink(missing_ok=True)
 
@@ -136,8 +138,10 @@ def cause(error: OSError, folders: dict[str, Path]) -> str:
     """A short reason such as "no space left on OUTPUT", naming the folder the failed path (a copy's or rename's
     destination first) lies in."""
     paths = [Path(os.path.abspath(path)) for path in (error.filename2, error.filename) if path]
-    where = next((name for path in paths for name, folder in folders.items()
-                  if path.is_relative_to(os.path.abspath(folder))), None)
+    where = next(
+        (name for path in paths for name, folder in folders.items() if path.is_relative_to(os.path.abspath(folder))),
+        None,
+    )
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         what = "no space left"
     else:
@@ -160,7 +164,7 @@ class OutputLock:
         self.output, self.path = output, output / LOCK_FILE
         self._fd: int | None = None
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         """Take OUTPUT; BlockingIOError when another process holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -179,7 +183,7 @@ class OutputLock:
         """Rewrite the state in place (the blocks are allocated, so this works on a full disk)."""
         if self._fd is None:
             return
-        data = json.dumps(stall._asdict(), ensure_ascii=False).encode()[:LOCK_SIZE - 1]
+        data = json.dumps(stall._asdict(), ensure_ascii=False).encode()[: LOCK_SIZE - 1]
         os.pwrite(self._fd, data.ljust(LOCK_SIZE - 1) + b"\n", 0)
 
     def release(self) -> None:
@@ -187,7 +191,7 @@ class OutputLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -48,8 +48,9 @@ def _starts(size: int, tile: int, stride: int) -> tuple[int, ...]:
     return tuple(range(0, last, stride)) + (last,) if last else (0,)
 
 
-def plan_tiles(height: int, width: int, tile: int | tuple[int, int], overlap: int, margin: int | None = None,
-               align: int = 1) -> TilePlan:
+def plan_tiles(
+    height: int, width: int, tile: int | tuple[int, int], overlap: int, margin: int | None = None, align: int = 1
+) -> TilePlan:
     """Plan tiles of one shape for an image; the canvas is the image padded to `align` and at least one tile.
 
     Args:
@@ -66,8 +67,15 @@ def plan_tiles(height: int, width: int, tile: int | tuple[int, int], overlap: in
     canvas = (max(tile[0], round_up(height, align)), max(tile[1], round_up(width, align)))
     if any(overlap >= side < length for side, length in zip(tile, canvas)):
         raise ValueError(f"tile {tile} must be longer than the overlap {overlap} where tiles meet")
-    return TilePlan(height, width, canvas, tile, overlap, margin,
-                    *(_starts(length, side, side - overlap) for length, side in zip(canvas, tile)))
+    return TilePlan(
+        height,
+        width,
+        canvas,
+        tile,
+        overlap,
+        margin,
+        *(_starts(length, side, side - overlap) for length, side in zip(canvas, tile)),
+    )
 
 
 def pad_to_canvas(image: np.ndarray, plan: TilePlan) -> np.ndarray:
@@ -85,7 +93,7 @@ def tile_at(image: np.ndarray, plan: TilePlan, index: int) -> np.ndarray:
     """Tile `index` of the image's canvas without building the canvas: a view, mirror-padded where it passes
     the bottom or right edge (the padding is under `align` pixels, or the tile holds the whole image)."""
     y, x = tile_origin(plan, index)
-    tile = image[y:y + plan.tile[0], x:x + plan.tile[1]]
+    tile = image[y : y + plan.tile[0], x : x + plan.tile[1]]
     pad_y, pad_x = plan.tile[0] - tile.shape[0], plan.tile[1] - tile.shape[1]
     return np.pad(tile, ((0, pad_y), (0, pad_x), (0, 0)), mode="symmetric") if pad_y or pad_x else tile
 
@@ -120,7 +128,7 @@ def _weight_sums(starts: tuple[int, ...], side: int, size: int, plan: TilePlan) 
     """Sum of the 1-D windows of all tiles along one axis."""
     total = np.zeros(size)
     for start in starts:
-        total[start:start + side] += _axis_window(start, side, size, plan)
+        total[start : start + side] += _axis_window(start, side, size, plan)
     return total
 
 
@@ -139,7 +147,7 @@ class Blend:
         self.plan, self.out, self.top = plan, out, 0
         self.band = np.zeros((plan.tile[0], plan.canvas[1], channels), np.float32)
         rows = _weight_sums(plan.ys, plan.tile[0], plan.canvas[0], plan)
-        columns = _weight_sums(plan.xs, plan.tile[1], plan.canvas[1], plan)[:plan.width]
+        columns = _weight_sums(plan.xs, plan.tile[1], plan.canvas[1], plan)[: plan.width]
         self.row_scale = (1.0 / rows).astype(np.float32)[:, None, None]
         self.col_scale = (1.0 / columns).astype(np.float32)[:, None]
 
@@ -150,9 +158,10 @@ class Blend:
             raise ValueError(f"tile {index} arrived after its rows were written out")
         self._write_rows(y)
         (height, width), canvas = self.plan.tile, self.plan.canvas
-        window = np.outer(_axis_window(y, height, canvas[0], self.plan),
-                          _axis_window(x, width, canvas[1], self.plan)).astype(np.float32)
-        self.band[:, x:x + width] += window[..., None] * tile
+        window = np.outer(
+            _axis_window(y, height, canvas[0], self.plan), _axis_window(x, width, canvas[1], self.plan)
+        ).astype(np.float32)
+        self.band[:, x : x + width] += window[..., None] * tile
 
     def finish(self) -> np.ndarray:
         """Write the last rows and return `out`."""
@@ -166,10 +175,10 @@ class Blend:
             return
         end = min(until, self.plan.height)
         if end > self.top:
-            rows = self.band[:end - self.top, :self.plan.width]  # normalised in place: no band-sized temporaries
-            rows *= self.row_scale[self.top:end]
+            rows = self.band[: end - self.top, : self.plan.width]  # normalised in place: no band-sized temporaries
+            rows *= self.row_scale[self.top : end]
             rows *= self.col_scale
-            self.out[self.top:end] = rows if rows.shape[-1] == self.out.shape[-1] else rows.mean(-1, keepdims=True)
+            self.out[self.top : end] = rows if rows.shape[-1] == self.out.shape[-1] else rows.mean(-1, keepdims=True)
         self.band[:-count] = self.band[count:]
         self.band[-count:] = 0.0
         self.top = until

@@ -36,16 +36,18 @@ def stored_dtypes(path) -> list[str]:
 
     stored = []
     with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read(WEIGHTS_ENTRY)), "r") as weights:
-        weights.visititems(lambda name, item: stored.append(str(item.dtype)) if isinstance(item, h5py.Dataset) else None)
+        weights.visititems(
+            lambda name, item: stored.append(str(item.dtype)) if isinstance(item, h5py.Dataset) else None
+        )
     return sorted(stored)
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Paths of a tiny gray and a tiny colour residual model with random weights."""
-    from denoise_train.presets import residual
-
     import keras
+
+    from denoise_train.presets import residual
 
     keras.utils.set_random_seed(1)
     folder = tmp_path_factory.mktemp("models")

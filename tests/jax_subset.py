@@ -21,7 +21,8 @@ def count_compiles() -> list[str]:
 
     compiles: list[str] = []
     jax.monitoring.register_event_duration_secs_listener(
-        lambda event, _seconds, **_kw: compiles.append(event) if event == COMPILE_EVENT else None)
+        lambda event, _seconds, **_kw: compiles.append(event) if event == COMPILE_EVENT else None
+    )
     return compiles
 
 
@@ -78,8 +79,9 @@ def main(models: Path, images: Path, work: Path, result: Path) -> None:
     report = {"backend": keras.backend.backend()}
     report["tiled_vs_whole"] = tiled_against_whole(models / "gray.keras")
     report["compiles"] = compiles_over_sizes(models / "gray.keras")
-    run_cli(["batch", str(images), str(work / "batch"), "-m", str(models / "gray.keras"), "--precision", "float32",
-             "-q"])
+    run_cli(
+        ["batch", str(images), str(work / "batch"), "-m", str(models / "gray.keras"), "--precision", "float32", "-q"]
+    )
     run_cli(["score", str(images), str(work / "score"), "-q"])
     result.write_text(json.dumps(report))
 

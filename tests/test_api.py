@@ -22,8 +22,7 @@ def photo(rng) -> np.ndarray:
 
 
 def test_import_denoiser_stays_light_until_the_api_is_used():
-    code = ("import sys, denoiser; denoiser.load; "
-            "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    code = "import sys, denoiser; denoiser.load; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

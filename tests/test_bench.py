@@ -29,8 +29,26 @@ def test_flops_of_a_two_level_unet_count_strides():
 
 def test_bench_reports_each_size(tmp_path, tiny_models):
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(main, ["bench", "-m", str(tiny_models["gray"]), "-s", "64x48", "-s", "100x100",
-                                       "--min-seconds", "0", "-t", "32", "--precision", "float32", "-o", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "-m",
+            str(tiny_models["gray"]),
+            "-s",
+            "64x48",
+            "-s",
+            "100x100",
+            "--min-seconds",
+            "0",
+            "-t",
+            "32",
+            "--precision",
+            "float32",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert re.search(r"ceiling [\d.]+ GFLOP/s: matmul (1024|2048|3072|4096)\^3 float32", result.output), result.output
     assert "64x48" in result.output

@@ -46,7 +46,12 @@ def test_batch_mirrors_folder_and_writes_scores(inbox, tmp_path, tiny_models):
     assert code == 0, text
     assert snapshot(inbox) == before, "inputs must never change"
     assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
-        "gray.png", "colour photo.jpg", "sub/déjà-vu.tif", "scores.jsonl", ".denoise.lock"}
+        "gray.png",
+        "colour photo.jpg",
+        "sub/déjà-vu.tif",
+        "scores.jsonl",
+        ".denoise.lock",
+    }
     assert len(records) == 3 and all(RECORD_FIELDS <= set(r) for r in records)
     assert all(r["status"] == "ok" and r["error"] is None and 0 <= r["score"] <= 1 for r in records)
     by_name = {Path(r["input"]).name: r for r in records}
@@ -92,7 +97,10 @@ def test_default_models_are_picked_per_image(inbox, tmp_path, tiny_models, monke
     code, _, records = run("batch", inbox, tmp_path / "out", "-r", "-t", "32", "-q")
     assert code == 0
     assert {Path(r["input"]).name: r["model"] for r in records} == {
-        "gray.png": "tiny-gray", "colour photo.jpg": "tiny-color", "déjà-vu.tif": "tiny-color"}
+        "gray.png": "tiny-gray",
+        "colour photo.jpg": "tiny-color",
+        "déjà-vu.tif": "tiny-color",
+    }
     assert {r["precision"] for r in records} == {resolve_precision("auto", "cpu")}
 
 
@@ -119,8 +127,9 @@ def test_bad_inputs_fail_with_reasons_and_others_go_through(tmp_path, tiny_model
     folder.mkdir()
     make_bad_inputs(folder, rng)
     out = tmp_path / "out"
-    code, text, records = run("batch", folder, out, "-m", tiny_models["gray"], "-t", "32", "-q",
-                              "--max-pixels", "10000")
+    code, text, records = run(
+        "batch", folder, out, "-m", tiny_models["gray"], "-t", "32", "-q", "--max-pixels", "10000"
+    )
     assert code == 1
     status = {Path(r["input"]).name: r for r in records}
     assert status["whole.png"]["status"] == "ok"
@@ -156,8 +165,9 @@ def test_refuses_to_write_over_inputs(inbox, tiny_models):
 
 def test_preview_sheet_shows_before_and_after(inbox, tmp_path, tiny_models):
     sheet = tmp_path / "out" / "sheet.png"
-    code, _, _ = run("batch", inbox, tmp_path / "out", "-m", tiny_models["color"], "-t", "32", "-q",
-                     "--preview", sheet, "-n", "2")
+    code, _, _ = run(
+        "batch", inbox, tmp_path / "out", "-m", tiny_models["color"], "-t", "32", "-q", "--preview", sheet, "-n", "2"
+    )
     assert code == 0
     with Image.open(sheet) as im:
         assert im.mode == "RGB" and im.height > 2 * 256 and im.width > 2 * 48
@@ -170,6 +180,15 @@ def test_missing_model_is_a_usage_error(inbox, tmp_path):
 
 def test_help_lists_short_and_long_options():
     result = CliRunner().invoke(main, ["batch", "--help"])
-    for flag in ("-m, --model", "-t, --tile", "--overlap", "-b, --batch-size", "--device", "-r, --recursive",
-                 "--overwrite", "--fail-fast", "--preview"):
+    for flag in (
+        "-m, --model",
+        "-t, --tile",
+        "--overlap",
+        "-b, --batch-size",
+        "--device",
+        "-r, --recursive",
+        "--overwrite",
+        "--fail-fast",
+        "--preview",
+    ):
         assert flag in result.output

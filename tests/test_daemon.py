@@ -43,8 +43,12 @@ class Daemon:
     def __init__(self, args: list, log: Path, env: dict | None = None):
         self.log = log
         with open(log, "ab") as sink:
-            self.process = subprocess.Popen([str(a) for a in args], stdout=sink, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+            self.process = subprocess.Popen(
+                [str(a) for a in args],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+            )
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -84,8 +88,10 @@ def wait_for(output: Path, names: set[str], daemon: Daemon, timeout: float = 30)
 
 def routed(entry: dict) -> bool:
     """Whether a record's claim folder is gone: the record comes first, then the files are moved."""
-    work = next((parent / ".denoised-work" for parent in Path(entry["input"]).parents
-                 if (parent / ".denoised-work").is_dir()), None)
+    work = next(
+        (parent / ".denoised-work" for parent in Path(entry["input"]).parents if (parent / ".denoised-work").is_dir()),
+        None,
+    )
     return work is None or not entry.get("claim") or not (work / entry["claim"]).exists()
 
 
@@ -115,9 +121,31 @@ def watcher(tmp_path_factory, tiny_models):
     reader = threading.Thread(target=read_datagrams, args=(sink, messages, done), name="notify-reader")
     reader.start()
     port = free_port()
-    daemon = Daemon([DENOISE, "watch", inbox, output, "-r", "-m", tiny_models["color"], "-t", "32", "-s", "1.5",
-                     "-L", "50", "-M", port, "--max-pixels", 20000, "--precision", "float32"], root / "daemon.log",
-                    {"NOTIFY_SOCKET": str(root / "notify"), "WATCHDOG_USEC": "400000"})
+    daemon = Daemon(
+        [
+            DENOISE,
+            "watch",
+            inbox,
+            output,
+            "-r",
+            "-m",
+            tiny_models["color"],
+            "-t",
+            "32",
+            "-s",
+            "1.5",
+            "-L",
+            "50",
+            "-M",
+            port,
+            "--max-pixels",
+            20000,
+            "--precision",
+            "float32",
+        ],
+        root / "daemon.log",
+        {"NOTIFY_SOCKET": str(root / "notify"), "WATCHDOG_USEC": "400000"},
+    )
     try:
         daemon.wait_ready()
         yield {"inbox": inbox, "output": output, "daemon": daemon, "notify": messages, "port": port}
@@ -174,15 +202,19 @@ def test_a_slow_writer_is_taken_only_when_complete(watcher, rng, tiny_models, tm
     data = image_bytes(rng, 64)
     with open(inbox / "slow.png", "wb") as handle:
         for start in range(0, len(data), len(data) // 6 + 1):
-            handle.write(data[start:start + len(data) // 6 + 1])
+            handle.write(data[start : start + len(data) // 6 + 1])
             handle.flush()
             time.sleep(0.5)
         assert "slow.png" not in {Path(r["input"]).name for r in records(output)}, "taken before complete"
     entry = wait_for(output, {"slow.png"}, watcher["daemon"])["slow.png"]
     assert entry["status"] == "ok", entry
     (tmp_path / "full.png").write_bytes(data)
-    expected = next(process([Job(tmp_path / "full.png", tmp_path / "expected.png")],
-                            Models(Settings(tile=32, precision="float32"), str(tiny_models["color"]))))
+    expected = next(
+        process(
+            [Job(tmp_path / "full.png", tmp_path / "expected.png")],
+            Models(Settings(tile=32, precision="float32"), str(tiny_models["color"])),
+        )
+    )
     assert expected.ok
     difference = np.abs(decoded(output / "slow.png").astype(int) - decoded(tmp_path / "expected.png").astype(int))
     assert difference.max() <= 1
@@ -281,8 +313,10 @@ def test_kill_9_at_random_moments_then_restart_gives_each_input_one_outcome(tmp_
     inbox, output = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
     config = tmp_path / "denoised.toml"
-    config.write_text(f'inbox = "{inbox}"\noutput = "{tmp_path / "not-this"}"\nmodel = "{tiny_models["color"]}"\n'
-                      'tile = 32\npolling = true\nsettle = 0.3\nbatch-size = 4\n')
+    config.write_text(
+        f'inbox = "{inbox}"\noutput = "{tmp_path / "not-this"}"\nmodel = "{tiny_models["color"]}"\n'
+        "tile = 32\npolling = true\nsettle = 0.3\nbatch-size = 4\n"
+    )
     command, env = [sys.executable, "-m", "denoised", "--config", config], {"DENOISED_OUTPUT": str(output)}
     names, corrupt = set(), set()
     log = tmp_path / "daemon.log"
@@ -323,6 +357,11 @@ def test_unwritable_output_or_bad_settings_exit_2_with_a_message(tmp_path):
     watch = subprocess.run([DENOISE, "watch", inbox, blocker / "out"], capture_output=True, text=True, timeout=60)
     assert watch.returncode == 2 and "not writable" in watch.stderr
     env = {**os.environ, "DENOISED_INBOX": str(inbox), "DENOISED_OUTPUT": str(tmp_path / "out")}
-    bad = subprocess.run([sys.executable, "-m", "denoised"], capture_output=True, text=True, timeout=60,
-                         env={**env, "DENOISED_BATCH_SIZE": "0"})
+    bad = subprocess.run(
+        [sys.executable, "-m", "denoised"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "DENOISED_BATCH_SIZE": "0"},
+    )
     assert bad.returncode == 2 and "batch_size must be at least 1" in bad.stderr

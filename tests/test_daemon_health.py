@@ -57,8 +57,9 @@ def progress():
     """Counters on a fake clock and a pinger fed by them, as `serve` wires them (without its threads)."""
     clock = FakeClock()
     counters = Counters(clock)
-    return SimpleNamespace(clock=clock, counters=counters,
-                           pinger=WatchdogPinger(WINDOW / 2, lambda: counters.progressing(WINDOW)))
+    return SimpleNamespace(
+        clock=clock, counters=counters, pinger=WatchdogPinger(WINDOW / 2, lambda: counters.progressing(WINDOW))
+    )
 
 
 def claim(name: str = "a.png") -> Claim:
@@ -140,8 +141,10 @@ class FakeEngine:
 def test_warm_up_asks_systemd_for_more_time_before_each_engine(systemd, monkeypatch, tmp_path):
     log, counters = [], Counters(FakeClock())
     engines = {channels: FakeEngine(systemd, log) for channels in (1, 3)}
-    fake_models = lambda settings, model, scorer: SimpleNamespace(
-        settings=settings, model=model, scorer_path=scorer, for_channels=engines.__getitem__)
+
+    def fake_models(settings, model, scorer):
+        return SimpleNamespace(settings=settings, model=model, scorer_path=scorer, for_channels=engines.__getitem__)
+
     monkeypatch.setattr(daemon, "Models", fake_models)
     models = warm_models(Config(tmp_path, tmp_path / "out"), None, counters)
     extension = f"EXTEND_TIMEOUT_USEC={int(WARM_UP_SECONDS * 1e6)}"
@@ -240,15 +243,22 @@ def test_metrics_address_must_be_an_ip_address(tmp_path):
         load_config(None, {**environ, "DENOISED_METRICS_ADDRESS": "localhost"})
 
 
-@pytest.mark.parametrize("port, address, network", [
-    (0, "127.0.0.1", ("PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX", "IPAddressAllow=localhost")),
-    (9187, "127.0.0.1", ("PrivateNetwork=no", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-                         "IPAddressAllow=localhost")),
-    (9187, "0.0.0.0", ("PrivateNetwork=no", "IPAddressAllow=any")),
-])
+@pytest.mark.parametrize(
+    "port, address, network",
+    [
+        (0, "127.0.0.1", ("PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX", "IPAddressAllow=localhost")),
+        (
+            9187,
+            "127.0.0.1",
+            ("PrivateNetwork=no", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "IPAddressAllow=localhost"),
+        ),
+        (9187, "0.0.0.0", ("PrivateNetwork=no", "IPAddressAllow=any")),
+    ],
+)
 def test_rendered_unit_opens_the_network_only_for_metrics(tmp_path, port, address, network):
-    unit = render_unit(tmp_path / "denoised.toml", Config(tmp_path, tmp_path, metrics_port=port,
-                                                          metrics_address=address), "scanner")
+    unit = render_unit(
+        tmp_path / "denoised.toml", Config(tmp_path, tmp_path, metrics_port=port, metrics_address=address), "scanner"
+    )
     lines = unit.splitlines()
     assert all(line in lines for line in network) and "IPAddressDeny=any" in lines
     assert sum(line.startswith("PrivateNetwork=") for line in lines) == 1

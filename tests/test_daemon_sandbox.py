@@ -41,23 +41,28 @@ def rendered(tmp_path: Path, **settings) -> Path:
 
 def exposure(unit: Path) -> float:
     """The overall exposure level `systemd-analyze security --offline=yes` gives the unit."""
-    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True,
-                            text=True)
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True)
     found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
     assert found, result.stdout + result.stderr
     return float(found.group(1))
 
 
 @NEEDS_ANALYZE
-@pytest.mark.parametrize("settings", [{}, {"metrics_port": 9187}, {"metrics_port": 9187, "metrics_address": "::"}],
-                         ids=["metrics-off", "metrics-loopback", "metrics-any"])
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"metrics_port": 9187}, {"metrics_port": 9187, "metrics_address": "::"}],
+    ids=["metrics-off", "metrics-loopback", "metrics-any"],
+)
 def test_rendered_unit_verifies_and_scores_at_most_2(tmp_path, settings):
     unit = rendered(tmp_path, **settings)
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0 and "denoised.service" not in verify.stderr, verify.stderr
     assert exposure(unit) <= MAX_EXPOSURE
-    threshold = subprocess.run(["systemd-analyze", "security", "--offline=yes", f"--threshold={MAX_EXPOSURE * 10:.0f}",
-                                str(unit)], capture_output=True, text=True)
+    threshold = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", f"--threshold={MAX_EXPOSURE * 10:.0f}", str(unit)],
+        capture_output=True,
+        text=True,
+    )
     assert threshold.returncode == 0, threshold.stdout[-2000:]
 
 
@@ -150,24 +155,54 @@ def test_tensorflow_cleans_images_inside_the_units_sandbox(tmp_path, tiny_models
     (work / "in").mkdir(parents=True)
     model = shutil.copy(tiny_models["gray"], work / "gray.keras")
     config = Config(work / "in", work / "out", model=str(model), tile=32, settle=0.2)
-    (work / "denoised.toml").write_text(f'inbox = "{config.inbox}"\noutput = "{config.output}"\n'
-                                        f'model = "{model}"\ntile = 32\nsettle = 0.2\n')
+    (work / "denoised.toml").write_text(
+        f'inbox = "{config.inbox}"\noutput = "{config.output}"\nmodel = "{model}"\ntile = 32\nsettle = 0.2\n'
+    )
     unit = render_unit(work / "denoised.toml", config, "root")
     assert "PrivateNetwork=yes" in unit.splitlines(), "metrics are off: no network"
     (work / "syscalls").write_text("\n".join(allowed_syscalls(unit)))
     error_number = getattr(errno, re.search(r"^SystemCallErrorNumber=(\w+)$", unit, re.M).group(1))
-    seccomp = [sys.executable, str(Path(__file__).with_name("seccomp_exec.py")), str(work / "syscalls"),
-               str(error_number), "--"]
-    keep = " ".join(str(path) for path in {Path(__file__).resolve().parents[1], Path(sys.prefix).resolve()}
-                    if path.is_relative_to("/tmp"))
-    command = ["unshare", "--mount", "--propagation", "private", "--net", "sh", "-c", SANDBOX, "sandbox", str(work), keep,
-               *seccomp, sys.executable, "-m", "denoised", "--config", str(work / "denoised.toml")]
+    seccomp = [
+        sys.executable,
+        str(Path(__file__).with_name("seccomp_exec.py")),
+        str(work / "syscalls"),
+        str(error_number),
+        "--",
+    ]
+    keep = " ".join(
+        str(path)
+        for path in {Path(__file__).resolve().parents[1], Path(sys.prefix).resolve()}
+        if path.is_relative_to("/tmp")
+    )
+    command = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--net",
+        "sh",
+        "-c",
+        SANDBOX,
+        "sandbox",
+        str(work),
+        keep,
+        *seccomp,
+        sys.executable,
+        "-m",
+        "denoised",
+        "--config",
+        str(work / "denoised.toml"),
+    ]
     log = tmp_path / "daemon.log"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink, open(log, "wb") as sink_log:
         sink.bind(str(work / "notify"))
         sink.settimeout(0.5)
-        env = {**os.environ, "NOTIFY_SOCKET": str(work / "notify"), "TF_CPP_MIN_LOG_LEVEL": "3",
-               "PYTHONPATH": str(Path(__file__).parents[1])}
+        env = {
+            **os.environ,
+            "NOTIFY_SOCKET": str(work / "notify"),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONPATH": str(Path(__file__).parents[1]),
+        }
         daemon = subprocess.Popen(command, stdout=sink_log, stderr=subprocess.STDOUT, env=env)
         try:
             started = receive_until(sink, "READY=1", daemon, log)
@@ -202,8 +237,14 @@ def test_the_gpu_dropin_exposes_the_nvidia_nodes_and_no_other_device():
     lines = gpu_dropin(["/dev/nvidia1", "/dev/nvidia0"]).splitlines()
     assert "PrivateDevices=no" in lines and "DevicePolicy=closed" in lines
     allowed = [line.partition("=")[2] for line in lines if line.startswith("DeviceAllow=")]
-    assert allowed == ["/dev/nvidiactl rw", "/dev/nvidia-uvm rw", "/dev/nvidia-uvm-tools rw", "char-nvidia-caps r",
-                       "/dev/nvidia0 rw", "/dev/nvidia1 rw"]
+    assert allowed == [
+        "/dev/nvidiactl rw",
+        "/dev/nvidia-uvm rw",
+        "/dev/nvidia-uvm-tools rw",
+        "char-nvidia-caps r",
+        "/dev/nvidia0 rw",
+        "/dev/nvidia1 rw",
+    ]
     assert "DeviceAllow=/dev/nvidia0 rw" in gpu_dropin([]).splitlines(), "the shipped GPU 0 where none is found"
 
 
@@ -214,11 +255,18 @@ def test_the_unit_with_the_gpu_dropin_verifies(tmp_path):
     unit = gpu_unit(tmp_path, gpu_dropin(["/dev/nvidia0"]))
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0 and "gpu.conf" not in verify.stderr, verify.stderr
-    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True,
-                              text=True).stdout
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True
+    ).stdout
     acl = re.search(r"device ACL with some special devices: (.*?)\s{2}", security)
-    assert acl and set(acl.group(1).split()) == {"char-rtc:r", "char-nvidia-caps:r", "/dev/nvidia0:rw",
-                                                 "/dev/nvidiactl:rw", "/dev/nvidia-uvm:rw", "/dev/nvidia-uvm-tools:rw"}
+    assert acl and set(acl.group(1).split()) == {
+        "char-rtc:r",
+        "char-nvidia-caps:r",
+        "/dev/nvidia0:rw",
+        "/dev/nvidiactl:rw",
+        "/dev/nvidia-uvm:rw",
+        "/dev/nvidia-uvm-tools:rw",
+    }
     assert exposure(unit) <= MAX_EXPOSURE
 
 

@@ -21,15 +21,26 @@ from click.testing import CliRunner
 
 from denoised.claims import Claim, Router, WorkArea, inbox_files, is_candidate, refusal, scored_claims
 from denoised.config import Config, StartupError, load_config
-from denoised.daemon import (MAX_ATTEMPTS, Folders, Reload, Run, Signals, batches, check_folders, prepare, recover,
-                             reload, stop_thread)
+from denoised.daemon import (
+    MAX_ATTEMPTS,
+    Folders,
+    Reload,
+    Run,
+    Signals,
+    batches,
+    check_folders,
+    prepare,
+    recover,
+    reload,
+    stop_thread,
+)
 from denoised.intake import InboxEvents, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
 from denoised.systemd import notify, render_unit, watchdog_interval
 from denoiser.cli import main
 from denoiser.pipeline import SCORES_FILE, ScoresLog
-from denoiser.storage import OutputLock
 from denoiser.records import Record
+from denoiser.storage import OutputLock
 from tests.conftest import write_image
 
 
@@ -41,8 +52,16 @@ def folders(tmp_path):
 
 
 def ok_record(claim: Claim, output: Path, anomalous: bool = False) -> Record:
-    return Record(str(claim.relative), str(output / claim.relative), status="ok", score=0.1, anomalous=anomalous,
-                  width=4, height=4, claim=claim.id)
+    return Record(
+        str(claim.relative),
+        str(output / claim.relative),
+        status="ok",
+        score=0.1,
+        anomalous=anomalous,
+        width=4,
+        height=4,
+        claim=claim.id,
+    )
 
 
 # config
@@ -51,22 +70,47 @@ def ok_record(claim: Claim, output: Path, anomalous: bool = False) -> Record:
 def test_config_from_toml_with_environment_overrides(tmp_path):
     path = tmp_path / "denoised.toml"
     path.write_text('inbox = "/srv/in"\noutput = "/srv/out"\nbatch-size = 4\nrecursive = true\nsettle = 0.5\n')
-    config = load_config(path, {"DENOISED_BATCH_SIZE": "16", "DENOISED_POLLING": "yes", "DENOISED_OVERLAP": "none",
-                                "DENOISED_ENSEMBLE": "4", "OTHER": "x"})
+    config = load_config(
+        path,
+        {
+            "DENOISED_BATCH_SIZE": "16",
+            "DENOISED_POLLING": "yes",
+            "DENOISED_OVERLAP": "none",
+            "DENOISED_ENSEMBLE": "4",
+            "OTHER": "x",
+        },
+    )
     assert (config.inbox, config.output) == (Path("/srv/in"), Path("/srv/out"))
     assert (config.settings().ensemble, config.settings().batch_size) == (4, 16)
-    assert (config.batch_size, config.recursive, config.polling, config.settle, config.overlap) == (16, True, True,
-                                                                                                    0.5, None)
+    assert (config.batch_size, config.recursive, config.polling, config.settle, config.overlap) == (
+        16,
+        True,
+        True,
+        0.5,
+        None,
+    )
 
 
-@pytest.mark.parametrize("environ, message", [
-    ({"DENOISED_INBOX": "/in"}, "output must be set"),
-    ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_BATCHSIZE": "3"}, "unknown config keys: batchsize"),
-    ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_TILE": "big"}, "tile: 'big' is not a valid int"),
-    ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_AFTER": "move"}, "after must be one of"),
-    ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_ENSEMBLE": "3"}, "ensemble must be one of 1, 2, 4"),
-    ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_RECURSIVE": "maybe"}, "recursive"),
-])
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"DENOISED_INBOX": "/in"}, "output must be set"),
+        (
+            {"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_BATCHSIZE": "3"},
+            "unknown config keys: batchsize",
+        ),
+        (
+            {"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_TILE": "big"},
+            "tile: 'big' is not a valid int",
+        ),
+        ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_AFTER": "move"}, "after must be one of"),
+        (
+            {"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_ENSEMBLE": "3"},
+            "ensemble must be one of 1, 2, 4",
+        ),
+        ({"DENOISED_INBOX": "/in", "DENOISED_OUTPUT": "/out", "DENOISED_RECURSIVE": "maybe"}, "recursive"),
+    ],
+)
 def test_bad_config_is_a_clear_error(environ, message):
     with pytest.raises(StartupError, match=message):
         load_config(None, environ)
@@ -199,7 +243,9 @@ def test_a_file_in_flight_at_every_crash_is_given_up_and_suspects_go_alone(folde
     for claim in (plain[0], plain[1], suspect._replace(attempts=1), plain[2]):
         queued.put(claim)
     one_tile = SimpleNamespace(for_channels=lambda c: SimpleNamespace(plan=lambda h, w: SimpleNamespace(count=1)))
-    run = Run(Config(inbox, output, max_latency=0), one_tile, Folders(work, OutputLock(output)), router, None, Counters())
+    run = Run(
+        Config(inbox, output, max_latency=0), one_tile, Folders(work, OutputLock(output)), router, None, Counters()
+    )
     made = batches(queued, SimpleNamespace(error=None), run)
     assert [[c.id for c in next(made)] for _ in range(3)] == [["c0", "c1"], [suspect.id], ["c2"]]
 
@@ -242,8 +288,9 @@ def test_failures_go_to_failed_with_their_reason(folders):
     assert reason["reason"] == "not an image" and reason["claim"] == claim.id and reason["time"]
 
 
-@pytest.mark.parametrize("after, where", [("delete", None), ("keep", "in/.denoised-kept/a.png"),
-                                          ("processed", "out/processed/a.png")])
+@pytest.mark.parametrize(
+    "after, where", [("delete", None), ("keep", "in/.denoised-kept/a.png"), ("processed", "out/processed/a.png")]
+)
 def test_after_choices(folders, tmp_path, after, where):
     inbox, output = folders
     work, router = WorkArea(inbox), Router(inbox, output, after)
@@ -265,8 +312,10 @@ def test_refusals(folders, tmp_path):
     (output / "escape").mkdir(parents=True)
     (output / "escape" / "sub").symlink_to(tmp_path)
     write_image(inbox / "escape" / "sub" / "e.png", np.zeros((4, 4), np.uint8))
-    reasons = {name: refusal(work.claim(inbox / name), inbox, output)
-               for name in ("in.png", "real.png", "out.png", "pipe.png", "escape/sub/e.png")}
+    reasons = {
+        name: refusal(work.claim(inbox / name), inbox, output)
+        for name in ("in.png", "real.png", "out.png", "pipe.png", "escape/sub/e.png")
+    }
     assert reasons["real.png"] is None and reasons["in.png"] is None
     assert "points outside INBOX" in reasons["out.png"] and "FIFO" in reasons["pipe.png"]
     assert "escapes OUTPUT" in reasons["escape/sub/e.png"]
@@ -274,8 +323,10 @@ def test_refusals(folders, tmp_path):
 
 def test_scored_claims_reads_only_the_wanted_records(tmp_path):
     scores = tmp_path / SCORES_FILE
-    scores.write_text('{"input": "a.png", "claim": "a", "status": "ok"}\n{"input": "x.png", "status": "ok"}\n'
-                      'not json "claim"\n{"claim": "c"}\n{"input": "b.png", "claim": "b", "status": "failed"}\n')
+    scores.write_text(
+        '{"input": "a.png", "claim": "a", "status": "ok"}\n{"input": "x.png", "status": "ok"}\n'
+        'not json "claim"\n{"claim": "c"}\n{"input": "b.png", "claim": "b", "status": "failed"}\n'
+    )
     assert scored_claims(scores, ["b", "c"]) == {"b": Record("b.png", status="failed", claim="b")}
 
 
@@ -338,10 +389,29 @@ def test_metrics_endpoint_serves_prometheus_text():
 
 
 def test_status_reports_counts_last_error_and_throughput(tmp_path):
-    rows = [{"input": f"in/{i}.png", "status": "ok", "anomalous": i == 1, "width": 100, "height": 100,
-             "error": None, "time": f"2026-11-24T07:00:{i:02d}+00:00"} for i in range(5)]
-    rows.append({"input": "in/bad.png", "status": "failed", "anomalous": None, "width": None, "height": None,
-                 "error": "not an image", "time": "2026-11-24T07:00:10+00:00"})
+    rows = [
+        {
+            "input": f"in/{i}.png",
+            "status": "ok",
+            "anomalous": i == 1,
+            "width": 100,
+            "height": 100,
+            "error": None,
+            "time": f"2026-11-24T07:00:{i:02d}+00:00",
+        }
+        for i in range(5)
+    ]
+    rows.append(
+        {
+            "input": "in/bad.png",
+            "status": "failed",
+            "anomalous": None,
+            "width": None,
+            "height": None,
+            "error": "not an image",
+            "time": "2026-11-24T07:00:10+00:00",
+        }
+    )
     (tmp_path / SCORES_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"torn')
     result = CliRunner().invoke(main, ["status", str(tmp_path), "--json"])
     health = json.loads(result.output)
@@ -361,16 +431,24 @@ def test_unit_file_renders_and_verifies(tmp_path):
     result = CliRunner().invoke(denoised_main, ["install-unit", "-c", str(config), "-u", "scanner"])
     assert result.exit_code == 0, result.output
     unit = result.output
-    for line in ("Type=notify", "User=scanner", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
-                 "Restart=on-failure", f'ReadWritePaths="{tmp_path / "in box"}" {tmp_path / "out"}'):
+    for line in (
+        "Type=notify",
+        "User=scanner",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "Restart=on-failure",
+        f'ReadWritePaths="{tmp_path / "in box"}" {tmp_path / "out"}',
+    ):
         assert line + "\n" in unit
     assert "WatchdogSec=" in unit and f"ExecStart={sys.executable} -m denoised --config {config}" in unit
     assert render_unit(config, Config(tmp_path, tmp_path), "x").count("\n[Service]\n") == 1
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
     (tmp_path / "denoised.service").write_text(unit)
-    verify = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "denoised.service")],
-                            capture_output=True, text=True)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "denoised.service")], capture_output=True, text=True
+    )
     assert verify.returncode == 0 and "denoised.service" not in verify.stderr, verify.stderr
 
 

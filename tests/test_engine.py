@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from denoiser.artifact import Artifact, load_artifact
 from denoiser import engine as engine_module
-from denoiser.engine import (ORIENTATIONS, Engine, Settings, conv_seconds, measure_seam_radius, orient,
-                             resolve_device, resolve_precision, square_crop)
+from denoiser.artifact import Artifact, load_artifact
+from denoiser.engine import (
+    ORIENTATIONS,
+    Engine,
+    Settings,
+    conv_seconds,
+    measure_seam_radius,
+    orient,
+    resolve_device,
+    resolve_precision,
+    square_crop,
+)
 from denoiser.tiling import round_up
 
 
@@ -34,11 +44,16 @@ def record_batch_shapes(engine: Engine) -> list:
 
 def test_each_image_is_cut_into_the_fewest_tiles_each_fitted_to_it(tiny_models):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=768, overlap=104))
-    expected = {(321, 481): (1, (336, 496)), (600, 800): (2, (608, 464)), (1080, 1920): (6, (592, 720)),
-                (2048, 2048): (9, (752, 752)), (4000, 6000): (54, (768, 768)), (10, 12): (1, (16, 16))}
+    expected = {
+        (321, 481): (1, (336, 496)),
+        (600, 800): (2, (608, 464)),
+        (1080, 1920): (6, (592, 720)),
+        (2048, 2048): (9, (752, 752)),
+        (4000, 6000): (54, (768, 768)),
+        (10, 12): (1, (16, 16)),
+    }
     plans = {size: engine.plan(*size) for size in expected}
     assert {size: (plan.count, plan.tile) for size, plan in plans.items()} == expected
-
 
 
 @pytest.mark.parametrize("overlap, tile", [(104, 1280), (110, 1280), (190, 1328), (208, 1456)])
@@ -47,9 +62,14 @@ def test_the_default_tile_is_1280_or_seven_overlaps_where_that_is_more(tiny_mode
     assert engine.tile == tile
     assert Engine(engine.artifact, Settings(tile=640, overlap=overlap)).tile == max(640, 2 * overlap)
 
+
 @settings(max_examples=200, deadline=None)
-@given(height=st.integers(1, 3000), width=st.integers(1, 3000), tile=st.sampled_from([0, 100, 256, 768]),
-       overlap=st.sampled_from([8, 32, 104]))
+@given(
+    height=st.integers(1, 3000),
+    width=st.integers(1, 3000),
+    tile=st.sampled_from([0, 100, 256, 768]),
+    overlap=st.sampled_from([8, 32, 104]),
+)
 def test_tile_plans_cover_the_image_with_the_fewest_and_shortest_tiles(gray_engine, height, width, tile, overlap):
     engine = Engine(gray_engine.artifact, Settings(tile=tile, overlap=overlap))
     plan = engine.plan(height, width)
@@ -72,15 +92,25 @@ def test_auto_device_is_the_cpu_where_the_backend_raises_for_a_missing_gpu(monke
         resolve_device("gpu")
 
 
-@pytest.mark.parametrize("has_bf16, float32_s, bfloat16_s, expected", [
-    (True, 1.0, 0.5, "bfloat16"), (True, 1.0, 0.9, "float32"), (True, 1.0, 1.4, "float32"),
-    (False, 1.0, 0.5, "float32")])
+@pytest.mark.parametrize(
+    "has_bf16, float32_s, bfloat16_s, expected",
+    [
+        (True, 1.0, 0.5, "bfloat16"),
+        (True, 1.0, 0.9, "float32"),
+        (True, 1.0, 1.4, "float32"),
+        (False, 1.0, 0.5, "float32"),
+    ],
+)
 def test_auto_precision_on_a_cpu_is_bf16_only_where_its_units_run_a_convolution_faster(
-        monkeypatch, has_bf16, float32_s, bfloat16_s, expected):
+    monkeypatch, has_bf16, float32_s, bfloat16_s, expected
+):
     timed = []
     monkeypatch.setattr(engine_module, "cpu_has_bf16", lambda: has_bf16)
-    monkeypatch.setattr(engine_module, "conv_seconds", lambda policy: timed.append(policy) or
-                        {"float32": float32_s, "mixed_bfloat16": bfloat16_s}[policy])
+    monkeypatch.setattr(
+        engine_module,
+        "conv_seconds",
+        lambda policy: timed.append(policy) or {"float32": float32_s, "mixed_bfloat16": bfloat16_s}[policy],
+    )
     engine_module.cpu_bf16_is_faster.cache_clear()
     try:
         assert resolve_precision("auto", "cpu") == expected
@@ -174,10 +204,10 @@ def test_a_colour_model_sees_each_plane_replicated_and_its_mean_is_kept(tiny_mod
     assert out.shape == image.shape
     inner = (slice(8, -8), slice(8, -8))  # the engine mirror-pads the canvas; the model alone zero-pads
     for c in range(image_channels):
-        replicated = np.repeat(image[None, ..., c:c + 1], 3, axis=-1)
+        replicated = np.repeat(image[None, ..., c : c + 1], 3, axis=-1)
         whole = np.asarray(engine.artifact.model.predict_on_batch(replicated))[0]
         expected = np.clip(whole.mean(axis=-1, keepdims=True), 0, 1)
-        np.testing.assert_allclose(out[..., c:c + 1][inner], expected[inner], atol=1e-4)
+        np.testing.assert_allclose(out[..., c : c + 1][inner], expected[inner], atol=1e-4)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -225,8 +255,10 @@ def test_an_ensemble_averages_the_model_over_orientations_turned_back(tiny_model
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=5, ensemble=ensemble))
     image = rng.random((80, 75, 1), dtype=np.float32)
     model = engine.artifact.model
-    outputs = [orient(np.asarray(model.predict_on_batch(orient(image, *o)[None].copy()))[0], *o, inverse=True)
-               for o in ORIENTATIONS[:ensemble]]
+    outputs = [
+        orient(np.asarray(model.predict_on_batch(orient(image, *o)[None].copy()))[0], *o, inverse=True)
+        for o in ORIENTATIONS[:ensemble]
+    ]
     inner = (slice(8, -8), slice(8, -8))  # the engine mirror-pads the canvas; the model alone zero-pads
     np.testing.assert_allclose(engine.denoise(image)[inner], np.clip(np.mean(outputs, 0), 0, 1)[inner], atol=1e-4)
     assert np.abs(outputs[0] - outputs[1])[inner].max() > 1e-3, "the orientations give different outputs"
@@ -240,8 +272,8 @@ def test_an_ensemble_of_another_size_is_refused(tiny_models):
 def test_seam_radius_shrinks_with_tolerance_and_keeps_tiles_within_it(rng):
     import keras
 
-    from tests.conftest import tiny_card
     from denoise_train.presets import residual
+    from tests.conftest import tiny_card
 
     keras.utils.set_random_seed(4)
     model = residual(1, depth=12, width=8)
@@ -274,10 +306,10 @@ def test_square_crops_mirror_out_small_images_and_keep_the_top_left_of_large_one
 def test_an_artifact_stores_as_float16_the_weights_float16_holds_and_loads_every_weight_exactly(tmp_path, rounded):
     import keras
 
+    from denoise_train.presets import residual
     from denoiser.artifact import read_card, round_to_half, save_artifact
     from denoiser.int8 import read_int8
     from tests.conftest import stored_dtypes, tiny_card
-    from denoise_train.presets import residual
 
     keras.utils.set_random_seed(5)
     model = residual(1, depth=3, width=64)  # wide enough for the weights to outweigh the archive's overhead

@@ -52,9 +52,25 @@ def test_eval_compares_methods_on_the_saved_noisy_files(tmp_path, rng, tiny_mode
     for i in range(2):
         write_image(clean_dir / f"im{i}.png", np.round(smooth_image(rng, 64)[..., 0] * 255).astype(np.uint8))
     out = tmp_path / "report"
-    result = CliRunner().invoke(main, ["eval", str(clean_dir), "-o", str(out), "--noise", "gauss:25,sp:10",
-                                       "-m", str(tiny_models["gray"]), "--baseline", "median3", "-t", "32",
-                                       "--precision", "float32"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            str(clean_dir),
+            "-o",
+            str(out),
+            "--noise",
+            "gauss:25,sp:10",
+            "-m",
+            str(tiny_models["gray"]),
+            "--baseline",
+            "median3",
+            "-t",
+            "32",
+            "--precision",
+            "float32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "eval.json").read_text())
     rows = {(r["method"], r["noise"]): r for r in report["rows"]}
@@ -86,8 +102,24 @@ def test_eval_keeps_apart_two_models_with_one_card_name(tmp_path, rng, tiny_mode
     write_image(clean_dir / "im.png", np.round(smooth_image(rng, 64)[..., 0] * 255).astype(np.uint8))
     copy = tmp_path / "retrained.keras"
     shutil.copy(tiny_models["gray"], copy)
-    args = ["eval", str(clean_dir), "-o", str(tmp_path / "report"), "--noise", "gauss:25", "--baseline", "none",
-            "-t", "32", "--precision", "float32", "-m", str(tiny_models["gray"]), "-m", str(copy)]
+    args = [
+        "eval",
+        str(clean_dir),
+        "-o",
+        str(tmp_path / "report"),
+        "--noise",
+        "gauss:25",
+        "--baseline",
+        "none",
+        "-t",
+        "32",
+        "--precision",
+        "float32",
+        "-m",
+        str(tiny_models["gray"]),
+        "-m",
+        str(copy),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     methods = [r["method"] for r in json.loads((tmp_path / "report" / "eval.json").read_text())["rows"]]
@@ -101,14 +133,34 @@ def test_eval_runs_a_model_alone_and_as_a_self_ensemble_side_by_side(tmp_path, r
     clean_dir = tmp_path / "clean"
     write_image(clean_dir / "im.png", np.round(smooth_image(rng, 64)[..., 0] * 255).astype(np.uint8))
     model = str(tiny_models["gray"])
-    args = ["eval", str(clean_dir), "-o", str(tmp_path / "report"), "--noise", "gauss:25", "--baseline", "none",
-            "-t", "32", "-m", f"{model}@float32", "-m", f"{model}@float32x4", "-m", f"{model}@x2"]
+    args = [
+        "eval",
+        str(clean_dir),
+        "-o",
+        str(tmp_path / "report"),
+        "--noise",
+        "gauss:25",
+        "--baseline",
+        "none",
+        "-t",
+        "32",
+        "-m",
+        f"{model}@float32",
+        "-m",
+        f"{model}@float32x4",
+        "-m",
+        f"{model}@x2",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "report" / "eval.json").read_text())["rows"]
     precision = Engine.load(model).precision
-    assert [r["method"] for r in rows] == ["noisy input", "tiny-gray@float32", "tiny-gray@float32x4",
-                                           f"tiny-gray@{precision}x2"]
+    assert [r["method"] for r in rows] == [
+        "noisy input",
+        "tiny-gray@float32",
+        "tiny-gray@float32x4",
+        f"tiny-gray@{precision}x2",
+    ]
     assert len({r["psnr"] for r in rows}) == 4, "each variant computes its own output"
     for bad in ("x3", "float8"):
         result = CliRunner().invoke(main, args[:-2] + ["-m", f"{model}@{bad}"])

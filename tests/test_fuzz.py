@@ -24,8 +24,9 @@ def test_mutated_files_each_end_as_one_record(tmp_path, tiny_models):
     cases = {case.name: case for case in fuzz_cases(CASES, seed=34)}
     for case in cases.values():
         (folder / case.name).write_bytes(case.data)
-    result = CliRunner().invoke(main, ["batch", str(folder), str(out), "-m", str(tiny_models["gray"]),
-                                       "--max-pixels", "2000000", "-q"])
+    result = CliRunner().invoke(
+        main, ["batch", str(folder), str(out), "-m", str(tiny_models["gray"]), "--max-pixels", "2000000", "-q"]
+    )
     assert isinstance(result.exception, SystemExit), result.exc_info
     assert result.exit_code == 1  # some cases fail, and the run goes on past them
     records = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]

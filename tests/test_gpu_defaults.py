@@ -11,16 +11,34 @@ import denoiser.engine as engine_module
 from denoised.config import Config, StartupError
 from denoiser.artifact import load_artifact
 from denoiser.cli import main
-from denoiser.engine import (AUTO_BATCH_MAX, AUTO_BATCH_UNKNOWN, Engine, NoGPUError, Settings,
-                             activation_elements_per_pixel, auto_batch_size, resolve_device, resolve_precision)
+from denoiser.engine import (
+    AUTO_BATCH_MAX,
+    AUTO_BATCH_UNKNOWN,
+    Engine,
+    NoGPUError,
+    Settings,
+    activation_elements_per_pixel,
+    auto_batch_size,
+    resolve_device,
+    resolve_precision,
+)
 from denoiser.settings import device_index, problem
 from tests.conftest import write_image
 
 GIB = 1 << 30
 
 
-@pytest.mark.parametrize("capability, expected", [((9, 0), "bfloat16"), ((8, 0), "bfloat16"), ((8, 6), "bfloat16"),
-                                                  ((7, 5), "float16"), ((7, 0), "float16"), (None, "float16")])
+@pytest.mark.parametrize(
+    "capability, expected",
+    [
+        ((9, 0), "bfloat16"),
+        ((8, 0), "bfloat16"),
+        ((8, 6), "bfloat16"),
+        ((7, 5), "float16"),
+        ((7, 0), "float16"),
+        (None, "float16"),
+    ],
+)
 def test_auto_precision_on_a_gpu_is_bf16_where_it_has_bf16_units_else_float16(capability, expected):
     assert resolve_precision("auto", "gpu", capability) == expected
     assert resolve_precision("float32", "gpu", capability) == "float32", "a named precision is kept"
@@ -76,8 +94,11 @@ def test_an_engine_on_gpu_n_runs_its_batches_there(tiny_models, monkeypatch):
 
 def test_device_and_batch_size_rules():
     assert problem("device", "gpu:3") is None and problem("batch_size", "auto") is None
-    assert problem("device", "gpu:") == problem("device", "tpu") == \
-        "device must be auto, cpu, gpu or gpu:N (N counts GPUs from 0)"
+    assert (
+        problem("device", "gpu:")
+        == problem("device", "tpu")
+        == "device must be auto, cpu, gpu or gpu:N (N counts GPUs from 0)"
+    )
     assert problem("batch_size", 0) == "batch_size must be at least 1, or auto"
     assert device_index("gpu:3") == 3 and device_index("gpu") == device_index("cpu") == 0
 
@@ -97,8 +118,10 @@ def test_a_gpu_asked_for_and_not_visible_is_a_clear_error(device, monkeypatch):
 
 def test_batch_on_a_gpu_that_is_not_there_is_a_usage_error(tmp_path, tiny_models):
     write_image(tmp_path / "in" / "a.png", np.zeros((20, 20), np.uint8))
-    result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "-m",
-                                       str(tiny_models["gray"]), "--device", "gpu", "-q"])
+    result = CliRunner().invoke(
+        main,
+        ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "-m", str(tiny_models["gray"]), "--device", "gpu", "-q"],
+    )
     assert result.exit_code == 2 and "--device gpu: no GPU is visible to Keras" in result.output
     assert not (tmp_path / "out" / "a.png").exists()
 

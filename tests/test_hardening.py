@@ -89,7 +89,13 @@ def test_batch_reserved_names_fail_with_a_reason_and_overwrite_nothing(tmp_path,
     assert result.exit_code == 1, result.output
     found = by_name(out)
     assert {name: len(entries) for name, entries in found.items()} == {
-        "x.png": 1, "scores.jsonl": 1, "x.png.heatmap.png": 1, "y.png": 1, "z.png": 1, "w.png": 1}
+        "x.png": 1,
+        "scores.jsonl": 1,
+        "x.png.heatmap.png": 1,
+        "y.png": 1,
+        "z.png": 1,
+        "w.png": 1,
+    }
     assert found["x.png"][0]["status"] == "ok"
     for name in ("scores.jsonl", "x.png.heatmap.png", "y.png", "z.png", "w.png"):
         assert found[name][0]["status"] == "failed" and "reserved name" in found[name][0]["error"]
@@ -153,8 +159,26 @@ def daemon_on_small_disk(small_disk, tmp_path, tiny_models):
     inbox, output = tmp_path / "inbox", small_disk / "out"
     inbox.mkdir()
     port = free_port()
-    daemon = Daemon([DENOISE, "watch", inbox, output, "-r", "-m", tiny_models["color"], "-t", "32", "-s", "0.5",
-                     "-L", "20", "-M", port], tmp_path / "daemon.log")
+    daemon = Daemon(
+        [
+            DENOISE,
+            "watch",
+            inbox,
+            output,
+            "-r",
+            "-m",
+            tiny_models["color"],
+            "-t",
+            "32",
+            "-s",
+            "0.5",
+            "-L",
+            "20",
+            "-M",
+            port,
+        ],
+        tmp_path / "daemon.log",
+    )
     try:
         daemon.wait_ready()
         yield {"inbox": inbox, "output": output, "daemon": daemon, "port": port, "disk": small_disk}
@@ -180,15 +204,17 @@ def test_daemon_refuses_a_second_writer_on_its_output_and_an_inbox_inside_output
     output = daemon_on_small_disk["output"]
     other = tmp_path / "other-inbox"
     other.mkdir()
-    second = subprocess.run([str(DENOISE), "watch", str(other), str(output)], env=ENV, capture_output=True,
-                            text=True, timeout=120)
+    second = subprocess.run(
+        [str(DENOISE), "watch", str(other), str(output)], env=ENV, capture_output=True, text=True, timeout=120
+    )
     assert second.returncode == 2 and "already writing to" in second.stderr, second.stderr
     batch = CliRunner().invoke(main, ["batch", str(other), str(output)])
     assert batch.exit_code == 2 and "is writing to" in batch.output
     nested = output / "nested-inbox"
     nested.mkdir()
-    refused = subprocess.run([str(DENOISE), "watch", str(nested), str(output)], env=ENV, capture_output=True,
-                             text=True, timeout=120)
+    refused = subprocess.run(
+        [str(DENOISE), "watch", str(nested), str(output)], env=ENV, capture_output=True, text=True, timeout=120
+    )
     assert refused.returncode == 2 and "must not be inside OUTPUT" in refused.stderr, refused.stderr
     assert daemon_on_small_disk["daemon"].process.poll() is None
 
@@ -243,6 +269,8 @@ def test_daemon_on_a_full_output_waits_shows_the_cause_and_finishes_each_input_o
     assert counts == Counter(f"arrivals/{name}" for name in names), "each input exactly once"
     assert all(entry["status"] == "ok" for entry in found), [e["error"] for e in found if e["error"]]
     assert all(decoded(output / "arrivals" / name).shape[:2] == (96, 96) for name in names)
-    assert not temporaries(output) and not json.loads(
-        CliRunner().invoke(main, ["status", str(output), "--json"]).output)["stalled"]
+    assert (
+        not temporaries(output)
+        and not json.loads(CliRunner().invoke(main, ["status", str(output), "--json"]).output)["stalled"]
+    )
     shutil.rmtree(inbox / "arrivals", ignore_errors=True)

@@ -54,8 +54,12 @@ def gray_alpha_png16(array: np.ndarray) -> bytes:
     rows = array.astype(">u2").view(np.uint8).reshape(array.shape[0], -1)
     raw = b"".join(b"\0" + row.tobytes() for row in rows)
     header = struct.pack(">IIBBBBB", array.shape[1], array.shape[0], 16, 4, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(raw))
-            + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 # ---------------------------------------------------------------- sample images
@@ -122,8 +126,13 @@ def build_16bit(rng, mode: str, fmt: str, **options):
             array_to_write = np.moveaxis(array, -1, 0)
         else:
             array_to_write = array[..., 0] if channels == 1 else array
-        tifffile.imwrite(buffer, array_to_write, photometric=photometric,
-                         extrasamples=("unassalpha",) if has_alpha else None, **options)
+        tifffile.imwrite(
+            buffer,
+            array_to_write,
+            photometric=photometric,
+            extrasamples=("unassalpha",) if has_alpha else None,
+            **options,
+        )
         data = buffer.getvalue()
     return data, array[..., :colours], array[..., -1] if has_alpha else None
 
@@ -214,8 +223,11 @@ def test_palette_quantizes_to_original_palette_keeping_alpha(tmp_path, rng):
     assert used <= {tuple(c) for c in palette}
 
 
-@pytest.mark.parametrize(("fmt", "mode"), [("PNG", m) for m in ("L;16", "LA;16", "RGB;16", "RGBA;16")]
-                         + [("TIFF", m) for m in ("L;16", "LA;16", "RGB;16", "RGBA;16", "CMYK;16")])
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [("PNG", m) for m in ("L;16", "LA;16", "RGB;16", "RGBA;16")]
+    + [("TIFF", m) for m in ("L;16", "LA;16", "RGB;16", "RGBA;16", "CMYK;16")],
+)
 def test_16bit_round_trip_is_exact(tmp_path, rng, fmt, mode):
     data, colours, alpha = build_16bit(rng, mode, fmt)
     first, second, out = roundtrip(tmp_path, data)
@@ -234,8 +246,7 @@ def test_16bit_png_written_as_16bit_rgb(tmp_path, rng):
     np.testing.assert_array_equal(decoded[..., ::-1], colours)
 
 
-@pytest.mark.parametrize("options", [{"compression": "zlib", "predictor": True},
-                                     {"planarconfig": "separate"}])
+@pytest.mark.parametrize("options", [{"compression": "zlib", "predictor": True}, {"planarconfig": "separate"}])
 def test_16bit_tiff_layouts(tmp_path, rng, options):
     data, colours, _ = build_16bit(rng, "RGB;16", "TIFF", **options)
     first, second, out = roundtrip(tmp_path, data)
@@ -244,8 +255,9 @@ def test_16bit_tiff_layouts(tmp_path, rng, options):
     np.testing.assert_array_equal(tifffile.imread(out).reshape(-1), tifffile.imread(io.BytesIO(data)).reshape(-1))
 
 
-@pytest.mark.parametrize(("mode", "compression"), [("RGB", "tiff_lzw"), ("L", "tiff_adobe_deflate"),
-                                                   ("RGB", "packbits"), ("1", "group4")])
+@pytest.mark.parametrize(
+    ("mode", "compression"), [("RGB", "tiff_lzw"), ("L", "tiff_adobe_deflate"), ("RGB", "packbits"), ("1", "group4")]
+)
 def test_tiff_compression_kept(tmp_path, rng, mode, compression):
     data, _, _ = build_8bit(rng, mode, "TIFF", compression=compression)
     first, second, out = roundtrip(tmp_path, data)
@@ -265,9 +277,15 @@ def test_16bit_lzw_tiff_decoded_with_opencv(tmp_path, rng):
         assert tif.pages.first.compression == tifffile.COMPRESSION.ADOBE_DEFLATE  # no LZW encoder in tifffile
 
 
-@pytest.mark.parametrize(("mode", "options"), [("L", {"quality": 90}), ("RGB", {"quality": 90}),
-                                               ("RGB", {"quality": 80, "subsampling": 0}),
-                                               ("CMYK", {"quality": 90})])
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [
+        ("L", {"quality": 90}),
+        ("RGB", {"quality": 90}),
+        ("RGB", {"quality": 80, "subsampling": 0}),
+        ("CMYK", {"quality": 90}),
+    ],
+)
 def test_jpeg_round_trip(tmp_path, rng, mode, options):
     data, _, _ = build_8bit(rng, mode, "JPEG", **options)
     first, second, out = roundtrip(tmp_path, data)
@@ -351,8 +369,18 @@ def check_exif_icc(path, exif_expected=True, icc_expected=True):
             assert exif.get(271) == "TestCam"
 
 
-@pytest.mark.parametrize(("fmt", "mode"), [("JPEG", "RGB"), ("PNG", "RGB"), ("PNG", "RGBA"), ("WEBP", "RGB"),
-                                           ("TIFF", "RGB"), ("TIFF", "CMYK"), ("PNG", "LA")])
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [
+        ("JPEG", "RGB"),
+        ("PNG", "RGB"),
+        ("PNG", "RGBA"),
+        ("WEBP", "RGB"),
+        ("TIFF", "RGB"),
+        ("TIFF", "CMYK"),
+        ("PNG", "LA"),
+    ],
+)
 def test_exif_and_icc_carried_8bit(tmp_path, rng, fmt, mode):
     data, _, _ = build_8bit(rng, mode, fmt, exif=exif_bytes(), icc_profile=ICC)
     first, second, out = roundtrip(tmp_path, data)
@@ -366,8 +394,9 @@ def test_exif_icc_dpi_carried_16bit_png(tmp_path, rng, mode):
     data, colours, alpha = build_16bit(rng, mode, "PNG")
     iccp = b"sRGB\0\0" + zlib.compress(ICC)
     phys = struct.pack(">IIB", 11811, 11811, 1)  # 300 dpi
-    data = add_png_chunks(data, [(b"iCCP", iccp), (b"eXIf", exif_bytes()[6:]), (b"pHYs", phys),
-                                 (b"tEXt", b"Comment\0hello")])
+    data = add_png_chunks(
+        data, [(b"iCCP", iccp), (b"eXIf", exif_bytes()[6:]), (b"pHYs", phys), (b"tEXt", b"Comment\0hello")]
+    )
     first, second, out = roundtrip(tmp_path, data)
     assert_same(first, second)
     check_exif_icc(out)
@@ -383,8 +412,15 @@ def test_exif_icc_dpi_carried_16bit_png(tmp_path, rng, mode):
 def test_exif_and_icc_carried_16bit_tiff(tmp_path, rng):
     colours = u16(rng, 3)
     buffer = io.BytesIO()
-    tifffile.imwrite(buffer, colours, photometric="rgb", iccprofile=ICC, resolution=(300, 300),
-                     resolutionunit="INCH", extratags=[(274, "H", 1, 6, True), (271, "s", 0, "TestCam", True)])
+    tifffile.imwrite(
+        buffer,
+        colours,
+        photometric="rgb",
+        iccprofile=ICC,
+        resolution=(300, 300),
+        resolutionunit="INCH",
+        extratags=[(274, "H", 1, 6, True), (271, "s", 0, "TestCam", True)],
+    )
     first, second, out = roundtrip(tmp_path, buffer.getvalue())
     assert_same(first, second)
     with tifffile.TiffFile(out) as tif:
@@ -398,8 +434,11 @@ def test_exif_and_icc_carried_16bit_tiff(tmp_path, rng):
 
 @pytest.mark.parametrize(("fmt", "mode"), [("TIFF", "RGB"), ("TIFF", "L"), ("JPEG", "L"), ("PNG", "RGB")])
 def test_orientation_does_not_rotate_pixels(tmp_path, rng, fmt, mode):
-    data, colours, _ = build_8bit(rng, mode, fmt, exif=exif_bytes(6), compression="tiff_lzw") if fmt == "TIFF" \
+    data, colours, _ = (
+        build_8bit(rng, mode, fmt, exif=exif_bytes(6), compression="tiff_lzw")
+        if fmt == "TIFF"
         else build_8bit(rng, mode, fmt, exif=exif_bytes(6))
+    )
     first, second, out = roundtrip(tmp_path, data)
     assert first.pixels.shape[:2] == (H, W) and (first.meta.width, first.meta.height) == (W, H)
     if fmt != "JPEG":
@@ -422,8 +461,9 @@ def test_tiff_exif_sub_ifd_carried(tmp_path, rng):
         assert result.get_ifd(0x8769)[0x9003] == "2024:01:02 03:04:05"
 
 
-@pytest.mark.parametrize(("fmt", "mode"), [("PNG", "RGB"), ("JPEG", "RGB"), ("TIFF", "RGB"), ("BMP", "RGB"),
-                                           ("PNG", "L")])
+@pytest.mark.parametrize(
+    ("fmt", "mode"), [("PNG", "RGB"), ("JPEG", "RGB"), ("TIFF", "RGB"), ("BMP", "RGB"), ("PNG", "L")]
+)
 def test_dpi_carried(tmp_path, rng, fmt, mode):
     data, _, _ = build_8bit(rng, mode, fmt, dpi=(150, 150))
     first, _, out = roundtrip(tmp_path, data)
@@ -464,15 +504,19 @@ def test_empty_file(tmp_path):
     assert "empty file" in bad(tmp_path, "empty.png", b"")
 
 
-@pytest.mark.parametrize("build", [
-    lambda rng: build_8bit(rng, "RGB", "PNG")[0],
-    lambda rng: build_8bit(rng, "RGB", "JPEG")[0],
-    lambda rng: build_16bit(rng, "RGB;16", "PNG")[0],
-    lambda rng: build_8bit(rng, "RGB", "TIFF")[0],
-    lambda rng: build_16bit(rng, "RGB;16", "TIFF")[0],
-    lambda rng: build_16bit(rng, "RGB;16", "TIFF", compression="zlib")[0],
-    lambda rng: build_8bit(rng, "RGB", "WEBP")[0],
-], ids=["png", "jpeg", "png16", "tiff", "tiff16", "tiff16-deflate", "webp"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda rng: build_8bit(rng, "RGB", "PNG")[0],
+        lambda rng: build_8bit(rng, "RGB", "JPEG")[0],
+        lambda rng: build_16bit(rng, "RGB;16", "PNG")[0],
+        lambda rng: build_8bit(rng, "RGB", "TIFF")[0],
+        lambda rng: build_16bit(rng, "RGB;16", "TIFF")[0],
+        lambda rng: build_16bit(rng, "RGB;16", "TIFF", compression="zlib")[0],
+        lambda rng: build_8bit(rng, "RGB", "WEBP")[0],
+    ],
+    ids=["png", "jpeg", "png16", "tiff", "tiff16", "tiff16-deflate", "webp"],
+)
 def test_truncated(tmp_path, rng, build):
     data = build(rng)
     message = bad(tmp_path, "cut.img", data[: len(data) * 2 // 3])
@@ -488,13 +532,17 @@ def test_unsupported_format(tmp_path, rng):
     assert "unsupported image format GIF" in bad(tmp_path, "a.gif", data)
 
 
-@pytest.mark.parametrize("build", [
-    lambda rng: build_8bit(rng, "RGB", "PNG")[0],
-    lambda rng: build_8bit(rng, "RGB", "JPEG")[0],
-    lambda rng: build_16bit(rng, "RGB;16", "PNG")[0],
-    lambda rng: build_16bit(rng, "RGB;16", "TIFF")[0],
-    lambda rng: build_8bit(rng, "RGB", "WEBP")[0],
-], ids=["png", "jpeg", "png16", "tiff16", "webp"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda rng: build_8bit(rng, "RGB", "PNG")[0],
+        lambda rng: build_8bit(rng, "RGB", "JPEG")[0],
+        lambda rng: build_16bit(rng, "RGB;16", "PNG")[0],
+        lambda rng: build_16bit(rng, "RGB;16", "TIFF")[0],
+        lambda rng: build_8bit(rng, "RGB", "WEBP")[0],
+    ],
+    ids=["png", "jpeg", "png16", "tiff16", "webp"],
+)
 def test_over_pixel_limit(tmp_path, rng, build):
     message = bad(tmp_path, "big.img", build(rng), max_pixels=H * W - 1)
     assert "too large" in message and f"{W} x {H}" in message
@@ -522,8 +570,11 @@ def test_pillow_global_limit_neither_applies_nor_leaks(tmp_path, rng, monkeypatc
 
 @pytest.mark.parametrize("mode", ["F", "I", "LAB"])
 def test_unsupported_mode(tmp_path, rng, mode):
-    array = {"F": rng.random((H, W), dtype=np.float32), "I": rng.integers(0, 2**31, (H, W), dtype=np.int32),
-             "LAB": u8(rng, 3)}[mode]
+    array = {
+        "F": rng.random((H, W), dtype=np.float32),
+        "I": rng.integers(0, 2**31, (H, W), dtype=np.int32),
+        "LAB": u8(rng, 3),
+    }[mode]
     im = Image.fromarray(array) if mode != "LAB" else Image.frombytes("LAB", (W, H), array.tobytes())
     assert f"unsupported image mode {mode}" in bad(tmp_path, "odd.tif", pillow_bytes(im, "TIFF"))
 

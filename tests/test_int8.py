@@ -17,16 +17,17 @@ from tests.test_train import write_blocky_images
 
 
 def small(preset: str, channels: int = 1, width: int = 8):
-    from denoise_train.run import Recipe, build
-
     import keras
+
+    from denoise_train.run import Recipe, build
 
     keras.utils.set_random_seed(3)
     return build(Recipe("", "", preset=preset, channels=channels, depth=3, width=width, levels=2, top_width=4))
 
 
-@pytest.mark.parametrize("preset, channels", [("unet", 1), ("unet-half", 1), ("unet-lite", 3), ("matte", 1),
-                                              ("residual", 3)])
+@pytest.mark.parametrize(
+    "preset, channels", [("unet", 1), ("unet-half", 1), ("unet-lite", 3), ("matte", 1), ("residual", 3)]
+)
 def test_the_onnx_graph_computes_what_the_keras_model_does(rng, preset, channels):
     import onnxruntime
 
@@ -76,8 +77,18 @@ def trained(tmp_path, rng):
     from denoise_train.run import Recipe, train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng, cells=16)
-    recipe = Recipe(str(data), str(tmp_path / "m.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
-                    batch_size=4, patch=32, precision="float32")
+    recipe = Recipe(
+        str(data),
+        str(tmp_path / "m.keras"),
+        preset="unet",
+        width=8,
+        levels=2,
+        epochs=1,
+        steps=2,
+        batch_size=4,
+        patch=32,
+        precision="float32",
+    )
     return train_and_export(recipe, "python -m denoise_train --test")
 
 
@@ -145,8 +156,11 @@ def test_activation_ranges_reach_the_percentile_of_magnitudes_either_side_of_zer
     tiles = np.round(rng.random((8, 32, 32, 1)) * 255).astype(np.float32) / 255
     proto = onnx.load_model_from_string(quantize(model, tiles, percentile=99.0))
     constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in proto.graph.initializer}
-    grids = {node.input[0]: (float(constants[node.input[1]]), int(constants[node.input[2]]))
-             for node in proto.graph.node if node.op_type == "QuantizeLinear"}
+    grids = {
+        node.input[0]: (float(constants[node.input[1]]), int(constants[node.input[2]]))
+        for node in proto.graph.node
+        if node.op_type == "QuantizeLinear"
+    }
     names = ["head", "enc0_b", "enc0_add", "dec0_add"]
     assert set(names) <= set(grids)
     probe = keras.Model(model.input, [model.get_layer(name).output for name in names])
@@ -155,5 +169,6 @@ def test_activation_ranges_reach_the_percentile_of_magnitudes_either_side_of_zer
         bound = np.percentile(np.abs(values), 99.0)
         scale, zero = grids[name]
         expected = (max(-bound, values.min()), min(bound, values.max()))
-        np.testing.assert_allclose((-zero * scale, (255 - zero) * scale), expected, rtol=0.02, atol=2 * scale,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            (-zero * scale, (255 - zero) * scale), expected, rtol=0.02, atol=2 * scale, err_msg=name
+        )

@@ -42,8 +42,20 @@ def on_jax(tiny_models, mixed, tmp_path_factory):
     work = tmp_path_factory.mktemp("jax")
     result = work / "result.json"
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "jax_subset.py"), str(tiny_models["gray"].parent),
-                           str(mixed), str(work), str(result)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "jax_subset.py"),
+            str(tiny_models["gray"].parent),
+            str(mixed),
+            str(work),
+            str(result),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return work, json.loads(result.read_text())
 
@@ -70,8 +82,9 @@ def test_on_jax_tiled_output_equals_whole_image_output(on_jax):
 
 def test_on_jax_batch_outputs_match_tensorflow(on_jax, tiny_models, mixed, tmp_path):
     ours = tmp_path / "tf"
-    result = CliRunner().invoke(main, ["batch", str(mixed), str(ours), "-m", str(tiny_models["gray"]),
-                                       "--precision", "float32", "-q"])
+    result = CliRunner().invoke(
+        main, ["batch", str(mixed), str(ours), "-m", str(tiny_models["gray"]), "--precision", "float32", "-q"]
+    )
     assert result.exit_code == 0, result.output
     theirs = on_jax[0] / "batch"
     names = sorted(p.name for p in mixed.iterdir())
@@ -97,4 +110,3 @@ def test_on_jax_compilations_are_bounded_by_the_tile_shapes_not_the_images(on_ja
     # each tile shape compiles at most one full and one padded batch (plus a few small helper programs)
     assert report["compiles"]["first"] <= 2 * report["tile_shapes"] + 4 < 3 * report["images"]
     assert report["compiles"]["second"] == 0, "images of new sizes but known tile shapes must not recompile"
-

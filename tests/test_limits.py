@@ -57,17 +57,23 @@ def test_byte_limit_holds_for_a_file_that_grows_after_its_size_is_taken(tmp_path
     assert f"file is too large: {size - 1:,} bytes exceeds the limit of {size - 2:,}" in error
 
 
-@pytest.mark.parametrize("seed, kind, reason", [
-    ("png-gray-text", b"iCCP", "the ICC profile inflates to more than 16 MiB"),
-    ("png-rgb16-icc", b"iCCP", "the ICC profile inflates to more than 16 MiB"),  # read by OpenCV, checked first
-    ("png-gray-text", b"zTXt", "Decompressed data too large"),  # Pillow's own bound, 1 MiB
-    ("tiff-rgb16-deflate-icc", None, "a strip of this TIFF inflates past its 6,144 bytes"),
-])
+@pytest.mark.parametrize(
+    "seed, kind, reason",
+    [
+        ("png-gray-text", b"iCCP", "the ICC profile inflates to more than 16 MiB"),
+        ("png-rgb16-icc", b"iCCP", "the ICC profile inflates to more than 16 MiB"),  # read by OpenCV, checked first
+        ("png-gray-text", b"zTXt", "Decompressed data too large"),  # Pillow's own bound, 1 MiB
+        ("tiff-rgb16-deflate-icc", None, "a strip of this TIFF inflates past its 6,144 bytes"),
+    ],
+)
 def test_planted_zlib_bombs_are_refused_without_inflating_them(seeds, seed, kind, reason, tmp_path):
     data = seeds[seed].data
     path = tmp_path / "bomb"
-    path.write_bytes(plant_chunk(data, kind, b"bomb\0\0" + zlib_bomb()) if kind else
-                     bomb(data, seeds[seed].fmt, np.random.default_rng(0)))
+    path.write_bytes(
+        plant_chunk(data, kind, b"bomb\0\0" + zlib_bomb())
+        if kind
+        else bomb(data, seeds[seed].fmt, np.random.default_rng(0))
+    )
     errors = []
     # at most the 16 MiB profile cap twice over (zlib's output blocks, then their join); inflating takes 64 MiB twice
     assert peak_bytes(lambda: errors.append(refused(path))) < 3 * BOMB_BYTES // 4

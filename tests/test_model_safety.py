@@ -61,8 +61,10 @@ def test_loaders_refuse_unsafe_models(evil, kind, loader):
 def test_cli_refuses_unsafe_models_in_one_line(evil, kind, tmp_path, rng):
     folder = tmp_path / "in"
     write_image(folder / "a.png", rng.integers(0, 256, (16, 16), np.uint8))
-    for args in (["batch", str(folder), str(tmp_path / "out"), "-m", str(evil[kind])],
-                 ["score", str(folder), str(tmp_path / "scores"), "--scorer", str(evil[kind])]):
+    for args in (
+        ["batch", str(folder), str(tmp_path / "out"), "-m", str(evil[kind])],
+        ["score", str(folder), str(tmp_path / "scores"), "--scorer", str(evil[kind])],
+    ):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2, result.output  # a usage error, not a crash
         assert re.search(REASONS[kind], result.output) and "Traceback" not in result.output
@@ -119,8 +121,12 @@ def test_configs_that_name_code_anywhere_are_refused(tiny_models, tmp_path):
     with zipfile.ZipFile(tiny_models["gray"]) as archive:
         config = json.loads(archive.read("config.json"))
     layer = config["config"]["layers"][-1]
-    layer["config"]["kernel_initializer"] = {"module": "os", "class_name": "system", "config": {},
-                                             "registered_name": "system"}
+    layer["config"]["kernel_initializer"] = {
+        "module": "os",
+        "class_name": "system",
+        "config": {},
+        "registered_name": "system",
+    }
     tampered = rewrite(tiny_models["gray"], tmp_path / "tampered.keras", **{"config.json": json.dumps(config).encode()})
     with pytest.raises(ModelRefused, match="uses class system from os"):
         resolve_model(tampered)

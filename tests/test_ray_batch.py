@@ -40,8 +40,12 @@ def cluster():
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    aws = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     saved = {name: os.environ.get(name) for name in aws}
     os.environ.update(aws)  # before ray.init: workers inherit the environment of the cluster's start
     context = ray.init(num_cpus=2, object_store_memory=96 << 20, include_dashboard=False)
@@ -93,8 +97,11 @@ def run(*args) -> tuple[int, str]:
 
 def outputs(folder: Path) -> dict[str, bytes]:
     """Every output under a folder by relative path, without the tool's own files."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in OWN}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in OWN
+    }
 
 
 def records(folder: Path) -> list[dict]:
@@ -184,14 +191,14 @@ def test_worker_killed_mid_run_still_gives_one_output_and_one_record_per_input(c
     assert_exactly_once(source, out)
 
 
-def test_driver_killed_mid_run_and_run_again_leaves_nothing_missing_or_duplicated(cluster, tiny_models, tmp_path,
-                                                                                    rng):
+def test_driver_killed_mid_run_and_run_again_leaves_nothing_missing_or_duplicated(cluster, tiny_models, tmp_path, rng):
     source = many_images(tmp_path / "in", rng, 48)
     args = ("-m", tiny_models["color"], *FIXED, "-q", "-e", "8")
     out = tmp_path / "ray"
     command = [str(Path(sys.executable).parent / "denoise"), "batch", str(source), str(out), *map(str, args), "--ray"]
-    driver = subprocess.Popen(command, env={**os.environ, "RAY_ADDRESS": cluster}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
+    driver = subprocess.Popen(
+        command, env={**os.environ, "RAY_ADDRESS": cluster}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     scores, deadline = out / "scores.jsonl", time.monotonic() + 120
     while time.monotonic() < deadline and driver.poll() is None:
         if scores.exists() and len(scores.read_bytes().splitlines()) >= 8:
@@ -216,7 +223,7 @@ def s3_client():
 def bucket_objects(bucket: str, prefix: str) -> dict[str, bytes]:
     client = s3_client()
     listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    return {o["Key"][len(prefix):]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+    return {o["Key"][len(prefix) :]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
 def test_inputs_from_a_bucket_outputs_and_scores_to_a_bucket(cluster, tiny_models, tmp_path, rng):
@@ -234,8 +241,9 @@ def test_inputs_from_a_bucket_outputs_and_scores_to_a_bucket(cluster, tiny_model
     written = bucket_objects("clean", "run/")
     entries = [json.loads(line) for line in written.pop("scores.jsonl").splitlines()]
     assert written == outputs(tmp_path / "local"), "outputs put as local batch writes them, and no parts left"
-    assert sorted(e["input"] for e in entries) == sorted(f"s3://inbox/photos/{p.relative_to(source).as_posix()}"
-                                                         for p in source.rglob("*") if p.is_file())
+    assert sorted(e["input"] for e in entries) == sorted(
+        f"s3://inbox/photos/{p.relative_to(source).as_posix()}" for p in source.rglob("*") if p.is_file()
+    )
     ok = [e for e in entries if e["status"] == "ok"]
     assert all(e["output"] == e["input"].replace("s3://inbox/photos/", "s3://clean/run/") for e in ok)
     code, text = run("batch", "s3://inbox/photos", "s3://clean/run", *args, "--ray", "--workers", "1")
@@ -267,8 +275,9 @@ def test_object_store_records_resume_from_parts_and_merge_once(cluster):
     assert bucket_objects("parts", "out/") == {"scores.jsonl": b"\n".join(lines) + b"\n"}
 
 
-def test_an_input_that_keeps_failing_its_worker_is_recorded_failed_and_the_job_goes_on(cluster, tiny_models,
-                                                                                        tmp_path, rng):
+def test_an_input_that_keeps_failing_its_worker_is_recorded_failed_and_the_job_goes_on(
+    cluster, tiny_models, tmp_path, rng
+):
     import ray.cloudpickle
 
     from denoiser.distributed import RunConfig, WorkerPlan, run_on_ray

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from denoiser.anomaly import Scorer, heatmap_path, prepare
 from denoise_train.autoencoders import AUTOENCODERS, build_autoencoder
 from denoise_train.scorer import ScorerRecipe, export_scorer, fit_scorer, raw_scores
+from denoiser.anomaly import Scorer, heatmap_path, prepare
 
 
 def stripes(rng, count: int, size: int = 28, vertical: bool = False) -> np.ndarray:
@@ -41,8 +41,16 @@ def stripe_scorer(tmp_path_factory):
     Without the rotation head: stripes look the same after a half turn, so telling turns apart is ill-posed.
     """
     rng = np.random.default_rng(0)
-    recipe = ScorerRecipe("stripes", str(tmp_path_factory.mktemp("scorer") / "stripes.keras"), epochs=3,
-                          batch_size=32, holdout=0.4, fpr=0.05, report=False, rotation=False)
+    recipe = ScorerRecipe(
+        "stripes",
+        str(tmp_path_factory.mktemp("scorer") / "stripes.keras"),
+        epochs=3,
+        batch_size=32,
+        holdout=0.4,
+        fpr=0.05,
+        report=False,
+        rotation=False,
+    )
     fitted = fit_scorer(stripes(rng, 1200), recipe)
     path = export_scorer(fitted, recipe, "test", {"data": ["stripes"]})
     return path, fitted
@@ -50,8 +58,9 @@ def stripe_scorer(tmp_path_factory):
 
 @pytest.mark.parametrize("preset", sorted(AUTOENCODERS))
 def test_every_preset_trains_exports_and_scores(tmp_path, rng, preset):
-    recipe = ScorerRecipe("stripes", str(tmp_path / f"{preset}.keras"), preset=preset, epochs=1, batch_size=32,
-                          holdout=0.25)
+    recipe = ScorerRecipe(
+        "stripes", str(tmp_path / f"{preset}.keras"), preset=preset, epochs=1, batch_size=32, holdout=0.25
+    )
     fitted = fit_scorer(stripes(rng, 96), recipe)
     path = export_scorer(fitted, recipe, f"python -m denoise_train --preset {preset}", {"data": ["stripes"]})
     scorer = Scorer.load(path)
@@ -89,8 +98,9 @@ def test_linear_autoencoder_spans_the_pca_subspace(rng):
     codes = rng.normal(size=(2000, 4)) * np.array([1.0, 0.8, 0.6, 0.5])
     flat = 0.5 + codes @ basis.T + rng.normal(0, 0.02, (2000, 64))
     images = flat.reshape(-1, 8, 8, 1).astype(np.float32)
-    recipe = ScorerRecipe("pca", "", preset="linear", size=8, code=4, epochs=30, batch_size=64, lr=3e-2,
-                          holdout=0.1, report=False)
+    recipe = ScorerRecipe(
+        "pca", "", preset="linear", size=8, code=4, epochs=30, batch_size=64, lr=3e-2, holdout=0.1, report=False
+    )
     model = fit_scorer(images, recipe).scorer.model
     decoder = np.asarray(model.get_layer("dec_pixels").kernel).T  # 64 x 4: the directions codes map to
     centred = flat - flat.mean(axis=0)
@@ -127,8 +137,9 @@ def test_train_cli_routes_seed_presets_to_the_scorer(tmp_path, rng):
     write_idx(data, "train", images, np.arange(120) % 2)
     write_idx(data, "t10k", images[:40], np.arange(40) % 2)
     out = tmp_path / "dense-2d.keras"
-    result = CliRunner().invoke(main, ["--preset", "dense-2d", "--data", str(data), "--out", str(out),
-                                       "--label", "1", "--epochs", "1"])
+    result = CliRunner().invoke(
+        main, ["--preset", "dense-2d", "--data", str(data), "--out", str(out), "--label", "1", "--epochs", "1"]
+    )
     assert result.exit_code == 0, result.output
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["training"]["images"] == 60 and card["training"]["label"] == 1
@@ -136,9 +147,9 @@ def test_train_cli_routes_seed_presets_to_the_scorer(tmp_path, rng):
 
 
 def test_score_command_writes_scores_and_heatmaps(tmp_path, stripe_scorer, rng):
-    from denoiser.cli import main
-
     from conftest import write_image
+
+    from denoiser.cli import main
 
     inbox = tmp_path / "in"
     write_image(inbox / "normal.png", (stripes(rng, 1)[0, ..., 0] * 255).astype(np.uint8))
@@ -156,14 +167,26 @@ def test_score_command_writes_scores_and_heatmaps(tmp_path, stripe_scorer, rng):
 
 
 def test_batch_writes_heatmaps_with_a_given_scorer(tmp_path, stripe_scorer, tiny_models, rng):
-    from denoiser.cli import main
-
     from conftest import write_image
+
+    from denoiser.cli import main
 
     write_image(tmp_path / "in" / "a.png", (stripes(rng, 1, 40)[0, ..., 0] * 255).astype(np.uint8))
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(out), "-m", str(tiny_models["gray"]),
-                                       "--scorer", str(stripe_scorer[0]), "--heatmaps", "-q"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "batch",
+            str(tmp_path / "in"),
+            str(out),
+            "-m",
+            str(tiny_models["gray"]),
+            "--scorer",
+            str(stripe_scorer[0]),
+            "--heatmaps",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     entry = json.loads((out / "scores.jsonl").read_text())
     assert entry["scorer"] == "stripes" and entry["heatmap"] == str(heatmap_path(out / "a.png"))
@@ -178,8 +201,13 @@ def pink(rng, count: int, size: int = 112) -> list[np.ndarray]:
     frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij"))
     out = []
     for _ in range(count):
-        field = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size, 3)), axes=(0, 1))
-                                     / np.maximum(frequency, 1.0 / size)[..., None], axes=(0, 1)))
+        field = np.real(
+            np.fft.ifft2(
+                np.fft.fft2(rng.normal(size=(size, size, 3)), axes=(0, 1))
+                / np.maximum(frequency, 1.0 / size)[..., None],
+                axes=(0, 1),
+            )
+        )
         field = (field - field.mean()) / field.std() * rng.uniform(0.1, 0.2) + rng.uniform(0.3, 0.7)
         out.append(np.round(np.clip(field, 0, 1) * 255).astype(np.uint8))
     return out
@@ -188,16 +216,32 @@ def pink(rng, count: int, size: int = 112) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def photo_scorer(tmp_path_factory):
     """A photo scorer trained through `python -m denoise_train scorer --preset photo` on 1/f images."""
-    from denoise_train.cli import main
-
     from conftest import write_image
+
+    from denoise_train.cli import main
 
     folder = tmp_path_factory.mktemp("photo")
     for i, image in enumerate(pink(np.random.default_rng(3), 50)):
         write_image(folder / "normal" / f"{i:03d}.png", image)
     out = folder / "photo.keras"
-    result = CliRunner().invoke(main, ["scorer", "--preset", "photo", "--data", str(folder / "normal"), "--out",
-                                       str(out), "--crops", "2", "--holdout", "0.3", "--neighbours", "3"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "scorer",
+            "--preset",
+            "photo",
+            "--data",
+            str(folder / "normal"),
+            "--out",
+            str(out),
+            "--crops",
+            "2",
+            "--holdout",
+            "0.3",
+            "--neighbours",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -218,9 +262,12 @@ def test_photo_scorer_passes_held_out_photos_and_flags_odd_inputs(photo_scorer):
     scorer = Scorer.load(photo_scorer)
     rng = np.random.default_rng(11)
     normal = [scorer.score(image.astype(np.float32) / 255)[0] for image in pink(rng, 30)]
-    odd = [np.full((120, 160, 3), 0.4, np.float32), rng.random((130, 150, 1)).astype(np.float32),
-           np.clip(0.5 + rng.normal(0, 0.1, (140, 140, 3)), 0, 1).astype(np.float32),
-           np.indices((128, 128)).sum(axis=0)[..., None] // 16 % 2 * np.ones(3, np.float32)]
+    odd = [
+        np.full((120, 160, 3), 0.4, np.float32),
+        rng.random((130, 150, 1)).astype(np.float32),
+        np.clip(0.5 + rng.normal(0, 0.1, (140, 140, 3)), 0, 1).astype(np.float32),
+        np.indices((128, 128)).sum(axis=0)[..., None] // 16 % 2 * np.ones(3, np.float32),
+    ]
     flagged = [scorer.score(image)[0] for image in odd]
     assert sum(r.anomalous for r in normal) <= 2, normal
     assert all(r.anomalous and r.score > 0.5 for r in flagged), flagged
@@ -247,15 +294,17 @@ def test_noise_level_estimate_and_statistics_shapes(rng):
 
 
 def test_batch_records_score_the_input_not_the_cleaned_image(tmp_path, photo_scorer, tiny_models, rng):
+    from conftest import write_image
+
     from denoiser.cli import main
     from denoiser.imageio import read_image
 
-    from conftest import write_image
-
     source = write_image(tmp_path / "in" / "noise.png", (rng.random((96, 96)) * 255).astype(np.uint8))
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(out), "-m", str(tiny_models["gray"]),
-                                       "--scorer", str(photo_scorer), "-q"])
+    result = CliRunner().invoke(
+        main,
+        ["batch", str(tmp_path / "in"), str(out), "-m", str(tiny_models["gray"]), "--scorer", str(photo_scorer), "-q"],
+    )
     assert result.exit_code == 0, result.output
     entry = json.loads((out / "scores.jsonl").read_text())
     scorer = Scorer.load(photo_scorer)

@@ -30,8 +30,9 @@ def example(name: str, channels: int) -> np.ndarray:
     return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
 
 
-@pytest.mark.parametrize("channels, name, photo", [(1, "gray", "camera.png"), (3, "color", "coffee.jpg"),
-                                                  (1, "gray-fast", "camera.png")])
+@pytest.mark.parametrize(
+    "channels, name, photo", [(1, "gray", "camera.png"), (3, "color", "coffee.jpg"), (1, "gray-fast", "camera.png")]
+)
 def test_shipped_denoisers_are_trained_and_denoise(channels, name, photo):
     artifact = load_artifact(resolve_model(name))
     card = artifact.card
@@ -44,15 +45,18 @@ def test_shipped_denoisers_are_trained_and_denoise(channels, name, photo):
         assert psnr(clean, engine.denoise(noisy)) > psnr(clean, noisy) + 4.0, spec
 
 
-@pytest.mark.parametrize("channels, name, photo", [(1, "gray", "camera.png"), (3, "color", "coffee.jpg"),
-                                                  (1, "gray-fast", "camera.png")])
+@pytest.mark.parametrize(
+    "channels, name, photo", [(1, "gray", "camera.png"), (3, "color", "coffee.jpg"), (1, "gray-fast", "camera.png")]
+)
 def test_shipped_denoisers_carry_an_int8_graph_nearly_as_clean_as_float32(channels, name, photo):
     path = str(resolve_model(name))
     assert set(load_artifact(path).card["int8"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10", "wm:40"}
     clean = example(photo, channels)
     noisy = degrade(clean, NoiseSpec("gauss", 25), np.random.default_rng(0))
-    exact, int8 = (Engine.load(path, Settings(tile=256, batch_size=2, device="cpu", precision=precision))
-                   for precision in ("float32", "int8"))
+    exact, int8 = (
+        Engine.load(path, Settings(tile=256, batch_size=2, device="cpu", precision=precision))
+        for precision in ("float32", "int8")
+    )
     gain = psnr(clean, int8.denoise(noisy)) - psnr(clean, noisy)
     assert psnr(clean, exact.denoise(noisy)) - psnr(clean, noisy) - 0.4 < gain
 
@@ -76,8 +80,9 @@ def test_the_defaults_are_the_gray_and_colour_models():
     assert [load_artifact(default_model_path(c)).card["name"] for c in (1, 3)] == ["gray", "color"]
 
 
-@pytest.mark.parametrize("name, photo, side", [("gray", "camera.png", 296), ("color", "coffee.jpg", 296),
-                                              ("gray-fast", "camera.png", 512)])
+@pytest.mark.parametrize(
+    "name, photo, side", [("gray", "camera.png", 296), ("color", "coffee.jpg", 296), ("gray-fast", "camera.png", 512)]
+)
 def test_tiles_at_the_cards_seam_radius_match_the_whole_image_on_a_photo_it_was_not_measured_on(name, photo, side):
     artifact = load_artifact(resolve_model(name))
     assert artifact.seam_radius < artifact.receptive_radius
@@ -95,8 +100,9 @@ def test_watermark_model_removes_text_in_a_font_and_words_it_never_saw():
     assert card["task"] == "watermark" and card["architecture"]["preset"] == "matte"
     assert card["command"].startswith(TRAINED_BY) and card["training"]["init_card"]["command"]
     clean = example("camera.png", 1)
-    engine, default = (Engine(a, Settings(tile=128, batch_size=4))
-                       for a in (artifact, load_artifact(default_model_path(1))))
+    engine, default = (
+        Engine(a, Settings(tile=128, batch_size=4)) for a in (artifact, load_artifact(default_model_path(1)))
+    )
     for seed in (0, 1):
         marked = degrade(clean, NoiseSpec("wm", 40), np.random.default_rng(seed))  # evaluation's held-out style
         assert psnr(clean, engine.denoise(marked)) > psnr(clean, marked) + 5.0
@@ -107,8 +113,10 @@ def test_watermark_models_int8_graph_removes_nearly_as_much_as_float32():
     path = str(resolve_model("watermark-gray"))
     clean = example("camera.png", 1)
     marked = degrade(clean, NoiseSpec("wm", 40), np.random.default_rng(0))
-    exact, int8 = (Engine.load(path, Settings(tile=256, batch_size=2, device="cpu", precision=precision))
-                   for precision in ("float32", "int8"))
+    exact, int8 = (
+        Engine.load(path, Settings(tile=256, batch_size=2, device="cpu", precision=precision))
+        for precision in ("float32", "int8")
+    )
     gain, exact_gain = (psnr(clean, engine.denoise(marked)) - psnr(clean, marked) for engine in (int8, exact))
     assert gain > 0.9 * exact_gain  # measured: 12.95 dB against 13.66 (Set12: 88-96% at 20-60%)
 
@@ -155,16 +163,18 @@ def test_the_card_beside_each_shipped_denoiser_summarises_the_one_inside(name):
 
 
 def test_every_card_beside_a_model_is_under_16_kb():
-    assert {path.name: path.stat().st_size for path in (ROOT / "models").glob("*.json")
-            if path.stat().st_size >= 16_000} == {}
+    assert {
+        path.name: path.stat().st_size for path in (ROOT / "models").glob("*.json") if path.stat().st_size >= 16_000
+    } == {}
 
 
 def fresh_copy(target: Path) -> Path:
     """The working tree as a fresh clone holds it, copied to `target`: no build/ whose leftovers a wheel would take
     in (ROOT itself where git cannot list the files)."""
     try:
-        listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                                check=True).stdout.decode()
+        listed = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        ).stdout.decode()
     except (OSError, subprocess.CalledProcessError):
         return ROOT
     for name in filter(None, listed.split("\0")):
@@ -178,33 +188,73 @@ def test_plain_install_into_fresh_venv_finds_the_models(tmp_path):
     """`pip install .` (not editable) into a new venv; its `denoise` runs with no model flags from elsewhere."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = Path(subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     # dependencies come from this test environment, so nothing large is downloaded
     outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "_test_deps.pth").write_text("\n".join(sorted(outer)) + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
-                    "--no-deps", str(fresh_copy(tmp_path / "checkout"))], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--quiet",
+            "--no-deps",
+            str(fresh_copy(tmp_path / "checkout")),
+        ],
+        check=True,
+    )
 
     inbox = tmp_path / "in"
     inbox.mkdir()
     for photo in ("camera.png", "coffee.jpg"):
         (inbox / photo).write_bytes((EXAMPLES / photo).read_bytes())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([venv / "bin" / "denoise", "batch", "in", "out", "-q"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [venv / "bin" / "denoise", "batch", "in", "out", "-q"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (tmp_path / "out" / "scores.jsonl").read_text().splitlines()]
     assert {r["model"] for r in records} == {"gray", "color"} and {r["scorer"] for r in records} == {"scorer"}
-    where = subprocess.run([venv / "bin" / "python", "-c", "import denoiser.artifact as a; print(a.default_model_path(1))"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [venv / "bin" / "python", "-c", "import denoiser.artifact as a; print(a.default_model_path(1))"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert where.startswith(str(site)), "models must come from the installed package, not the checkout"
     packages = {path.name for path in site.iterdir() if (path / "__init__.py").is_file()}
     assert packages == {"denoiser", "denoised", "denoise_train"}, "no generic top-level names such as train"
     assert list(site.glob("denoise-*.dist-info/licenses/LICENSE")), "the wheel carries the LICENSE"
-    version = subprocess.run([venv / "bin" / "python", "-c", "import denoiser, importlib.metadata as m; "
-                              "print(denoiser.__version__ == m.version('denoise'))"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, check=True).stdout.strip()
-    watch = subprocess.run([venv / "bin" / "denoise", "watch", "--help"], cwd=tmp_path, env=env, capture_output=True,
-                           text=True)
+    version = subprocess.run(
+        [
+            venv / "bin" / "python",
+            "-c",
+            "import denoiser, importlib.metadata as m; print(denoiser.__version__ == m.version('denoise'))",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    watch = subprocess.run(
+        [venv / "bin" / "denoise", "watch", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert version == "True" and watch.returncode == 0 and "INBOX OUTPUT" in watch.stdout, watch.stderr

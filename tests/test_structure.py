@@ -24,8 +24,12 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_the_core_imports_nothing_above_it():
-    offending = sorted(f"{path.relative_to(ROOT)} imports {name}" for path in (ROOT / "denoiser").rglob("*.py")
-                       for name in imported_modules(path) if name.split(".")[0] in ABOVE_THE_CORE)
+    offending = sorted(
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in (ROOT / "denoiser").rglob("*.py")
+        for name in imported_modules(path)
+        if name.split(".")[0] in ABOVE_THE_CORE
+    )
     assert not offending, offending
 
 
@@ -54,16 +58,18 @@ def test_engine_options_take_the_engines_defaults(tmp_path):
     assert Settings.of(batch.make_context("batch", [str(tmp_path), str(tmp_path / "out")]).params) == Settings()
 
 
-@pytest.mark.parametrize("option, key, value, words", [
-    ("--queue-size", "QUEUE_SIZE", "0", "queue_size must be at least 1"),
-    ("--settle", "SETTLE", "-1", "settle must not be negative"),
-    ("--after", "AFTER", "move", "after must be one of processed, delete, keep"),
-    ("--ensemble", "ENSEMBLE", "3", "ensemble must be one of 1, 2, 4, 8"),
-    ("--tile", "TILE", "8", "tile must be at least 16"),
-    ("--metrics-port", "METRICS_PORT", "70000", "metrics_port must be 0 (off) or a TCP port"),
-])
-def test_a_bad_setting_reads_the_same_from_the_command_line_and_the_environment(tmp_path, option, key, value,
-                                                                                words):
+@pytest.mark.parametrize(
+    "option, key, value, words",
+    [
+        ("--queue-size", "QUEUE_SIZE", "0", "queue_size must be at least 1"),
+        ("--settle", "SETTLE", "-1", "settle must not be negative"),
+        ("--after", "AFTER", "move", "after must be one of processed, delete, keep"),
+        ("--ensemble", "ENSEMBLE", "3", "ensemble must be one of 1, 2, 4, 8"),
+        ("--tile", "TILE", "8", "tile must be at least 16"),
+        ("--metrics-port", "METRICS_PORT", "70000", "metrics_port must be 0 (off) or a TCP port"),
+    ],
+)
+def test_a_bad_setting_reads_the_same_from_the_command_line_and_the_environment(tmp_path, option, key, value, words):
     from denoised.config import StartupError, load_config
     from denoiser.cli import main
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from denoiser.tiling import Blend, extract_tiles, pad_to_canvas, plan_tiles, stitch_tiles, tile_at, tile_origin
-
 
 SIDES = st.sampled_from([16, 32, 48])
 
 
 @settings(max_examples=60, deadline=None)
-@given(height=st.integers(1, 150), width=st.integers(1, 150), channels=st.sampled_from([1, 3]),
-       tile=st.tuples(SIDES, SIDES), overlap_share=st.floats(0.1, 0.6), align=st.sampled_from([1, 4]),
-       seed=st.integers(0, 2**16))
+@given(
+    height=st.integers(1, 150),
+    width=st.integers(1, 150),
+    channels=st.sampled_from([1, 3]),
+    tile=st.tuples(SIDES, SIDES),
+    overlap_share=st.floats(0.1, 0.6),
+    align=st.sampled_from([1, 4]),
+    seed=st.integers(0, 2**16),
+)
 def test_identity_round_trip_is_exact_up_to_float32_rounding(height, width, channels, tile, overlap_share, align, seed):
     overlap = max(align, int(min(tile) * overlap_share) // align * align)
     plan = plan_tiles(height, width, tile, overlap, align=align)
@@ -24,15 +30,20 @@ def test_identity_round_trip_is_exact_up_to_float32_rounding(height, width, chan
 
 
 @settings(max_examples=60, deadline=None)
-@given(height=st.integers(1, 150), width=st.integers(1, 150), tile=st.tuples(SIDES, SIDES),
-       align=st.sampled_from([1, 4, 8]), seed=st.integers(0, 2**16))
+@given(
+    height=st.integers(1, 150),
+    width=st.integers(1, 150),
+    tile=st.tuples(SIDES, SIDES),
+    align=st.sampled_from([1, 4, 8]),
+    seed=st.integers(0, 2**16),
+)
 def test_tiles_cut_from_the_image_equal_tiles_of_the_padded_canvas(height, width, tile, align, seed):
     plan = plan_tiles(height, width, tile, overlap=align * (min(tile) // (2 * align)) or align, align=align)
     image = np.random.default_rng(seed).random((height, width, 2), dtype=np.float32)
     canvas = pad_to_canvas(image, plan)
     for index in range(plan.count):
         y, x = tile_origin(plan, index)
-        assert np.array_equal(tile_at(image, plan, index), canvas[y:y + tile[0], x:x + tile[1]])
+        assert np.array_equal(tile_at(image, plan, index), canvas[y : y + tile[0], x : x + tile[1]])
 
 
 @pytest.mark.parametrize("size", [(10, 7), (40, 40), (41, 100)])
@@ -75,8 +86,12 @@ def conv_models():
     from denoise_train.presets import residual, seed, unet_half, unet_lite
 
     keras.utils.set_random_seed(3)
-    return {"seed": (seed(1), 4), "residual": (residual(3, depth=5, width=8), 1),
-            "unet-half": (unet_half(1, width=4, levels=2), 4), "unet-lite": (unet_lite(1, width=4, levels=1, top=4), 2)}
+    return {
+        "seed": (seed(1), 4),
+        "residual": (residual(3, depth=5, width=8), 1),
+        "unet-half": (unet_half(1, width=4, levels=2), 4),
+        "unet-lite": (unet_lite(1, width=4, levels=1, top=4), 2),
+    }
 
 
 @pytest.mark.parametrize("layers, expected", [(2, 20), (5, 50)])
@@ -86,15 +101,20 @@ def test_receptive_radius_is_measured_whole_even_beyond_the_first_probe(layers, 
     from denoiser.artifact import measure_receptive_radius
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((None, None, 1))] + [keras.layers.Conv2D(1, 21, padding="same")
-                                                                   for _ in range(layers)])
+    model = keras.Sequential(
+        [keras.Input((None, None, 1))] + [keras.layers.Conv2D(1, 21, padding="same") for _ in range(layers)]
+    )
     assert measure_receptive_radius(model) == expected  # the first probe is 96 px, its centre 48 px from the edge
 
 
 @pytest.mark.parametrize("name", ["seed", "residual", "unet-half", "unet-lite"])
 @settings(max_examples=6, deadline=None)
-@given(height=st.integers(64, 150), width=st.integers(64, 150), tile=st.sampled_from([(64, 64), (64, 96), (96, 64)]),
-       seed=st.integers(0, 2**16))
+@given(
+    height=st.integers(64, 150),
+    width=st.integers(64, 150),
+    tile=st.sampled_from([(64, 64), (64, 96), (96, 64)]),
+    seed=st.integers(0, 2**16),
+)
 def test_tiled_equals_whole_image_for_conv_models(conv_models, name, height, width, tile, seed):
     from denoiser.artifact import measure_receptive_radius
 

@@ -88,8 +88,8 @@ def test_task_trains_on_one_degradation_only():
 
 
 def test_training_watermarks_use_other_fonts_texts_and_logos_than_evaluation(tmp_path):
-    from denoiser.noise import HELD_OUT, LOGO_SHAPES, LOGOS
     from denoise_train.data import training_watermarks
+    from denoiser.noise import HELD_OUT, LOGO_SHAPES, LOGOS
 
     with pytest.raises(FileNotFoundError, match="fonts-dejavu-core"):
         training_watermarks(tmp_path)
@@ -124,22 +124,43 @@ def test_seed_preset_is_the_seed_architecture():
 
     model = seed(1)
     kinds = [layer.__class__.__name__ for layer in model.layers]
-    assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "UpSampling2D",
-                     "Conv2DTranspose", "UpSampling2D", "Conv2DTranspose"]
+    assert kinds == [
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "UpSampling2D",
+        "Conv2DTranspose",
+        "UpSampling2D",
+        "Conv2DTranspose",
+    ]
     assert [getattr(layer, "filters", None) for layer in model.layers] == [16, None, 8, None, 8, None, 8, None, 1]
     assert model.input_shape == (None, None, None, 1)
     assert model.layers[-1].activation.__name__ == "sigmoid"
 
 
-@pytest.mark.parametrize("preset, channels", [("residual", 1), ("seed", 3), ("unet", 1), ("unet-half", 1),
-                                             ("unet-lite", 1), ("matte", 3)])
+@pytest.mark.parametrize(
+    "preset, channels", [("residual", 1), ("seed", 3), ("unet", 1), ("unet-half", 1), ("unet-lite", 1), ("matte", 3)]
+)
 def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channels):
     from denoise_train.run import Recipe, train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng, channels=channels)
     out = tmp_path / "model" / "m.keras"
-    recipe = Recipe(str(data), str(out), preset=preset, channels=channels, depth=3, width=8, epochs=2, steps=3,
-                    batch_size=4, patch=32, precision="float32")
+    recipe = Recipe(
+        str(data),
+        str(out),
+        preset=preset,
+        channels=channels,
+        depth=3,
+        width=8,
+        epochs=2,
+        steps=3,
+        batch_size=4,
+        patch=32,
+        precision="float32",
+    )
     train_and_export(recipe, "python -m denoise_train --test")
 
     artifact = load_artifact(out)
@@ -147,8 +168,10 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
     assert card == artifact.card and json.loads(out.with_suffix(".json").read_text()) == summary_card(card)
     assert card["command"] == "python -m denoise_train --test"
     assert card["architecture"]["preset"] == preset
-    assert card["size_multiple"] == {"seed": 4, "residual": 1, "unet": 8, "unet-half": 16, "unet-lite": 16,
-                                    "matte": 8}[preset]
+    assert (
+        card["size_multiple"]
+        == {"seed": 4, "residual": 1, "unet": 8, "unet-half": 16, "unet-lite": 16, "matte": 8}[preset]
+    )
     assert len(card["training"]["files"]) == 19 and len(card["training"]["validation_files"]) == 2
     assert len(card["training"]["fingerprint_sha256"]) == 64
     assert set(card["metrics"]["validation"]) == {"gauss:15", "gauss:25", "gauss:50", "sp:10", "wm:40"}
@@ -161,12 +184,24 @@ def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_pa
     from denoise_train.run import Recipe, train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng)
-    base = Recipe(str(data), str(tmp_path / "base.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
-                  batch_size=4, patch=32, precision="float32")
+    base = Recipe(
+        str(data),
+        str(tmp_path / "base.keras"),
+        preset="unet",
+        width=8,
+        levels=2,
+        epochs=1,
+        steps=2,
+        batch_size=4,
+        patch=32,
+        precision="float32",
+    )
     train_and_export(base, "python -m denoise_train --base")
     tuned = base._replace(out=str(tmp_path / "tuned.keras"), init=base.out, lr=1e-9, task="static")
     train_and_export(tuned, "python -m denoise_train --tuned")
-    tuned = train_and_export(tuned._replace(out=str(tmp_path / "again.keras"), init=tuned.out), "python -m denoise_train --again")
+    tuned = train_and_export(
+        tuned._replace(out=str(tmp_path / "again.keras"), init=tuned.out), "python -m denoise_train --again"
+    )
 
     parent, child = load_artifact(tmp_path / "base.keras"), load_artifact(tuned)
     for a, b in zip(parent.model.get_weights(), child.model.get_weights()):
@@ -180,25 +215,46 @@ def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_pa
 
 
 def test_the_card_beside_a_model_summarises_the_one_inside(tmp_path):
-    card = {"name": "m", "command": "python -m denoise_train --c",
-            "training": {"data": ["a", "b"], "folder_images": {"a": 3, "b": 2}, "files": ["1", "2", "3", "4"],
-                         "validation_files": ["5"], "fingerprint_sha256": "f", "seconds": 9.0, "epochs_run": 2,
-                         "final_loss": 0.5,
-                         "init_card": {"command": "python -m denoise_train --b",
-                                       "training": {"seconds": 4.0, "final_loss": 0.7}}}}
+    card = {
+        "name": "m",
+        "command": "python -m denoise_train --c",
+        "training": {
+            "data": ["a", "b"],
+            "folder_images": {"a": 3, "b": 2},
+            "files": ["1", "2", "3", "4"],
+            "validation_files": ["5"],
+            "fingerprint_sha256": "f",
+            "seconds": 9.0,
+            "epochs_run": 2,
+            "final_loss": 0.5,
+            "init_card": {"command": "python -m denoise_train --b", "training": {"seconds": 4.0, "final_loss": 0.7}},
+        },
+    }
     summary = summary_card(card)
     assert summary["training"] == {
-        "data": [{"folder": "a", "images": 3}, {"folder": "b", "images": 2}], "images": 4, "validation_images": 1,
-        "fingerprint_sha256": "f", "seconds": 9.0, "epochs_run": 2, "final_loss": 0.5,
-        "history": [{"command": "python -m denoise_train --b", "seconds": 4.0, "epochs": None, "loss": 0.7},
-                    {"command": "python -m denoise_train --c", "seconds": 9.0, "epochs": 2, "loss": 0.5}]}
+        "data": [{"folder": "a", "images": 3}, {"folder": "b", "images": 2}],
+        "images": 4,
+        "validation_images": 1,
+        "fingerprint_sha256": "f",
+        "seconds": 9.0,
+        "epochs_run": 2,
+        "final_loss": 0.5,
+        "history": [
+            {"command": "python -m denoise_train --b", "seconds": 4.0, "epochs": None, "loss": 0.7},
+            {"command": "python -m denoise_train --c", "seconds": 9.0, "epochs": 2, "loss": 0.5},
+        ],
+    }
     sidecar = tmp_path / "m.json"
-    sidecar.write_text(json.dumps({"intended_use": "tests", "command": "make m",
-                                   "metrics": {"development": {"psnr": 30}}}))
+    sidecar.write_text(
+        json.dumps({"intended_use": "tests", "command": "make m", "metrics": {"development": {"psnr": 30}}})
+    )
     write_summary(tmp_path / "m.keras", card | {"metrics": {"validation": 1}}, keep_hand_written=True)
     kept = json.loads(sidecar.read_text())
-    assert (kept["intended_use"], kept["command"], kept["metrics"]) == ("tests", "make m",
-                                                                         {"validation": 1, "development": {"psnr": 30}})
+    assert (kept["intended_use"], kept["command"], kept["metrics"]) == (
+        "tests",
+        "make m",
+        {"validation": 1, "development": {"psnr": 30}},
+    )
     assert kept["training"]["history"] == summary["training"]["history"]
     write_summary(tmp_path / "m.keras", card)
     assert json.loads(sidecar.read_text()) == summary
@@ -222,8 +278,14 @@ def test_patches_give_the_watermark_matte_as_a_second_target(rng):
     from denoise_train.data import NoiseSettings, Patches
 
     try:
-        patches = Patches([rng.random((96, 128, 1), dtype=np.float32)], NoiseSettings(sp_prob=0.3, wm_prob=0.5),
-                          patch=64, batch_size=24, steps=1, mattes=True)
+        patches = Patches(
+            [rng.random((96, 128, 1), dtype=np.float32)],
+            NoiseSettings(sp_prob=0.3, wm_prob=0.5),
+            patch=64,
+            batch_size=24,
+            steps=1,
+            mattes=True,
+        )
     except FileNotFoundError:
         pytest.skip("no DejaVu fonts on this machine")
     noisy, target = patches[0]
@@ -294,9 +356,31 @@ def test_training_on_several_folders_uses_and_records_them_all(tmp_path, rng):
     for folder, count in (("gray", 12), ("colour", 9)):
         write_blocky_images(tmp_path / folder, rng, count, channels=3, prefix=folder)
     out = tmp_path / "m.keras"
-    result = CliRunner().invoke(main, ["-d", str(tmp_path / "gray"), "-d", str(tmp_path / "colour"), "-o", str(out),
-                                       "--width", "8", "--levels", "2", "-e", "1", "-s", "2", "-b", "4",
-                                       "--patch", "32", "--precision", "float32"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "-d",
+            str(tmp_path / "gray"),
+            "-d",
+            str(tmp_path / "colour"),
+            "-o",
+            str(out),
+            "--width",
+            "8",
+            "--levels",
+            "2",
+            "-e",
+            "1",
+            "-s",
+            "2",
+            "-b",
+            "4",
+            "--patch",
+            "32",
+            "--precision",
+            "float32",
+        ],
+    )
 
     assert result.exit_code == 0, result.output
     training = load_artifact(out).card["training"]
@@ -324,12 +408,24 @@ def test_a_resumed_run_goes_on_with_new_noise_draws_instead_of_repeating_the_fir
     from denoise_train.data import Patches
     from denoise_train.run import Recipe, build, fit
 
-    recipe = Recipe("d", "o", preset="residual", depth=2, width=4, epochs=3, steps=2, batch_size=2, patch=16,
-                    checkpoint_dir=str(tmp_path / "checkpoints"))
+    recipe = Recipe(
+        "d",
+        "o",
+        preset="residual",
+        depth=2,
+        width=4,
+        epochs=3,
+        steps=2,
+        batch_size=2,
+        patch=16,
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+    )
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
     epochs_drawn = []
     draw = Patches.__getitem__
-    monkeypatch.setattr(Patches, "__getitem__", lambda self, index: epochs_drawn.append(self.epoch) or draw(self, index))
+    monkeypatch.setattr(
+        Patches, "__getitem__", lambda self, index: epochs_drawn.append(self.epoch) or draw(self, index)
+    )
     save = keras.callbacks.BackupAndRestore.on_epoch_end
 
     def save_then_stop_after_the_second_epoch(self, epoch, logs=None):
@@ -342,7 +438,7 @@ def test_a_resumed_run_goes_on_with_new_noise_draws_instead_of_repeating_the_fir
         with pytest.raises(KeyboardInterrupt):
             fit(build(recipe), images, recipe)
     steps = recipe.steps  # Keras also peeks at epoch 0's first batch before training, to learn its shapes
-    assert epochs_drawn[-2 * steps:] == [0] * steps + [1] * steps
+    assert epochs_drawn[-2 * steps :] == [0] * steps + [1] * steps
     epochs_drawn.clear()
     fit(build(recipe), images, recipe)
     assert epochs_drawn[-steps:] == [2] * steps, "the resumed run draws the third epoch's noise"
@@ -351,13 +447,23 @@ def test_a_resumed_run_goes_on_with_new_noise_draws_instead_of_repeating_the_fir
 def test_seams_command_measures_again_what_export_measured(tmp_path, rng):
     from click.testing import CliRunner
 
-    from denoiser.artifact import save_artifact
     from denoise_train.cli import main
     from denoise_train.run import Recipe, train_and_export
+    from denoiser.artifact import save_artifact
 
     data = write_blocky_images(tmp_path / "clean", rng, cells=16)
-    recipe = Recipe(str(data), str(tmp_path / "m.keras"), preset="unet", width=8, levels=2, epochs=1, steps=2,
-                    batch_size=4, patch=32, precision="float32")
+    recipe = Recipe(
+        str(data),
+        str(tmp_path / "m.keras"),
+        preset="unet",
+        width=8,
+        levels=2,
+        epochs=1,
+        steps=2,
+        batch_size=4,
+        patch=32,
+        precision="float32",
+    )
     out = train_and_export(recipe, "python -m denoise_train --test")
     artifact = load_artifact(out)
     card = artifact.card
@@ -398,8 +504,18 @@ def test_a_timed_run_ends_on_time_and_its_card_says_how_many_epochs_ran(tmp_path
     from denoise_train.run import Recipe, train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng)
-    recipe = Recipe(str(data), str(tmp_path / "m.keras"), preset="residual", depth=2, width=4, minutes=1e-4,
-                    steps=2, batch_size=2, patch=16, precision="float32")
+    recipe = Recipe(
+        str(data),
+        str(tmp_path / "m.keras"),
+        preset="residual",
+        depth=2,
+        width=4,
+        minutes=1e-4,
+        steps=2,
+        batch_size=2,
+        patch=16,
+        precision="float32",
+    )
     training = load_artifact(train_and_export(recipe, "python -m denoise_train --test")).card["training"]
     assert training["epochs_run"] == 1 and training["recipe"]["minutes"] == 1e-4
     assert training["device"] == "cpu"
@@ -411,8 +527,19 @@ def test_worker_processes_draw_each_epochs_noise(tmp_path, rng, monkeypatch):
     from denoise_train.data import Patches
     from denoise_train.run import Recipe, build, fit
 
-    recipe = Recipe("d", "o", preset="residual", depth=2, width=4, epochs=3, steps=2, batch_size=2, patch=16,
-                    workers=2, processes=True)
+    recipe = Recipe(
+        "d",
+        "o",
+        preset="residual",
+        depth=2,
+        width=4,
+        epochs=3,
+        steps=2,
+        batch_size=2,
+        patch=16,
+        workers=2,
+        processes=True,
+    )
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
     log = tmp_path / "draws"
     draw = Patches.__getitem__
@@ -427,7 +554,7 @@ def test_worker_processes_draw_each_epochs_noise(tmp_path, rng, monkeypatch):
     rows = [line.split() for line in log.read_text().splitlines()]
     assert any(int(pid) != os.getpid() for pid, _ in rows)
     steps = recipe.steps  # the first epoch also draws batches that Keras peeks at
-    assert [int(epoch) for _, epoch in rows][-3 * steps:] == [0] * steps + [1] * steps + [2] * steps
+    assert [int(epoch) for _, epoch in rows][-3 * steps :] == [0] * steps + [1] * steps + [2] * steps
 
 
 def test_a_run_with_ema_ends_with_the_average_of_its_weights_not_the_last(rng):
@@ -440,8 +567,19 @@ def test_a_run_with_ema_ends_with_the_average_of_its_weights_not_the_last(rng):
     def trained(steps: int, ema: float) -> np.ndarray:
         """The weights, flattened, after `steps` batches from the same start on the same draws."""
         keras.utils.set_random_seed(0)
-        recipe = Recipe("d", "o", preset="residual", depth=2, width=4, epochs=1, steps=steps, batch_size=2,
-                        patch=16, lr=1e-2, ema=ema)
+        recipe = Recipe(
+            "d",
+            "o",
+            preset="residual",
+            depth=2,
+            width=4,
+            epochs=1,
+            steps=steps,
+            batch_size=2,
+            patch=16,
+            lr=1e-2,
+            ema=ema,
+        )
         model = build(recipe)
         fit(model, images, recipe)
         return np.concatenate([w.ravel() for w in model.get_weights()])
@@ -463,8 +601,19 @@ def test_a_matte_run_weighs_the_opacity_loss_by_its_matte_weight(rng, weight):
     from denoise_train.run import Recipe, build, fit
 
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
-    recipe = Recipe("d", "o", preset="matte", width=4, levels=2, task="watermark", epochs=1, steps=2,
-                    batch_size=2, patch=16, matte_weight=weight)
+    recipe = Recipe(
+        "d",
+        "o",
+        preset="matte",
+        width=4,
+        levels=2,
+        task="watermark",
+        epochs=1,
+        steps=2,
+        batch_size=2,
+        patch=16,
+        matte_weight=weight,
+    )
     logs = fit(build(recipe), images, recipe).history
     assert logs["matte_loss"][0] > 0
     assert logs["loss"][0] == pytest.approx(logs["clean_loss"][0] + weight * logs["matte_loss"][0], rel=1e-3)

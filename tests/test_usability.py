@@ -16,9 +16,23 @@ DENOISE = Path(sys.executable).with_name("denoise")
 
 def test_denoise_batch_prints_no_tensorflow_start_up_notices(tmp_path, tiny_models):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "DENOISE_QUIET_TF")}
-    result = subprocess.run([DENOISE, "batch", ROOT / "examples" / "clean" / "camera.png", tmp_path / "out", "-q",
-                             "-m", tiny_models["gray"], "-t", "64"], env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [
+            DENOISE,
+            "batch",
+            ROOT / "examples" / "clean" / "camera.png",
+            tmp_path / "out",
+            "-q",
+            "-m",
+            tiny_models["gray"],
+            "-t",
+            "64",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and result.stdout.startswith("1 images"), result.stderr
 
@@ -47,14 +61,16 @@ def test_scorer_without_the_train_extra_stops_before_training(tmp_path, monkeypa
     monkeypatch.setattr("denoise_train.scorer.train_scorer", lambda *_: pytest.fail("training started"))
     result = train("scorer", "--data", str(tmp_path), "--out", str(tmp_path / "s.keras"))
     assert result.exit_code == 1
-    assert result.output.strip() == ("Error: the scorer's report (--no-report goes without) needs matplotlib: "
-                                     "pip install 'denoise[train]'")
+    assert result.output.strip() == (
+        "Error: the scorer's report (--no-report goes without) needs matplotlib: pip install 'denoise[train]'"
+    )
 
 
 def test_out_without_a_suffix_becomes_a_keras_file_and_another_suffix_is_refused(tmp_path, monkeypatch):
     recipes = []
-    monkeypatch.setattr("denoise_train.scorer.train_scorer", lambda recipe, _: recipes.append(recipe) or
-                        Path(recipe.out))
+    monkeypatch.setattr(
+        "denoise_train.scorer.train_scorer", lambda recipe, _: recipes.append(recipe) or Path(recipe.out)
+    )
     result = train("scorer", "--data", str(tmp_path), "--out", str(tmp_path / "scorer0"), "--no-report")
     assert result.exit_code == 0, result.output
     assert recipes[0].out == str(tmp_path / "scorer0.keras")

@@ -22,8 +22,13 @@ from denoiser.cli.writing import writing_to
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of INPUT.")
 @click.option("-f", "--overwrite", is_flag=True, help="Redo inputs that already have a record.")
 @click.option("-x", "--fail-fast", is_flag=True, help="Stop at the first failure.")
-@click.option("-p", "--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a before/after sheet of the first images here.")
+@click.option(
+    "-p",
+    "--preview",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a before/after sheet of the first images here.",
+)
 @click.option("-n", "--preview-count", type=click.IntRange(1), default=4, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @ray_options

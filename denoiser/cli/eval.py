@@ -15,21 +15,43 @@ from denoiser.engine import Settings
 
 @click.command("eval")
 @click.argument("clean_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("eval"),
-              show_default=True, help="Folder for eval.json, eval.md and the noisy inputs.")
-@click.option("--noise", default="gauss:15,gauss:25,gauss:50,sp:10,wm:40", show_default=True,
-              help="Degradations, KIND:LEVEL separated by commas: gauss = sigma in 8-bit levels, "
-                   "sp = percent of pixels, wm = text watermark opacity percent, logo = logo overlay opacity percent.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("eval"),
+    show_default=True,
+    help="Folder for eval.json, eval.md and the noisy inputs.",
+)
+@click.option(
+    "--noise",
+    default="gauss:15,gauss:25,gauss:50,sp:10,wm:40",
+    show_default=True,
+    help="Degradations, KIND:LEVEL separated by commas: gauss = sigma in 8-bit levels, "
+    "sp = percent of pixels, wm = text watermark opacity percent, logo = logo overlay opacity percent.",
+)
 @click.option("-s", "--seed", type=int, default=0, show_default=True)
-@click.option("-m", "--model", "models", multiple=True, metavar="MODEL[@[PRECISION][xN]]",
-              help="Model file or shipped name, optionally @float32/@bfloat16/@float16 and a self-ensemble of N "
-                   "orientations (gray@bfloat16x8, gray@x8); repeatable. Default: the shipped model for the "
-                   "images' channels.")
-@click.option("--baseline", "baselines", multiple=True, type=click.Choice(["median3", "nlm", "bm3d", "none"]),
-              help="Baselines to run; repeatable. Default: all that are installed.")
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    metavar="MODEL[@[PRECISION][xN]]",
+    help="Model file or shipped name, optionally @float32/@bfloat16/@float16 and a self-ensemble of N "
+    "orientations (gray@bfloat16x8, gray@x8); repeatable. Default: the shipped model for the "
+    "images' channels.",
+)
+@click.option(
+    "--baseline",
+    "baselines",
+    multiple=True,
+    type=click.Choice(["median3", "nlm", "bm3d", "none"]),
+    help="Baselines to run; repeatable. Default: all that are installed.",
+)
 @tiling_options
-def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tuple[str, ...],
-                 baselines: tuple[str, ...], **options) -> None:
+def eval_command(
+    clean_dir: Path, out: Path, noise: str, seed: int, models: tuple[str, ...], baselines: tuple[str, ...], **options
+) -> None:
     """Add noise to CLEAN_DIR's images, save them as 8-bit PNGs, and compare methods on exactly those files.
 
     Prints a table of PSNR, SSIM and MP/s per method and degradation, and writes it to OUT as
@@ -60,8 +82,14 @@ def eval_command(clean_dir: Path, out: Path, noise: str, seed: int, models: tupl
         speed = "" if row.method == "noisy input" else f"{row.mp_per_s:8.2f} MP/s"
         click.echo(f"{row.noise:>10}  {row.method:<24} PSNR {row.psnr:6.2f}  SSIM {row.ssim:.4f}  {speed}", err=True)
         rows.append(row)
-    context = {"clean_dir": str(clean_dir), "images": len(clean), "noise": noise, "seed": seed,
-               "command": "denoise " + shlex.join(sys.argv[1:]), "machine": platform.processor() or platform.machine()}
+    context = {
+        "clean_dir": str(clean_dir),
+        "images": len(clean),
+        "noise": noise,
+        "seed": seed,
+        "command": "denoise " + shlex.join(sys.argv[1:]),
+        "machine": platform.processor() or platform.machine(),
+    }
     write_report(rows, out, context)
     click.echo(markdown(rows))
 

@@ -54,8 +54,9 @@ class Checked(click.ParamType):
 def setting(*flags: str, default, kind: type = int, rules: dict[str, Rule] = RULES, **kwargs):
     """A click option for the setting its long flag names (`--batch-size` is `batch_size`)."""
     name = next(flag for flag in flags if flag.startswith("--"))[2:].replace("-", "_")
-    return click.option(*flags, type=Checked(name, kind, rules), default=default,
-                        show_default=default is not None, **kwargs)
+    return click.option(
+        *flags, type=Checked(name, kind, rules), default=default, show_default=default is not None, **kwargs
+    )
 
 
 def _apply(command, options):
@@ -66,55 +67,110 @@ def _apply(command, options):
 
 def tiling_options(command):
     """Add the tiling, batching, device and precision options."""
-    return _apply(command, [
-        setting("-t", "--tile", default=DEFAULTS.tile,
+    return _apply(
+        command,
+        [
+            setting(
+                "-t",
+                "--tile",
+                default=DEFAULTS.tile,
                 help="Longest tile side in pixels (raised to twice the overlap if smaller); each image is cut "
-                     f"into as few tiles as this allows, each fitted to the image to 16 px. Default: {TILE}, "
-                     f"or {TILE_OVERLAPS} overlaps where that is more."),
-        setting("--overlap", default=DEFAULTS.overlap,
-                help="Tile overlap in pixels. Default: from the seam radius in the model's card."),
-        setting("-b", "--batch-size", default=DEFAULTS.batch_size, kind=CountOrAuto, metavar="N|auto",
+                f"into as few tiles as this allows, each fitted to the image to 16 px. Default: {TILE}, "
+                f"or {TILE_OVERLAPS} overlaps where that is more.",
+            ),
+            setting(
+                "--overlap",
+                default=DEFAULTS.overlap,
+                help="Tile overlap in pixels. Default: from the seam radius in the model's card.",
+            ),
+            setting(
+                "-b",
+                "--batch-size",
+                default=DEFAULTS.batch_size,
+                kind=CountOrAuto,
+                metavar="N|auto",
                 help="Tiles of TILE x TILE per batch; smaller tiles fill a batch of the same area. auto = 1 on a "
-                     "CPU; on a GPU as many as half its free memory holds (docs/gpu.md)."),
-        setting("--device", default=DEFAULTS.device, kind=str, metavar="auto|cpu|gpu|gpu:N",
+                "CPU; on a GPU as many as half its free memory holds (docs/gpu.md).",
+            ),
+            setting(
+                "--device",
+                default=DEFAULTS.device,
+                kind=str,
+                metavar="auto|cpu|gpu|gpu:N",
                 help="auto = the first GPU Keras sees, else the CPU. gpu:N = the Nth GPU (from 0); "
-                     "one engine per device: run one command per GPU (docs/gpu.md)."),
-        setting("--precision", default=DEFAULTS.precision, kind=str,
+                "one engine per device: run one command per GPU (docs/gpu.md).",
+            ),
+            setting(
+                "--precision",
+                default=DEFAULTS.precision,
+                kind=str,
                 help="auto = bfloat16 on a GPU with bf16 units (compute capability 8.0 on), else float16 there; "
-                     "bfloat16 on a CPU with bf16 units where a timed convolution runs faster in it, else float32. "
-                     "int8 = the model's int8 graph on the CPU (ONNX Runtime): faster, slightly less clean."),
-        setting("-e", "--ensemble", default=DEFAULTS.ensemble,
+                "bfloat16 on a CPU with bf16 units where a timed convolution runs faster in it, else float32. "
+                "int8 = the model's int8 graph on the CPU (ONNX Runtime): faster, slightly less clean.",
+            ),
+            setting(
+                "-e",
+                "--ensemble",
+                default=DEFAULTS.ensemble,
                 help="Run each tile in this many flips and quarter turns and average the outputs turned back "
-                     "(self-ensemble): cleaner output for this many times the work."),
-    ])
+                "(self-ensemble): cleaner output for this many times the work.",
+            ),
+        ],
+    )
 
 
 def limit_options(command):
     """Add the input limits: pixels and bytes per file."""
-    return _apply(command, [
-        setting("--max-pixels", default=DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
-        setting("--max-bytes", default=DEFAULT_MAX_BYTES,
-                help="Refuse files larger than this many bytes, before reading them."),
-    ])
+    return _apply(
+        command,
+        [
+            setting("--max-pixels", default=DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
+            setting(
+                "--max-bytes",
+                default=DEFAULT_MAX_BYTES,
+                help="Refuse files larger than this many bytes, before reading them.",
+            ),
+        ],
+    )
 
 
 def engine_options(command):
     """Add the model option, the tiling options and the input limits."""
-    return _apply(limit_options(tiling_options(command)), [
-        click.option("-m", "--model", default=None, metavar="PATH|NAME",
-                     help="Model file or shipped name (gray, gray-fast, color, watermark-gray). "
-                          "Default: gray or color per image."),
-    ])
+    return _apply(
+        limit_options(tiling_options(command)),
+        [
+            click.option(
+                "-m",
+                "--model",
+                default=None,
+                metavar="PATH|NAME",
+                help="Model file or shipped name (gray, gray-fast, color, watermark-gray). "
+                "Default: gray or color per image.",
+            ),
+        ],
+    )
 
 
 def scorer_options(command):
     """Add the scorer and anomaly-map options."""
-    return _apply(command, [
-        click.option("-S", "--scorer", default=None, metavar="PATH|scorer",
-                     help="Anomaly scorer file (python -m denoise_train scorer). Default: the shipped scorer."),
-        click.option("-H", "--heatmaps", is_flag=True,
-                     help="Write each image's anomaly map beside its output as NAME.heatmap.png."),
-    ])
+    return _apply(
+        command,
+        [
+            click.option(
+                "-S",
+                "--scorer",
+                default=None,
+                metavar="PATH|scorer",
+                help="Anomaly scorer file (python -m denoise_train scorer). Default: the shipped scorer.",
+            ),
+            click.option(
+                "-H",
+                "--heatmaps",
+                is_flag=True,
+                help="Write each image's anomaly map beside its output as NAME.heatmap.png.",
+            ),
+        ],
+    )
 
 
 def settings_from(options: dict) -> Settings:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import click
 
@@ -72,5 +72,4 @@ def write_preview(records: list[Record], sheet: Path, count: int) -> None:
 def closing_line(ok: int, megapixels: float, failed: int, skipped: int, seconds: float) -> str:
     """The closing line from its counts."""
     rate = megapixels / seconds if seconds > 0 else 0.0
-    return (f"{ok} images, {megapixels:.2f} MP, {rate:.2f} MP/s, "
-            f"{failed} failed, {skipped} skipped (already recorded)")
+    return f"{ok} images, {megapixels:.2f} MP, {rate:.2f} MP/s, {failed} failed, {skipped} skipped (already recorded)"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -43,12 +43,18 @@ class Location(click.ParamType):
 
 def ray_options(command):
     """Add --ray and --workers."""
-    command = click.option("--workers", type=click.IntRange(1), default=None,
-                           help="Ray actors (with --ray). Default: one per GPU in the cluster, else one per CPU "
-                                "core.")(command)
-    return click.option("--ray", "use_ray", is_flag=True,
-                        help="Run on Ray Data: the cluster RAY_ADDRESS names, else a local one. Needs "
-                             "denoise[ray].")(command)
+    command = click.option(
+        "--workers",
+        type=click.IntRange(1),
+        default=None,
+        help="Ray actors (with --ray). Default: one per GPU in the cluster, else one per CPU core.",
+    )(command)
+    return click.option(
+        "--ray",
+        "use_ray",
+        is_flag=True,
+        help="Run on Ray Data: the cluster RAY_ADDRESS names, else a local one. Needs denoise[ray].",
+    )(command)
 
 
 def wants_driver(input_path, output, options: dict) -> bool:
@@ -131,8 +137,9 @@ def records_at(output: str) -> Iterator:
             yield log
     except OSError as error:
         reason = getattr(error, "cause", None) or error  # a worker's error, as Ray wraps it
-        raise DiskStop(f"stopped: cannot write to OUTPUT {output}: {reason}. Run the same command again to "
-                       "resume.") from error
+        raise DiskStop(
+            f"stopped: cannot write to OUTPUT {output}: {reason}. Run the same command again to resume."
+        ) from error
 
 
 def _clean_temporaries(tasks: list) -> None:

@@ -39,10 +39,19 @@ def score(input_path: Path, output: Path, **options) -> None:
     except FileNotFoundError as error:
         raise click.BadParameter(str(error), param_hint="--scorer") from error
     failed = flagged = 0
-    with writing_to(output) as log, closing(score_only(jobs, scorer, Options(
-            options["max_pixels"], max_bytes=options["max_bytes"], heatmaps=options["heatmaps"]))) as records:
-        with click.progressbar(records, length=len(jobs), label="scoring", file=sys.stderr,
-                               hidden=options["quiet"]) as bar:
+    with (
+        writing_to(output) as log,
+        closing(
+            score_only(
+                jobs,
+                scorer,
+                Options(options["max_pixels"], max_bytes=options["max_bytes"], heatmaps=options["heatmaps"]),
+            )
+        ) as records,
+    ):
+        with click.progressbar(
+            records, length=len(jobs), label="scoring", file=sys.stderr, hidden=options["quiet"]
+        ) as bar:
             for entry in bar:
                 log.append(entry)
                 failed += not entry.ok

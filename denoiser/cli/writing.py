@@ -1,12 +1,16 @@
-"""OUTPUT for a one-shot command: locked against other writers, its scores.jsonl open, disk errors turned into a stop."""
+"""OUTPUT for a one-shot command: locked against other writers, its scores.jsonl open, disk errors made a stop."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from denoiser.pipeline import ScoresLog
 
 DISK_ERROR_EXIT = 3  # stopped by the disk (full, read-only, failing); the same command again resumes
 
@@ -18,7 +22,7 @@ class DiskStop(click.ClickException):
 
 
 @contextmanager
-def writing_to(output: Path) -> Iterator["ScoresLog"]:
+def writing_to(output: Path) -> Iterator[ScoresLog]:
     """Lock OUTPUT and open its scores.jsonl for the block; an OSError in it stops the command with its cause."""
     from denoiser.pipeline import SCORES_FILE, ScoresLog
     from denoiser.storage import OutputLock, cause
@@ -34,7 +38,9 @@ def writing_to(output: Path) -> Iterator["ScoresLog"]:
         with ScoresLog(output / SCORES_FILE) as log:
             yield log
     except OSError as error:
-        raise DiskStop(f"stopped: {cause(error, {'OUTPUT': output})} (writing {error.filename}). "
-                       "No partial file was left; free space and run the same command again to resume.") from error
+        raise DiskStop(
+            f"stopped: {cause(error, {'OUTPUT': output})} (writing {error.filename}). "
+            "No partial file was left; free space and run the same command again to resume."
+        ) from error
     finally:
         lock.release()
