@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "clean"
-GPU_MPS = 300.0  # the per-GPU rate the GPU issue targets for `gray` on an H200 (not yet measured)
+GPU_MPS = 79.0  # `gray` at 6000x4000 on an H200, measured 2026-12-04 (docs/gpu.md; the target there is 300)
 PHOTO_MP, PHOTO_MB = 12.0, 4.0  # the sketch's typical input: a 4000 x 3000 JPEG of about 4 MB, and its output
 NIC_GBIT = 25.0  # a GPU node's network, each way
 GPUS_PER_NODE = 8
@@ -55,7 +55,7 @@ def make_inputs(folder: Path, count: int, size: int, seed: int = 0) -> float:
     for index in range(count):
         photo = photos[index % len(photos)]
         top, left = (rng.integers(0, photo.shape[axis] - size + 1) for axis in (0, 1))
-        crop = photo[top:top + size, left:left + size] + rng.normal(0, 25, (size, size, 3))
+        crop = photo[top : top + size, left : left + size] + rng.normal(0, 25, (size, size, 3))
         crop = np.clip(np.round(crop), 0, 255).astype(np.uint8)
         if index % 2:
             Image.fromarray(crop).save(folder / f"{index:04d}.jpg", quality=92)
@@ -69,8 +69,9 @@ def denoise(*args: str) -> Timed:
     command = [str(Path(sys.executable).with_name("denoise")), *args]
     shutil.rmtree(args[2], ignore_errors=True)
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True,
-                          env={**os.environ, "RAY_ADDRESS": "", "RAY_worker_niceness": "0"})
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": "", "RAY_worker_niceness": "0"}
+    )
     seconds = time.perf_counter() - started
     if done.returncode not in (0, 1):
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -79,11 +80,18 @@ def denoise(*args: str) -> Timed:
 
 def compare(a: Path, b: Path) -> str:
     """How two output trees differ: files byte-identical, and the largest pixel difference of the others."""
-    names = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name not in ("scores.jsonl",
-                                                                                            ".denoise.lock"))
+    names = sorted(
+        p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name not in ("scores.jsonl", ".denoise.lock")
+    )
     same = [name for name in names if (a / name).read_bytes() == (b / name).read_bytes()]
-    levels = max((int(np.abs(np.asarray(Image.open(a / n), np.int32) - np.asarray(Image.open(b / n), np.int32))
-                      .max()) for n in names if n not in same), default=0)
+    levels = max(
+        (
+            int(np.abs(np.asarray(Image.open(a / n), np.int32) - np.asarray(Image.open(b / n), np.int32)).max())
+            for n in names
+            if n not in same
+        ),
+        default=0,
+    )
     return f"{len(same)} of {len(names)} byte-identical" + (f", the others within {levels} levels" if levels else "")
 
 
@@ -93,9 +101,21 @@ class NoOp:
     def __call__(self, batch: dict) -> dict:
         from denoiser.records import Record
 
-        record = Record("", "", status="ok", score=0.5, anomalous=False, raw_score=1.0, width=256, height=256,
-                        seconds=0.1, model="gray", precision="float32", scorer="scorer",
-                        time="2026-12-04T00:00:00+00:00")
+        record = Record(
+            "",
+            "",
+            status="ok",
+            score=0.5,
+            anomalous=False,
+            raw_score=1.0,
+            width=256,
+            height=256,
+            seconds=0.1,
+            model="gray",
+            precision="float32",
+            scorer="scorer",
+            time="2026-12-04T00:00:00+00:00",
+        )
         return {"record": [record.but(input=s, output=t).line() for s, t in zip(batch["source"], batch["target"])]}
 
 
@@ -107,11 +127,12 @@ def ray_data_overhead(tasks: int = 4000, workers: int = 2) -> float:
 
     os.environ["RAY_worker_niceness"] = "0"  # as for the commands
     connect()
-    items = [{"source": f"/data/in/{i:07d}.jpg", "target": f"/data/out/{i:07d}.jpg", "refusal": ""}
-             for i in range(tasks)]
+    items = [
+        {"source": f"/data/in/{i:07d}.jpg", "target": f"/data/out/{i:07d}.jpg", "refusal": ""} for i in range(tasks)
+    ]
     dataset = ray.data.from_items(items).map_batches(
-        NoOp, batch_size=BATCH_SIZE, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=1)
+        NoOp, batch_size=BATCH_SIZE, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1
+    )
     list(dataset.limit(BATCH_SIZE).iter_rows())  # starts the actors
     started = time.perf_counter()
     count = sum(1 for _ in dataset.iter_rows())
@@ -171,18 +192,21 @@ def scaling(overhead: float, codec: Codec, driver_rate: float) -> list[str]:
     worker = min(gpu, reading, writing)
     nic = NIC_GBIT * 1e3 / 8 / (2 * PHOTO_MB)  # images/s a node's network moves in and out
     bound = "their GPUs" if worker == gpu else "JPEG reading" if worker == reading else "JPEG writing"
-    lines = [f"assumed: {GPU_MPS:.0f} MP/s a GPU (the GPU issue's H200 target, not measured), {PHOTO_MP:.0f}-MP "
-             f"JPEGs of {PHOTO_MB:.0f} MB, {GPUS_PER_NODE} GPUs and {NIC_GBIT:.0f} Gbit/s a node",
-             f"a worker, images/s: GPU with the overhead {gpu:.1f}, reading (2 threads) {reading:.1f}, "
-             f"writing (1 thread) {writing:.1f}: {worker:.1f} ({worker * PHOTO_MP:.0f} MP/s)",
-             f"a node, images/s: {GPUS_PER_NODE} workers {GPUS_PER_NODE * worker:.0f}, network {nic:.0f}",
-             f"the driver records {driver_rate:.0f} images/s (local scores.jsonl, fsync each)"]
+    lines = [
+        f"assumed: {GPU_MPS:.0f} MP/s a GPU (gray on an H200, docs/gpu.md), {PHOTO_MP:.0f}-MP "
+        f"JPEGs of {PHOTO_MB:.0f} MB, {GPUS_PER_NODE} GPUs and {NIC_GBIT:.0f} Gbit/s a node",
+        f"a worker, images/s: GPU with the overhead {gpu:.1f}, reading (2 threads) {reading:.1f}, "
+        f"writing (1 thread) {writing:.1f}: {worker:.1f} ({worker * PHOTO_MP:.0f} MP/s)",
+        f"a node, images/s: {GPUS_PER_NODE} workers {GPUS_PER_NODE * worker:.0f}, network {nic:.0f}",
+        f"the driver records {driver_rate:.0f} images/s (local scores.jsonl, fsync each)",
+    ]
     for nodes in (1, 4, 16, 64, 256):
-        limits = {f"workers ({bound})": nodes * GPUS_PER_NODE * worker, "network": nodes * nic,
-                  "driver": driver_rate}
+        limits = {f"workers ({bound})": nodes * GPUS_PER_NODE * worker, "network": nodes * nic, "driver": driver_rate}
         first = min(limits, key=limits.get)
-        lines.append(f"  {nodes:3d} nodes: {limits[first]:8.0f} images/s ({limits[first] * PHOTO_MP / 1e3:6.1f} "
-                     f"GP/s), bound by {first}")
+        lines.append(
+            f"  {nodes:3d} nodes: {limits[first]:8.0f} images/s ({limits[first] * PHOTO_MP / 1e3:6.1f} "
+            f"GP/s), bound by {first}"
+        )
     return lines
 
 
@@ -206,8 +230,10 @@ def main(count: int, size: int, repeats: int, workers: int | None, batch_args: t
             commands[f"ray-w{workers}"] = (inputs, "--ray", "--workers", str(workers))
         runs = fastest(commands, scratch, extra, repeats)
         report(runs, megapixels, count, size, extra, scratch)
-        print(f"outputs against local: ray {compare(scratch / 'local', scratch / 'ray')}" +
-              (f"; ray-w{workers} {compare(scratch / 'local', scratch / f'ray-w{workers}')}" if workers else ""))
+        print(
+            f"outputs against local: ray {compare(scratch / 'local', scratch / 'ray')}"
+            + (f"; ray-w{workers} {compare(scratch / 'local', scratch / f'ray-w{workers}')}" if workers else "")
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -231,15 +257,20 @@ def report(runs: dict[str, Timed], megapixels: float, count: int, size: int, ext
     local, ray = (megapixels / runs[name].seconds for name in ("local", "ray"))
     steady = {name: megapixels / (runs[name].seconds - runs[f"{name}-1"].seconds) for name in ("local", "ray")}
     print(f"end to end: local {local:.3f} MP/s, ray {ray:.3f} MP/s, ray/local {ray / local:.1%}")
-    print(f"steady state (one-image run's time taken off): local {steady['local']:.3f} MP/s, "
-          f"ray {steady['ray']:.3f} MP/s, ray/local {steady['ray'] / steady['local']:.1%}")
+    print(
+        f"steady state (one-image run's time taken off): local {steady['local']:.3f} MP/s, "
+        f"ray {steady['ray']:.3f} MP/s, ray/local {steady['ray'] / steady['local']:.1%}"
+    )
     startup = runs["ray-1"].seconds - runs["local-1"].seconds
-    per_image = ((runs["ray"].seconds - runs["ray-1"].seconds) - (runs["local"].seconds - runs["local-1"].seconds)) \
-        / (count - 1)
+    per_image = ((runs["ray"].seconds - runs["ray-1"].seconds) - (runs["local"].seconds - runs["local-1"].seconds)) / (
+        count - 1
+    )
     overhead = ray_data_overhead()
     print(f"Ray start-up: {startup:.1f} s more than local (cluster, then actors that load TensorFlow and models)")
-    print(f"Ray per image: {per_image * 1e3:+.1f} ms against local in this run; Ray Data alone "
-          f"(no-op workers) {overhead * 1e3:.2f} ms a task")
+    print(
+        f"Ray per image: {per_image * 1e3:+.1f} ms against local in this run; Ray Data alone "
+        f"(no-op workers) {overhead * 1e3:.2f} ms a task"
+    )
     codec, driver_rate = codec_seconds_per_mp(scratch), driver_records_per_second(scratch)
     print(f"a colour JPEG on one core: read {codec.read:.3f} s/MP, written back {codec.write:.3f} s/MP")
     print("scaling sketch:")
