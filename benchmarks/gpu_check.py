@@ -53,7 +53,7 @@ def dncnn_engine(settings, device: str, weights: Path | None):
     """An engine over DnCNN-S in the settings' precision, tiled like the shipped models."""
     import keras
 
-    from denoiser.artifact import Artifact
+    from denoiser.artifact import Artifact, backend_name, jax_forward
     from denoiser.engine import Engine, dtype_policy
 
     keras.config.set_dtype_policy(dtype_policy(settings.precision))
@@ -62,7 +62,8 @@ def dncnn_engine(settings, device: str, weights: Path | None):
     if weights:
         load_published_weights(model, weights)
     card = {"name": "DnCNN-S" + ("" if weights else " (random weights)"), "size_multiple": 1, "receptive_radius": 17}
-    return Engine(Artifact(model, card), settings, device)
+    forward = jax_forward(model) if backend_name() == "jax" else None
+    return Engine(Artifact(model, card, forward=forward), settings, device)
 
 
 def run_bench(model: str, sizes: tuple[str, ...], device: str, seconds: float, out: Path) -> dict:
@@ -253,7 +254,9 @@ def main() -> None:
     parser.add_argument(
         "--profile-tiles", type=int, default=None, help="tiles per profiled batch (default 32, 2 quick)"
     )
-    parser.add_argument("--batch-images", type=int, default=None, help="denoise batch's images (default 48, 6 quick)")
+    parser.add_argument(
+        "--batch-images", type=int, default=None, help="denoise batch's images (default 48, 6 quick; 0: none)"
+    )
     args = parser.parse_args()
     args.seconds = args.seconds or (0.2 if args.quick else 1.0)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -316,8 +319,8 @@ def main() -> None:
                     if args.device == "cpu"
                     else eval_set12(args.set12, "cpu", args.out / "eval-cpu", ("gray@float32",)),
                 )
-    if args.set12.is_dir():
-        images = args.batch_images or (6 if args.quick else 48)
+    images = (6 if args.quick else 48) if args.batch_images is None else args.batch_images
+    if args.set12.is_dir() and images:
         save(
             "batch",
             batch_end_to_end(

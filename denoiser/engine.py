@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from denoiser.artifact import Artifact, load_artifact
+from denoiser.artifact import Artifact, backend_name, load_artifact
 from denoiser.settings import AUTO, check, device_index
 from denoiser.tiling import Blend, TilePlan, fit_tile, plan_tiles, round_up, tile_at
 
@@ -30,6 +30,8 @@ BF16_CAPABILITY = (8, 0)  # NVIDIA GPUs from Ampere on have bf16 tensor cores; o
 AUTO_BATCH_SHARE = 0.5
 AUTO_BATCH_MAX = 64
 AUTO_BATCH_UNKNOWN = 4
+# Short batches pad to 1, 2, 4, 8, then multiples of 8: at most 8 slots wasted, few shapes compiled.
+PAD_STEP = 8
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
 ORIENTATIONS = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
 
@@ -60,13 +62,6 @@ def resolve_device(device: str) -> str:
             "use --device cpu or auto, or see docs/gpu.md"
         )
     return "gpu" if gpus else "cpu"
-
-
-def backend_name() -> str:
-    """The Keras backend in use."""
-    import keras
-
-    return keras.backend.backend()
 
 
 def gpu_capability(index: int = 0) -> tuple[int, int] | None:
@@ -320,13 +315,13 @@ class Engine:
     def _run(self, batch: list[tuple[_Job, int, int]]) -> None:
         """Predict one batch and hand tiles back to their jobs.
 
-        All tiles of a batch have one shape. A short last batch is zero-padded to the next power of two
-        (at most the shape's capacity), so a lone image costs one tile, and few shapes are ever traced.
+        All tiles of a batch have one shape. A short last batch is zero-padded (see `padded_count`, at most to
+        the shape's capacity), so a lone image costs one tile, and few shapes are ever traced.
         """
         import keras
 
         shape = batch[0][0].plan.tile
-        slots = min(self.capacity(shape), 1 << (len(batch) - 1).bit_length())
+        slots = min(self.capacity(shape), padded_count(len(batch)))
         stack = np.zeros((slots, *shape, self.channels), np.float32)
         for slot, (job, unit, index) in enumerate(batch):
             stack[slot] = tile_at(job.units[unit], job.plan, index)
@@ -345,6 +340,11 @@ class Engine:
             view = np.ascontiguousarray(orient(stack, turns, mirror))
             total += orient(self.artifact.predict(view), turns, mirror, True)
         return total / self.settings.ensemble
+
+
+def padded_count(tiles: int) -> int:
+    """The batch a short batch of tiles is padded to: a power of two up to PAD_STEP, then a multiple of it."""
+    return 1 << (tiles - 1).bit_length() if tiles <= PAD_STEP else -(-tiles // PAD_STEP) * PAD_STEP
 
 
 def planes(image: np.ndarray, channels: int) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ from denoiser.engine import (
     conv_seconds,
     measure_seam_radius,
     orient,
+    padded_count,
     resolve_device,
     resolve_precision,
     square_crop,
@@ -150,7 +151,11 @@ def test_tiles_of_one_shape_from_consecutive_images_share_batches_of_few_shapes(
         assert len(batch_sizes) == -(-tiles // capacity), "tiles of one shape from consecutive images share batches"
         assert set(batch_sizes[:-1]) <= {capacity}
         short = tiles % capacity or capacity
-        assert batch_sizes[-1] == min(capacity, 1 << (short - 1).bit_length()), "short batches pad to a power of two"
+        assert batch_sizes[-1] == min(capacity, padded_count(short)), "short batches pad to few sizes"
+
+
+def test_short_batches_pad_to_powers_of_two_then_multiples_of_eight():
+    assert [padded_count(n) for n in (1, 2, 3, 5, 8, 9, 16, 17, 24, 25, 63)] == [1, 2, 4, 8, 8, 16, 16, 24, 24, 32, 64]
 
 
 def test_progress_is_reported_after_every_batch_of_tiles(tiny_models, rng):
