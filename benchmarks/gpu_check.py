@@ -156,7 +156,7 @@ def host_share(model: str, device: str, size: str) -> dict:
 
 def device_only(engine, tiles: int) -> dict:
     """Seconds for one batch of `tiles` of the engine's largest tile: the model alone on device-resident data
-    (compiled once, synchronised), the copy in and the copy out; the rest of predict is Keras's and the host's."""
+    (compiled once, synchronised), the copy in and the copy out; and the artifact's predict with all of it."""
     import jax
 
     model = engine.artifact.model
@@ -200,7 +200,7 @@ def profile(models: list[str], device: str, tiles: int, args, tile: int | None =
         print(
             f"{name}: {tiles} tiles of {engine.tile}^2: model {report[name]['model_seconds']:.3f} s on the device, "
             f"copy in {report[name]['copy_in_seconds']:.3f} s, out {report[name]['copy_out_seconds']:.3f} s, "
-            f"Keras predict in all {report[name]['predict_seconds']:.3f} s",
+            f"the artifact's predict in all {report[name]['predict_seconds']:.3f} s",
             flush=True,
         )
     return report
@@ -363,7 +363,7 @@ def print_summary(summary: dict) -> None:
         print(
             f"{name}: {figures['tiles']} tiles of {figures['tile']}^2 in {figures['model_seconds']:.3f} s on the "
             f"device ({figures['tiles'] * figures['tile'] ** 2 / figures['model_seconds'] / 1e6:.0f} MP/s of tiles), "
-            f"{figures['predict_seconds']:.3f} s through Keras's predict with the copies"
+            f"{figures['predict_seconds']:.3f} s through the artifact's predict, copies included"
         )
     if "batch" in summary:
         batch = summary["batch"]
