@@ -53,7 +53,7 @@ def dncnn_engine(settings, device: str, weights: Path | None):
     """An engine over DnCNN-S in the settings' precision, tiled like the shipped models."""
     import keras
 
-    from denoiser.artifact import Artifact, backend_name, jax_forward
+    from denoiser.artifact import Artifact
     from denoiser.engine import Engine, dtype_policy
 
     keras.config.set_dtype_policy(dtype_policy(settings.precision))
@@ -62,8 +62,7 @@ def dncnn_engine(settings, device: str, weights: Path | None):
     if weights:
         load_published_weights(model, weights)
     card = {"name": "DnCNN-S" + ("" if weights else " (random weights)"), "size_multiple": 1, "receptive_radius": 17}
-    forward = jax_forward(model) if backend_name() == "jax" else None
-    return Engine(Artifact(model, card, forward=forward), settings, device)
+    return Engine(Artifact(model, card), settings, device)
 
 
 def run_bench(model: str, sizes: tuple[str, ...], device: str, seconds: float, out: Path) -> dict:

@@ -6,7 +6,6 @@ import io
 import json
 import math
 import zipfile
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,21 +36,15 @@ class ModelRefused(FileNotFoundError, ValueError):
 
 
 class Artifact(NamedTuple):
-    """A loaded model and its card, and the model's int8 graph (denoiser.int8.Int8Graph) where it runs in int8;
-    under JAX, its inference compiled once (`jax_forward`)."""
+    """A loaded model and its card, and the model's int8 graph (denoiser.int8.Int8Graph) where it runs in int8."""
 
     model: Any
     card: dict
     int8: Any = None
-    forward: Callable[[np.ndarray], np.ndarray] | None = None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The model's output for an N x H x W x C float32 batch, from the int8 graph where there is one."""
-        if self.int8:
-            return self.int8(batch)
-        if self.forward:
-            return self.forward(batch)
-        return np.asarray(self.model.predict_on_batch(batch), np.float32)
+        return self.int8(batch) if self.int8 else np.asarray(self.model.predict_on_batch(batch), np.float32)
 
     @property
     def channels(self) -> int:
@@ -332,29 +325,11 @@ def load_artifact(path: str | Path, precision: str = "float32") -> Artifact:
 
     model = load_keras(path)
     if precision != "int8":
-        model = with_precision(model, precision)
-        return Artifact(model, read_card(path), forward=jax_forward(model) if backend_name() == "jax" else None)
+        return Artifact(with_precision(model, precision), read_card(path))
     graph = read_int8(path)
     if graph is None:
         raise ValueError(f"{path} has no int8 graph (make one with `python -m denoise_train quantize {path}`)")
     return Artifact(model, read_card(path), Int8Graph(graph))
-
-
-def backend_name() -> str:
-    """The Keras backend in use."""
-    import keras
-
-    return keras.backend.backend()
-
-
-def jax_forward(model) -> Callable[[np.ndarray], np.ndarray]:
-    """The model's inference as one jitted JAX function of its weights and a batch: Keras's predict_on_batch does
-    per-call work that costs a GPU about a third of a large batch's time (docs/gpu.md)."""
-    import jax
-
-    weights = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
-    step = jax.jit(lambda trainable, other, batch: model.stateless_call(trainable, other, batch, training=False)[0])
-    return lambda batch: np.asarray(step(*weights, batch), np.float32)
 
 
 def _set_dtype_policies(config: Any, policy: str) -> Any:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from denoiser.artifact import Artifact, backend_name, load_artifact
+from denoiser.artifact import Artifact, load_artifact
 from denoiser.settings import AUTO, check, device_index
 from denoiser.tiling import Blend, TilePlan, fit_tile, plan_tiles, round_up, tile_at
 
@@ -62,6 +62,13 @@ def resolve_device(device: str) -> str:
             "use --device cpu or auto, or see docs/gpu.md"
         )
     return "gpu" if gpus else "cpu"
+
+
+def backend_name() -> str:
+    """The Keras backend in use."""
+    import keras
+
+    return keras.backend.backend()
 
 
 def gpu_capability(index: int = 0) -> tuple[int, int] | None:
