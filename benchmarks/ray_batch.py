@@ -9,6 +9,8 @@ each command as a fresh process, as a user would, and times it from outside:
   ray       denoise batch IN OUT --ray            (starts its own local Ray cluster; default workers)
   local-1   and ray-1: the same on one image, which measures each command's start-up
   ray-wN    with --workers N, when asked
+  cluster   and cluster-1: --ray on a cluster already running (`ray start --head`, RAY_ADDRESS=auto), as
+            `ray job submit` users run it; skip with --no-cluster
 
 Runs alternate (local, ray, local, ray, ...) and each keeps its fastest of --repeats, since other work on a
 small shared host slows whichever runs beside it. Ray starts its workers at niceness 15; here they run at 0
@@ -28,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -64,14 +68,14 @@ def make_inputs(folder: Path, count: int, size: int, seed: int = 0) -> float:
     return count * size * size / 1e6
 
 
-def denoise(*args: str) -> Timed:
-    """Run the installed `denoise` command in a fresh output folder; its wall time and closing line."""
+def denoise(*args: str, address: str = "") -> Timed:
+    """Run the installed `denoise` command in a fresh output folder (on the Ray cluster at `address`, where given,
+    else on one it starts); its wall time and closing line."""
     command = [str(Path(sys.executable).with_name("denoise")), *args]
     shutil.rmtree(args[2], ignore_errors=True)
     started = time.perf_counter()
-    done = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": "", "RAY_worker_niceness": "0"}
-    )
+    env = {**os.environ, "RAY_ADDRESS": address, "RAY_worker_niceness": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - started
     if done.returncode not in (0, 1):
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -215,8 +219,9 @@ def scaling(overhead: float, codec: Codec, driver_rate: float) -> list[str]:
 @click.option("--size", type=click.IntRange(32), default=256)
 @click.option("--repeats", type=click.IntRange(1), default=2, help="Runs of each command; the fastest counts.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Also time --ray with this many workers.")
+@click.option("--cluster/--no-cluster", default=True, help="Also time --ray on a cluster already running.")
 @click.argument("batch_args", nargs=-1)
-def main(count: int, size: int, repeats: int, workers: int | None, batch_args: tuple[str, ...]) -> None:
+def main(count: int, size: int, repeats: int, workers: int | None, cluster: bool, batch_args: tuple[str, ...]) -> None:
     """Time denoise batch against denoise batch --ray on the same images; print MP/s, ratio and overheads."""
     extra = batch_args or ("--precision", "float32")  # "auto" is timed per process: fixed, so both run alike
     scratch = Path(tempfile.mkdtemp(prefix="ray-bench-"))
@@ -229,6 +234,10 @@ def main(count: int, size: int, repeats: int, workers: int | None, batch_args: t
         if workers:
             commands[f"ray-w{workers}"] = (inputs, "--ray", "--workers", str(workers))
         runs = fastest(commands, scratch, extra, repeats)
+        if cluster:
+            with running_cluster() as address:
+                on_cluster = {"cluster": (inputs, "--ray"), "cluster-1": (one, "--ray")}
+                runs |= fastest(on_cluster, scratch, extra, repeats, address)
         report(runs, megapixels, count, size, extra, scratch)
         print(
             f"outputs against local: ray {compare(scratch / 'local', scratch / 'ray')}"
@@ -238,15 +247,30 @@ def main(count: int, size: int, repeats: int, workers: int | None, batch_args: t
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def fastest(commands: dict[str, tuple], scratch: Path, extra: tuple[str, ...], repeats: int) -> dict[str, Timed]:
+def fastest(
+    commands: dict[str, tuple], scratch: Path, extra: tuple[str, ...], repeats: int, address: str = ""
+) -> dict[str, Timed]:
     """Each command's fastest run of `repeats`, the commands taking turns."""
     runs: dict[str, Timed] = {}
     for _ in range(repeats):
         for name, (source, *flags) in commands.items():
-            run = denoise("batch", str(source), str(scratch / name), "-q", *flags, *extra)
+            run = denoise("batch", str(source), str(scratch / name), "-q", *flags, *extra, address=address)
             if name not in runs or run.seconds < runs[name].seconds:
                 runs[name] = run
     return runs
+
+
+@contextmanager
+def running_cluster() -> Iterator[str]:
+    """A local Ray cluster started as a user would start one for `ray job submit` (`ray start --head`); its address."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "RAY_worker_niceness": "0"}
+    start = [ray, "start", "--head", "--num-cpus", str(os.cpu_count()), "--include-dashboard=false"]
+    subprocess.run([*start, "--disable-usage-stats"], check=True, capture_output=True, env=env)
+    try:
+        yield "auto"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True)
 
 
 def report(runs: dict[str, Timed], megapixels: float, count: int, size: int, extra, scratch: Path) -> None:
@@ -257,6 +281,13 @@ def report(runs: dict[str, Timed], megapixels: float, count: int, size: int, ext
     local, ray = (megapixels / runs[name].seconds for name in ("local", "ray"))
     steady = {name: megapixels / (runs[name].seconds - runs[f"{name}-1"].seconds) for name in ("local", "ray")}
     print(f"end to end: local {local:.3f} MP/s, ray {ray:.3f} MP/s, ray/local {ray / local:.1%}")
+    if "cluster" in runs:
+        on_cluster = megapixels / runs["cluster"].seconds
+        print(
+            f"end to end on a running cluster (RAY_ADDRESS): ray {on_cluster:.3f} MP/s, "
+            f"ray/local {on_cluster / local:.1%}; its start-up "
+            f"{runs['cluster-1'].seconds - runs['local-1'].seconds:.1f} s more than local"
+        )
     print(
         f"steady state (one-image run's time taken off): local {steady['local']:.3f} MP/s, "
         f"ray {steady['ray']:.3f} MP/s, ray/local {steady['ray'] / steady['local']:.1%}"

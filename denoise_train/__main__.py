@@ -1,4 +1,4 @@
-"""`python -m denoise_train`: train a denoiser or an anomaly scorer and export it with its model card."""
+"""`python -m denoise_train`, as `denoise train`: train a denoiser or an anomaly scorer, export it with its card."""
 
 from denoise_train.cli import main
 

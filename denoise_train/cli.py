@@ -1,7 +1,7 @@
-"""The training command line: `python -m denoise_train` trains a denoiser, `python -m denoise_train scorer` an
-anomaly scorer.
+"""The training command line: `denoise train` trains a denoiser, `denoise train scorer` an anomaly scorer
+(`python -m denoise_train` is the same in a checkout).
 
-`python -m denoise_train --preset NAME` with an autoencoder preset from the seeds runs `scorer` with that preset.
+`denoise train --preset NAME` with an autoencoder preset from the seeds runs `scorer` with that preset.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def main() -> None:
 
 
 def command_line() -> str:
-    """The command as typed, for the model card."""
-    return "python -m denoise_train " + shlex.join(sys.argv[1:])
+    """The command as typed, for the model card: `denoise train ...` or `python -m denoise_train ...`."""
+    program = "denoise" if Path(sys.argv[0]).name == "denoise" else "python -m denoise_train"
+    return f"{program} {shlex.join(sys.argv[1:])}"
 
 
 @main.command(context_settings=SETTINGS)

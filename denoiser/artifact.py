@@ -328,7 +328,7 @@ def load_artifact(path: str | Path, precision: str = "float32") -> Artifact:
         return Artifact(with_precision(model, precision), read_card(path))
     graph = read_int8(path)
     if graph is None:
-        raise ValueError(f"{path} has no int8 graph (make one with `python -m denoise_train quantize {path}`)")
+        raise ValueError(f"{path} has no int8 graph (make one with `denoise train quantize {path}`)")
     return Artifact(model, read_card(path), Int8Graph(graph))
 
 

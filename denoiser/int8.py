@@ -1,6 +1,6 @@
 """Int8 inference: a model's quantized ONNX graph, kept inside its `.keras` archive, run by ONNX Runtime on CPUs.
 
-`python -m denoise_train quantize MODEL` writes the graph (see denoise_train/quantize.py); this module only runs it.
+`denoise train quantize MODEL` writes the graph (see denoise_train/quantize.py); this module only runs it.
 """
 
 from __future__ import annotations

@@ -9,37 +9,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from denoiser.artifact import measure_receptive_radius, save_artifact
-
-
-def tiny_card(model, name: str, align: int = 1) -> dict:
-    """A minimal card, like the train command writes."""
-    return {
-        "format": "denoise-card/1",
-        "name": name,
-        "channels": int(model.input_shape[-1]),
-        "size_multiple": align,
-        "receptive_radius": measure_receptive_radius(model, align),
-    }
-
-
-def stored_dtypes(path) -> list[str]:
-    """The dtype of each weight array as stored in a `.keras` archive, sorted."""
-    import io
-    import zipfile
-
-    import h5py
-
-    from denoiser.artifact import WEIGHTS_ENTRY
-
-    stored = []
-    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read(WEIGHTS_ENTRY)), "r") as weights:
-        weights.visititems(
-            lambda name, item: stored.append(str(item.dtype)) if isinstance(item, h5py.Dataset) else None
-        )
-    return sorted(stored)
+from denoiser.artifact import save_artifact
+from tests.helpers import tiny_card
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +28,6 @@ def tiny_models(tmp_path_factory):
         model = residual(channels, depth=3, width=8)
         paths[name] = save_artifact(model, tiny_card(model, f"tiny-{name}"), folder / f"{name}.keras")
     return paths
-
-
-def write_image(path, array, **params):
-    """Save a uint8 array with Pillow, creating folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, **params)
-    return path
 
 
 @pytest.fixture

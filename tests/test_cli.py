@@ -12,7 +12,7 @@ from PIL import Image
 
 from denoiser.cli import main
 from denoiser.engine import resolve_precision
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 RECORD_FIELDS = {"input", "output", "status", "score", "anomalous", "error", "width", "height", "seconds"}
 

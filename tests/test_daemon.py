@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from denoiser.cli import main
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 DENOISE = Path(sys.executable).with_name("denoise")
 READY_LINE = " watching "

@@ -25,7 +25,7 @@ import pytest
 
 from denoised.config import Config
 from denoised.systemd import render_unit, unit_template
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 MAX_EXPOSURE = 2.0
 NEEDS_ANALYZE = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

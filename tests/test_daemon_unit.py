@@ -41,7 +41,7 @@ from denoiser.cli import main
 from denoiser.pipeline import SCORES_FILE, ScoresLog
 from denoiser.records import Record
 from denoiser.storage import OutputLock
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 
 @pytest.fixture

@@ -278,7 +278,7 @@ def test_seam_radius_shrinks_with_tolerance_and_keeps_tiles_within_it(rng):
     import keras
 
     from denoise_train.presets import residual
-    from tests.conftest import tiny_card
+    from tests.helpers import tiny_card
 
     keras.utils.set_random_seed(4)
     model = residual(1, depth=12, width=8)
@@ -314,7 +314,7 @@ def test_an_artifact_stores_as_float16_the_weights_float16_holds_and_loads_every
     from denoise_train.presets import residual
     from denoiser.artifact import read_card, round_to_half, save_artifact
     from denoiser.int8 import read_int8
-    from tests.conftest import stored_dtypes, tiny_card
+    from tests.helpers import stored_dtypes, tiny_card
 
     keras.utils.set_random_seed(5)
     model = residual(1, depth=3, width=64)  # wide enough for the weights to outweigh the archive's overhead

@@ -14,7 +14,7 @@ from denoiser.cli import main
 from denoiser.engine import Engine
 from denoiser.imageio import read_image
 from denoiser.noise import NoiseSpec, degrade, psnr, ssim
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 
 def smooth_image(rng, size=96, channels=1):

@@ -23,7 +23,7 @@ from denoiser.engine import (
     resolve_precision,
 )
 from denoiser.settings import device_index, problem
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 GIB = 1 << 30
 

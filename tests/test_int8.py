@@ -127,7 +127,7 @@ def test_the_engine_runs_the_int8_graph_by_name_only(trained, rng):
 
 
 def test_int8_is_refused_where_it_cannot_run(tiny_models):
-    with pytest.raises(ValueError, match="python -m denoise_train quantize"):
+    with pytest.raises(ValueError, match="denoise train quantize"):
         Engine.load(str(tiny_models["gray"]), Settings(precision="int8", device="cpu"))
     with pytest.raises(ValueError, match="CPU only"):
         resolve_precision("int8", "gpu")

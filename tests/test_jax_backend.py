@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from denoiser.cli import main
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 pytest.importorskip("jax")
 ROOT = Path(__file__).resolve().parent.parent

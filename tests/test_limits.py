@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from benchmarks.fuzz_inputs import BOMB_BYTES, Seed, bomb, make_seeds, plant_chunk, zlib_bomb
 from denoiser.cli import main
 from denoiser.imageio import ImageError, read_image
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 
 @pytest.fixture(scope="module")

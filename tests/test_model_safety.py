@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from denoiser.anomaly import Scorer
 from denoiser.artifact import ModelRefused, check_model, load_artifact, resolve_model
 from denoiser.cli import main
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 
 class Unregistered(keras.layers.Layer):

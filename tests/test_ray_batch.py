@@ -23,7 +23,7 @@ from PIL import Image, ImageCms
 from denoiser.cli import main
 from denoiser.distributed import Worker
 from denoiser.records import Record
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("s3fs")

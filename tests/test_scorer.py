@@ -147,9 +147,8 @@ def test_train_cli_routes_seed_presets_to_the_scorer(tmp_path, rng):
 
 
 def test_score_command_writes_scores_and_heatmaps(tmp_path, stripe_scorer, rng):
-    from conftest import write_image
-
     from denoiser.cli import main
+    from tests.helpers import write_image
 
     inbox = tmp_path / "in"
     write_image(inbox / "normal.png", (stripes(rng, 1)[0, ..., 0] * 255).astype(np.uint8))
@@ -167,9 +166,8 @@ def test_score_command_writes_scores_and_heatmaps(tmp_path, stripe_scorer, rng):
 
 
 def test_batch_writes_heatmaps_with_a_given_scorer(tmp_path, stripe_scorer, tiny_models, rng):
-    from conftest import write_image
-
     from denoiser.cli import main
+    from tests.helpers import write_image
 
     write_image(tmp_path / "in" / "a.png", (stripes(rng, 1, 40)[0, ..., 0] * 255).astype(np.uint8))
     out = tmp_path / "out"
@@ -216,9 +214,8 @@ def pink(rng, count: int, size: int = 112) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def photo_scorer(tmp_path_factory):
     """A photo scorer trained through `python -m denoise_train scorer --preset photo` on 1/f images."""
-    from conftest import write_image
-
     from denoise_train.cli import main
+    from tests.helpers import write_image
 
     folder = tmp_path_factory.mktemp("photo")
     for i, image in enumerate(pink(np.random.default_rng(3), 50)):
@@ -294,10 +291,9 @@ def test_noise_level_estimate_and_statistics_shapes(rng):
 
 
 def test_batch_records_score_the_input_not_the_cleaned_image(tmp_path, photo_scorer, tiny_models, rng):
-    from conftest import write_image
-
     from denoiser.cli import main
     from denoiser.imageio import read_image
+    from tests.helpers import write_image
 
     source = write_image(tmp_path / "in" / "noise.png", (rng.random((96, 96)) * 255).astype(np.uint8))
     out = tmp_path / "out"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,20 @@ def test_denoise_watch_comes_from_the_daemon_through_the_entry_point_group():
 
     assert plugins()["watch"].value == "denoised.cli:watch"
     assert main.get_command(None, "watch") is watch and "watch" in main.list_commands(None)
+
+
+def test_training_is_denoise_train_and_listing_the_commands_imports_no_plugin():
+    script = (
+        "import sys; from denoiser.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('denoise_train.cli', 'denoised.cli', 'tensorflow') if m in sys.modules))"
+    )
+    listing = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert "train   Train denoisers and anomaly scorers" in listing and "watch   Clean every image" in listing
+    assert listing.strip().endswith("[]"), "listing the commands must not import the plugins"
+    from denoiser.cli import main
+
+    assert "denoiser  Train a fully convolutional" in CliRunner().invoke(main, ["train", "--help"]).output
 
 
 def test_watch_options_are_the_daemons_settings_with_its_defaults(tmp_path):

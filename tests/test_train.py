@@ -10,7 +10,7 @@ import pytest
 
 from denoiser.artifact import CARD_ENTRY, load_artifact, summary_card, write_summary
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
-from tests.conftest import stored_dtypes, write_image
+from tests.helpers import stored_dtypes, write_image
 
 
 def write_blocky_images(folder, rng, count: int = 21, cells: int = 6, channels: int = 1, prefix: str = ""):

@@ -6,10 +6,14 @@ registers `watch` there), so the core imports nothing above it.
 
 from __future__ import annotations
 
+import ast
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from importlib.util import find_spec
+from pathlib import Path
 
 import click
+from click.utils import make_default_short_help
 
 from denoiser import __version__
 from denoiser.cli.batch import batch
@@ -31,7 +35,7 @@ def plugins() -> dict[str, EntryPoint]:
 
 
 class PluginGroup(click.Group):
-    """A click group that also offers the PLUGINS commands, each imported only when it is run or listed."""
+    """A click group that also offers the PLUGINS commands, each imported only when it is run."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(plugins()))
@@ -42,6 +46,29 @@ class PluginGroup(click.Group):
             command = plugins()[name].load()
             self.add_command(command, name)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands; a plugin not loaded yet is described by its function's docstring (`plugin_summary`),
+        so that listing imports none of them (training's imports TensorFlow)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = super().get_command(ctx, name)
+            limit = formatter.width - 6 - len(name)
+            rows.append(
+                (name, command.get_short_help_str(limit) if command else plugin_summary(plugins()[name], limit))
+            )
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def plugin_summary(entry: EntryPoint, limit: int) -> str:
+    """A plugin command's short help, from its function's docstring in the source, without importing it."""
+    spec = find_spec(entry.module)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8")) if spec and spec.origin else ast.Module([], [])
+    docs = [
+        ast.get_docstring(node) for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == entry.attr
+    ]
+    return make_default_short_help(docs[0] or "", limit) if docs else ""
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})

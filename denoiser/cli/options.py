@@ -161,7 +161,7 @@ def scorer_options(command):
                 "--scorer",
                 default=None,
                 metavar="PATH|scorer",
-                help="Anomaly scorer file (python -m denoise_train scorer). Default: the shipped scorer.",
+                help="Anomaly scorer file (denoise train scorer). Default: the shipped scorer.",
             ),
             click.option(
                 "-H",
