@@ -22,6 +22,7 @@ from typing import NamedTuple
 import click
 import numpy as np
 from PIL import Image
+from ray_batch import running_cluster  # this folder is on sys.path when a script here runs
 
 BIN = Path(sys.executable).parent
 
@@ -88,34 +89,19 @@ def main(counts: tuple[int, ...], size: int) -> None:
     """Print each job's time, the driver's peak RSS and the object store's peak use."""
     import ray
 
-    env = {**os.environ, "RAY_worker_niceness": "0"}
-    subprocess.run(
-        [
-            str(BIN / "ray"),
-            "start",
-            "--head",
-            "--num-cpus",
-            str(os.cpu_count()),
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
     scratch = Path(tempfile.mkdtemp(prefix="ray-memory-"))
-    try:
-        ray.init(address="auto", log_to_driver=False, logging_level="ERROR")
-        for count in sorted(counts):
-            job = one_job(scratch, count, size)
-            print(
-                f"{count:6d} inputs of {size}x{size}: {job.seconds:6.1f} s, {job.records} records, driver peak RSS "
-                f"{job.driver_mb:.0f} MB, object store peak {job.object_store_mb:.1f} MB   ({job.line})"
-            )
-    finally:
-        ray.shutdown()
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+    with running_cluster() as address:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            for count in sorted(counts):
+                job = one_job(scratch, count, size)
+                print(
+                    f"{count:6d} inputs of {size}x{size}: {job.seconds:6.1f} s, {job.records} records, driver peak RSS "
+                    f"{job.driver_mb:.0f} MB, object store peak {job.object_store_mb:.1f} MB   ({job.line})"
+                )
+        finally:
+            ray.shutdown()
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
