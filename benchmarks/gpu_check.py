@@ -234,6 +234,35 @@ def batch_end_to_end(set12: Path, device: str, out: Path, count: int, side: int)
     return {"images": count, "side": side, "seconds": seconds, "mp_per_s": count * side * side / seconds / 1e6}
 
 
+def host_ceiling(inbox: Path, device: str, out: Path) -> dict:
+    """The batch code path over the same inputs with a model that returns its input at once: the most the host
+    (decoding, scoring, encoding, durable writes) lets through; and each of those steps timed on one input."""
+    from denoiser.engine import Settings
+    from denoiser.imageio import read_image
+    from denoiser.pipeline import Models, Options, mirror_jobs, process, write_atomic
+
+    models = Models(Settings(batch_size="auto", device=device))
+    models.for_channels(1)._predict = lambda stack: stack
+    shutil.rmtree(out, ignore_errors=True)
+    jobs = mirror_jobs(inbox, out)
+    started = time.perf_counter()
+    records = list(process(jobs, models, Options()))
+    seconds = time.perf_counter() - started
+    picture = read_image(jobs[0].source)
+
+    def timed(step) -> float:
+        began = time.perf_counter()
+        step()
+        return time.perf_counter() - began
+
+    steps = {
+        "read": timed(lambda: read_image(jobs[0].source)),
+        "score": timed(lambda: models.scorer.score(picture.pixels)),
+        "write": timed(lambda: write_atomic(out / "again.png", picture.pixels, picture)),
+    }
+    return {"mp_per_s": sum(r.megapixels for r in records) / seconds, "seconds_per_image": steps}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="gpu", choices=("gpu", "cpu"))
@@ -330,6 +359,8 @@ def main() -> None:
                 512 if args.quick else 2048,
             ),
         )
+        inbox = Path(os.environ.get("TMPDIR", "/tmp")) / "gpu-check" / "batch-in"
+        save("host_ceiling", host_ceiling(inbox, args.device, inbox.parent / "ceiling-out"))
     save("peak_device_mb", peak_device_mb(args.device))
     print_summary(summary)
 
@@ -370,6 +401,10 @@ def print_summary(summary: dict) -> None:
             f"denoise batch, {batch['images']} PNGs of {batch['side']}x{batch['side']} (decode, denoise, encode, "
             f"write): {batch['mp_per_s']:.2f} MP/s"
         )
+    if "host_ceiling" in summary:
+        ceiling = summary["host_ceiling"]
+        steps = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in ceiling["seconds_per_image"].items())
+        print(f"the same batch with an instant model (the host's ceiling): {ceiling['mp_per_s']:.2f} MP/s; {steps}")
     peak = summary["peak_device_mb"]
     print(f"peak device memory: {f'{peak:.0f} MB' if peak else 'not reported on a CPU (see peak RSS above)'}")
     if "set12_sigma25" in summary:
