@@ -205,15 +205,12 @@ def profile(models: list[str], device: str, tiles: int, args, tile: int | None =
     return report
 
 
-def batch_end_to_end(set12: Path, device: str, out: Path, count: int, side: int) -> dict:
-    """`denoise batch` over `count` noisy PNGs of side x side made from Set12: MP/s with decoding and encoding."""
+def noisy_pngs(set12: Path, inbox: Path, count: int, side: int) -> Path:
+    """`count` gray PNGs of side x side tiled from Set12 with noise of sigma 25, in a fresh `inbox`."""
     from PIL import Image
 
-    from denoiser.cli import main
-
     sources = sorted(set12.glob("*.png"))
-    inbox, outbox = out / "batch-in", out / "batch-out"
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(inbox, ignore_errors=True)
     inbox.mkdir(parents=True)
     rng = np.random.default_rng(25)
     for index in range(count):
@@ -221,6 +218,15 @@ def batch_end_to_end(set12: Path, device: str, out: Path, count: int, side: int)
         reps = (side // clean.shape[0] + 1, side // clean.shape[1] + 1)
         noisy = np.tile(clean, reps)[:side, :side] + rng.normal(0, 25, (side, side))
         Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(inbox / f"{index:03d}.png", compress_level=1)
+    return inbox
+
+
+def batch_end_to_end(set12: Path, device: str, out: Path, count: int, side: int) -> dict:
+    """`denoise batch` over `count` noisy PNGs of side x side made from Set12: MP/s with decoding and encoding."""
+    from denoiser.cli import main
+
+    inbox, outbox = noisy_pngs(set12, out / "batch-in", count, side), out / "batch-out"
+    shutil.rmtree(outbox, ignore_errors=True)
     started = time.perf_counter()
     try:
         main.main(

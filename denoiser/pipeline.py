@@ -232,8 +232,9 @@ def _restore_group(
     would make a noise field look like a smooth photo. It is then denoised in place: its pixels are not needed
     again, as the preview rereads inputs.
 
-    Outputs are encoded and written in a background thread while the next images run, at most
-    `writes_ahead` behind; each record is yielded only once its output is in place.
+    Outputs are encoded and written in background threads (one an output that may wait, at most one a core)
+    while the next images run, at most `writes_ahead` behind; each record is yielded, in order, only once its
+    output is in place.
     """
     in_flight: deque[tuple[_Decoded, Score, np.ndarray | None]] = deque()
 
@@ -243,7 +244,8 @@ def _restore_group(
             yield item.picture.pixels
 
     writing: deque[tuple[_Decoded, Score, Future]] = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="denoise-write") as writer:
+    writers = min(writes_ahead + 1, os.cpu_count() or 1)  # PNG and JPEG encoders release the GIL
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="denoise-write") as writer:
         for restored in engine.denoise_many(pixels(), in_place=True, progress=progress):
             item, result, heat = in_flight.popleft()
             write = writer.submit(write_outputs, item.job.target, restored, item.picture, heat)
