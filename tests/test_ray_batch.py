@@ -255,6 +255,40 @@ def test_inputs_from_a_bucket_outputs_and_scores_to_a_bucket(cluster, tiny_model
     assert {e["input"] for e in records(tmp_path / "here")} == {e["input"] for e in entries}
 
 
+@pytest.fixture
+def gcs(monkeypatch):
+    """A GCS emulator on localhost (gcp-storage-emulator), which gcsfs reaches through STORAGE_EMULATOR_HOST."""
+    emulator = pytest.importorskip("gcp_storage_emulator.server")
+    pytest.importorskip("gcsfs")
+    server = emulator.create_server("127.0.0.1", 0, in_memory=True)
+    server.start()
+    host, port = server._api._httpd.server_address  # the port the OS gave it
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{host}:{port}")
+    import fsspec
+
+    yield fsspec.filesystem("gs", skip_instance_cache=True)
+    server.stop()
+
+
+def test_gs_urls_in_and_out_as_s3_ones(gcs, tiny_models, tmp_path, rng):
+    source = mixed_folder(tmp_path / "in", rng)
+    for bucket in ("inbox", "clean"):
+        gcs.mkdir(bucket)
+    gcs.put(str(source), "inbox/photos", recursive=True)
+    args = ("-r", "-m", tiny_models["color"], *FIXED, "-q")
+    assert run("batch", source, tmp_path / "local", *args)[0] == 1
+    code, text = run("batch", "gs://inbox/photos", tmp_path / "from-gs", *args)
+    assert code == 1 and "7 images" in text and "3 failed" in text, text
+    assert outputs(tmp_path / "from-gs") == outputs(tmp_path / "local")
+    assert all(e["input"].startswith("gs://inbox/photos/") for e in records(tmp_path / "from-gs"))
+    code, text = run("batch", source, "gs://clean/run", *args)
+    assert code == 1 and "7 images" in text, text
+    written = {path[len("clean/run/") :]: gcs.cat(path) for path in gcs.find("clean/run")}
+    assert len(written.pop("scores.jsonl").splitlines()) == 10
+    assert written == outputs(tmp_path / "local"), "outputs put as local batch writes them, and no parts left"
+    assert run("batch", source, "gs://clean/run", *args)[1].count("10 skipped") == 1, "a rerun resumes"
+
+
 def test_object_store_records_resume_from_parts_and_merge_once(cluster):
     from denoiser.locations import PARTS, ObjectScores
 

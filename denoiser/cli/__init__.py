@@ -13,7 +13,6 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import click
-from click.utils import make_default_short_help
 
 from denoiser import __version__
 from denoiser.cli.batch import batch
@@ -68,7 +67,7 @@ def plugin_summary(entry: EntryPoint, limit: int) -> str:
     docs = [
         ast.get_docstring(node) for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == entry.attr
     ]
-    return make_default_short_help(docs[0] or "", limit) if docs else ""
+    return click.Command(entry.name, help=docs[0]).get_short_help_str(limit) if docs else ""
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
