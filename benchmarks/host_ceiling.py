@@ -1,5 +1,6 @@
 """The most the host lets `denoise batch` through: its code path over noisy PNGs with a model that returns its
-input at once (benchmarks/gpu_check.py's host_ceiling step), and reading, scoring and writing one input timed.
+input at once (benchmarks/gpu_check.py's host_ceiling step), and reading, scoring and writing one input timed;
+then the engine's own host work (cutting, batching and blending tiles) on one 6000x4000 image, likewise.
 
     python benchmarks/host_ceiling.py [--set12 ../shared/data/set12] [--count 16] [--side 2048] [--repeats 3]
 
@@ -12,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import click
+import numpy as np
 from gpu_check import host_ceiling, noisy_pngs  # this folder is on sys.path when a script here runs
 
 
@@ -28,6 +30,26 @@ def main(set12: Path, count: int, side: int, repeats: int) -> None:
     best = max(runs, key=lambda run: run["mp_per_s"])
     steps = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in best["seconds_per_image"].items())
     click.echo(f"{count} PNGs of {side}x{side}: {best['mp_per_s']:.1f} MP/s at most ({steps} an image)")
+    click.echo(f"the engine's host work on one 6000x4000 gray image: {engine_host_seconds(4000, 6000):.4f} s")
+
+
+def engine_host_seconds(height: int, width: int, repeats: int = 5) -> float:
+    """The fastest of `repeats` passes of one image through the gray engine (batch 32) with an instant model."""
+    import time
+
+    from denoiser.artifact import resolve_model
+    from denoiser.engine import Engine, Settings
+
+    engine = Engine.load(str(resolve_model("gray")), Settings(batch_size=32, device="cpu", precision="float32"))
+    engine._predict = lambda stack: stack
+    image = np.random.default_rng(0).random((height, width, 1), dtype=np.float32)
+    engine.denoise(image, in_place=True)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        engine.denoise(image, in_place=True)
+        times.append(time.perf_counter() - started)
+    return min(times)
 
 
 if __name__ == "__main__":

@@ -329,7 +329,8 @@ class Engine:
 
         shape = batch[0][0].plan.tile
         slots = min(self.capacity(shape), padded_count(len(batch)))
-        stack = np.zeros((slots, *shape, self.channels), np.float32)
+        stack = np.empty((slots, *shape, self.channels), np.float32)
+        stack[len(batch) :] = 0.0  # the padding slots
         for slot, (job, unit, index) in enumerate(batch):
             stack[slot] = tile_at(job.units[unit], job.plan, index)
         with keras.device(f"{self.device}:{self.index}"):

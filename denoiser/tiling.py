@@ -150,6 +150,7 @@ class Blend:
         columns = _weight_sums(plan.xs, plan.tile[1], plan.canvas[1], plan)[: plan.width]
         self.row_scale = (1.0 / rows).astype(np.float32)[:, None, None]
         self.col_scale = (1.0 / columns).astype(np.float32)[:, None]
+        self.weighted = np.empty((*plan.tile, channels), np.float32)  # one tile's weighted output, reused
 
     def add(self, index: int, tile: np.ndarray) -> None:
         """Blend in the output for tile `index`; tiles must come in index order."""
@@ -158,10 +159,11 @@ class Blend:
             raise ValueError(f"tile {index} arrived after its rows were written out")
         self._write_rows(y)
         (height, width), canvas = self.plan.tile, self.plan.canvas
-        window = np.outer(
-            _axis_window(y, height, canvas[0], self.plan), _axis_window(x, width, canvas[1], self.plan)
-        ).astype(np.float32)
-        self.band[:, x : x + width] += window[..., None] * tile
+        rows = _axis_window(y, height, canvas[0], self.plan).astype(np.float32)
+        columns = _axis_window(x, width, canvas[1], self.plan).astype(np.float32)
+        np.multiply(tile, rows[:, None, None], out=self.weighted)
+        self.weighted *= columns[:, None]
+        self.band[:, x : x + width] += self.weighted
 
     def finish(self) -> np.ndarray:
         """Write the last rows and return `out`."""
