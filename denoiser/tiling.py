@@ -136,8 +136,8 @@ class Blend:
     """Blends tile outputs, arriving row by row, into `out` through a band one tile high.
 
     Once a tile row starts, the rows above it are final: they are normalised and written to `out`, so
-    memory beyond `out` is one band. No tile reads rows above its own, so `out` may be the input itself.
-    The weight map is the outer product of two 1-D sums and is never stored.
+    memory beyond `out` is one band and one tile. No tile reads rows above its own, so `out` may be the
+    input itself. The weight map is the outer product of two 1-D sums and is never stored.
 
     Args:
         out: H x W x C array to write; where C differs from the tiles' channels, their mean is written.
