@@ -49,10 +49,11 @@ class PluginGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List the commands; a plugin not loaded yet is described by its function's docstring (`plugin_summary`),
         so that listing imports none of them (training's imports TensorFlow)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))  # as click's own listing truncates
         rows = []
-        for name in self.list_commands(ctx):
+        for name in names:
             command = super().get_command(ctx, name)
-            limit = formatter.width - 6 - len(name)
             rows.append(
                 (name, command.get_short_help_str(limit) if command else plugin_summary(plugins()[name], limit))
             )
