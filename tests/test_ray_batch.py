@@ -28,6 +28,8 @@ from tests.helpers import write_image
 ray = pytest.importorskip("ray")
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("gcsfs")
+pytest.importorskip("gcp_storage_emulator")
 
 FIXED = ("--precision", "float32", "-t", "64")  # "auto" precision is timed per process: fix it to compare bytes
 OWN = {"scores.jsonl", ".denoise.lock"}
@@ -35,23 +37,31 @@ OWN = {"scores.jsonl", ".denoise.lock"}
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A moto S3 server on localhost and a 2-CPU local Ray cluster whose workers see its endpoint."""
+    """A moto S3 server and a GCS emulator (gcp-storage-emulator, which gcsfs reaches through
+    STORAGE_EMULATOR_HOST) on localhost, and a 2-CPU local Ray cluster whose workers see their endpoints."""
+    from gcp_storage_emulator.server import create_server
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    aws = {
+    emulator = create_server("127.0.0.1", 0, in_memory=True)
+    emulator.start()
+    gcs_host, gcs_port = emulator._api._httpd.server_address  # the port the OS gave it
+    endpoints = {
         "AWS_ENDPOINT_URL": f"http://{host}:{port}",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "STORAGE_EMULATOR_HOST": f"http://{gcs_host}:{gcs_port}",
     }
-    saved = {name: os.environ.get(name) for name in aws}
-    os.environ.update(aws)  # before ray.init: workers inherit the environment of the cluster's start
+    saved = {name: os.environ.get(name) for name in endpoints}
+    os.environ.update(endpoints)  # before ray.init: workers inherit the environment of the cluster's start
     context = ray.init(num_cpus=2, object_store_memory=96 << 20, include_dashboard=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
     server.stop()
+    emulator.stop()
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
@@ -256,18 +266,11 @@ def test_inputs_from_a_bucket_outputs_and_scores_to_a_bucket(cluster, tiny_model
 
 
 @pytest.fixture
-def gcs(monkeypatch):
-    """A GCS emulator on localhost (gcp-storage-emulator), which gcsfs reaches through STORAGE_EMULATOR_HOST."""
-    emulator = pytest.importorskip("gcp_storage_emulator.server")
-    pytest.importorskip("gcsfs")
-    server = emulator.create_server("127.0.0.1", 0, in_memory=True)
-    server.start()
-    host, port = server._api._httpd.server_address  # the port the OS gave it
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{host}:{port}")
+def gcs(cluster):
+    """The GCS emulator of the module's cluster, through gcsfs."""
     import fsspec
 
-    yield fsspec.filesystem("gs", skip_instance_cache=True)
-    server.stop()
+    return fsspec.filesystem("gs", skip_instance_cache=True)
 
 
 def test_gs_urls_in_and_out_as_s3_ones(gcs, tiny_models, tmp_path, rng):
@@ -287,6 +290,11 @@ def test_gs_urls_in_and_out_as_s3_ones(gcs, tiny_models, tmp_path, rng):
     assert len(written.pop("scores.jsonl").splitlines()) == 10
     assert written == outputs(tmp_path / "local"), "outputs put as local batch writes them, and no parts left"
     assert run("batch", source, "gs://clean/run", *args)[1].count("10 skipped") == 1, "a rerun resumes"
+    code, text = run("batch", "gs://inbox/photos", "gs://clean/ray", *args, "--ray", "--workers", "1")
+    assert code == 1 and "7 images" in text and "3 failed" in text and "1 worker" in text, text
+    written = {path[len("clean/ray/") :]: gcs.cat(path) for path in gcs.find("clean/ray")}
+    assert len(written.pop("scores.jsonl").splitlines()) == 10
+    assert written == outputs(tmp_path / "local"), "on Ray too: bucket to bucket, as local batch writes"
 
 
 def test_object_store_records_resume_from_parts_and_merge_once(cluster):

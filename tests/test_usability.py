@@ -34,7 +34,7 @@ def test_denoise_batch_prints_no_tensorflow_start_up_notices(tmp_path, tiny_mode
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr == "" and result.stdout.startswith("1 images"), result.stderr
+    assert result.stderr == "" and result.stdout.startswith("1 image,"), result.stderr
 
 
 def test_the_users_own_tensorflow_log_level_is_kept(monkeypatch):

@@ -56,7 +56,7 @@ def conclude(tally: Tally, skipped: int, started: float, options: dict, workers:
     if options["preview"]:
         write_preview(tally.first, options["preview"], options["preview_count"])
     line = closing_line(tally.ok, tally.megapixels, tally.failed, skipped, time.perf_counter() - started)
-    click.echo(line + (f", {workers} workers" if workers else ""))
+    click.echo(line + (f", {counted(workers, 'worker')}" if workers else ""))
     sys.exit(1 if tally.failed else 0)
 
 
@@ -72,4 +72,12 @@ def write_preview(records: list[Record], sheet: Path, count: int) -> None:
 def closing_line(ok: int, megapixels: float, failed: int, skipped: int, seconds: float) -> str:
     """The closing line from its counts."""
     rate = megapixels / seconds if seconds > 0 else 0.0
-    return f"{ok} images, {megapixels:.2f} MP, {rate:.2f} MP/s, {failed} failed, {skipped} skipped (already recorded)"
+    return (
+        f"{counted(ok, 'image')}, {megapixels:.2f} MP, {rate:.2f} MP/s, {failed} failed, "
+        f"{skipped} skipped (already recorded)"
+    )
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 image`, `2 images`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
