@@ -32,7 +32,7 @@ test: $(STAMP)
 DATA ?= ../shared/data
 TRAIN := $(BIN)/python -m denoise_train --preset unet --width 32 --levels 4 --epochs 25 --steps 250 --batch-size 32 --patch 64 --lr 1e-3
 TUNE := $(BIN)/python -m denoise_train --preset unet --width 32 --levels 4 --steps 250 --batch-size 8 --patch 128
-SCORER := $(BIN)/python -m denoise_train scorer --preset photo --crops 4 --neighbours 5
+SCORER := $(BIN)/python -m denoise_train scorer --preset photo --crops 4 --neighbours 5 --damage-steps 6000
 models: $(STAMP)
 	$(TRAIN) --data $(DATA)/train400 --out models/gray.keras --channels 1 --checkpoint-dir runs/gray
 	$(TUNE) --epochs 60 --lr 3e-4 --init models/gray.keras --data $(DATA)/train400 --out models/gray.keras --channels 1 --sp-prob 0.1 --checkpoint-dir runs/gray-ft
@@ -87,7 +87,8 @@ watermark: $(STAMP)
 	$(MATTE) --minutes 65 --lr 7e-5 --ema 0.999 --seed 21 --matte-weight 0.01 --bottom 10 --patch 256 --batch-size 2 --init models/watermark-gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/watermark-gray.keras --checkpoint-dir runs/wm-matte13
 	$(QUANTIZE) models/watermark-gray.keras --data $(DATA)/train400 --data $(DATA)/cbsd432
 
-# Retrain only the shipped anomaly scorer (about a minute): statistics of natural photos from both training sets,
+# Retrain only the shipped anomaly scorer (about 30 minutes, most of it the damage network): statistics of natural
+# photos from both training sets and synthetic damage painted on them,
 # clean and noisy; every 5th file of each is left out for benchmarks/anomaly_benchmark.py --split validation.
 scorer: $(STAMP)
 	$(SCORER) --data $(DATA)/train400 --data $(DATA)/cbsd432 --out models/scorer.keras

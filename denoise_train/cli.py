@@ -281,6 +281,12 @@ def denoiser(**options) -> None:
     help="Train a head on the code to tell the four quarter turns of each image apart, and use it "
     "as a component. Default: on for conv-ae, off for the seed presets.",
 )
+@click.option(
+    "--damage-steps",
+    type=click.IntRange(0),
+    default=0,
+    help="Photo preset: train a damage network (scratches, stains, pasted patches) for this many batches; 0: none.",
+)
 @click.option("--report/--no-report", default=True, help="Save loss curves, a before/after grid and the codes.")
 @click.option("--seed", type=int, default=0)
 def scorer(**options) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 from denoise_train.autoencoders import AUTOENCODERS, build_autoencoder
 from denoise_train.data import fingerprint, idx_pair, list_images, load_idx
 from denoiser import __version__
-from denoiser.anomaly import WHITENING, Scorer, Standardiser, prepare, write_banks
+from denoiser.anomaly import DAMAGE, WHITENING, Scorer, Standardiser, prepare, write_banks
 from denoiser.anomaly_features import LOCAL_NAMES
 from denoiser.artifact import save_artifact
 from denoiser.imageio import read_image
@@ -42,6 +42,7 @@ class ScorerRecipe(NamedTuple):
     rotation: bool | None = None  # default: on for conv-ae, off for the seed presets (the linear one stays PCA)
     report: bool = True
     seed: int = 0
+    damage_steps: int = 0  # photo preset: training steps of its damage network (0: none)
 
     @property
     def turns(self) -> bool:
@@ -331,13 +332,18 @@ def ranges(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.diag(scale).astype(np.float32), (-middle * scale).astype(np.float32)
 
 
-def photo_model(kernels: dict):
-    """A Keras model whose Dense layers hold the maps of the global and local statistics (one per name)."""
+def photo_model(kernels: dict, damage: keras.Model | None = None):
+    """A Keras model whose Dense layers hold the maps of the global and local statistics (one per name), and the
+    damage network as a sub-model when there is one."""
     inputs = {name: keras.Input((kernel.shape[0],), name=name) for name, (kernel, _) in kernels.items()}
     layers = {
         name: keras.layers.Dense(kernel.shape[1], name=f"{name}{WHITENING}") for name, (kernel, _) in kernels.items()
     }
-    model = keras.Model(inputs, {name: layers[name](inputs[name]) for name in kernels}, name="photo_scorer")
+    outputs = {name: layers[name](inputs[name]) for name in kernels}
+    if damage is not None:
+        inputs["image"] = keras.Input((None, None, 3), name="image")
+        outputs[DAMAGE] = damage(inputs["image"])
+    model = keras.Model(inputs, outputs, name="photo_scorer")
     for name, weights in kernels.items():
         layers[name].set_weights(list(weights))
     return model
@@ -346,7 +352,9 @@ def photo_model(kernels: dict):
 def fit_photo_scorer(
     files: list[Path], recipe: ScorerRecipe, shrink: float = 0.01, patches: int = 40, top: int = 3
 ) -> tuple[Scorer, dict]:
-    """Fit the two Gaussians on most of `files`, calibrate on the held-out rest; returns the scorer and counts."""
+    """Fit the two Gaussians (and train the damage network) on most of `files`, calibrate on the held-out rest;
+    returns the scorer and counts."""
+    from denoise_train.damage import train_damage
     from denoiser.anomaly import PhotoScorer
 
     rng = np.random.default_rng(recipe.seed)
@@ -354,7 +362,11 @@ def fit_photo_scorer(
     cut = max(1, int(round(len(files) * recipe.holdout)))
     held_out, fitting = [files[i] for i in order[:cut]], [files[i] for i in order[cut:]]
     glob, local = photo_features(photo_views(fitting, recipe.crops, rng), patches, rng)
-    model = photo_model({"global": whitening(glob, shrink), "range": ranges(glob), "local": whitening(local, shrink)})
+    damage, damage_counts = None, {}
+    if recipe.damage_steps:
+        damage, damage_counts = train_damage(fitting, recipe.damage_steps, seed=recipe.seed)
+    kernels = {"global": whitening(glob, shrink), "range": ranges(glob), "local": whitening(local, shrink)}
+    model = photo_model(kernels, damage)
     bank = np.asarray(model.get_layer(f"global{WHITENING}")(glob), np.float16)
     card = {"kind": PhotoScorer.KIND, "neighbours": recipe.neighbours, "top": top}
     scorer = PhotoScorer(model, {"global": bank}, card)
@@ -363,19 +375,26 @@ def fit_photo_scorer(
     scales = {k: float(np.quantile(v, 1.0 - recipe.fpr)) for k, v in components.items()}
     card["scales"] = scales
     raw = np.max([components[k] / scales[k] for k in scales], axis=0)
-    patch_values = np.concatenate([m[1].ravel() for m in measured])
+    maps = [m[1] for m in measured]
     card |= {
         "calibration": calibrate(raw, recipe.fpr)._asdict() | {"images": len(raw)},
-        "pixel_threshold": float(np.quantile(patch_values, 1.0 - recipe.fpr)),
+        "pixel_threshold": pixel_quantile([m.patches for m in maps], recipe.fpr),
     }
+    if damage is not None:
+        card["damage_pixel_threshold"] = pixel_quantile([m.damage for m in maps], recipe.fpr)
     counts = {
         "fitting_files": len(fitting),
         "fitting_views": len(glob),
         "fitting_patches": len(local),
         "calibration_files": len(held_out),
         "calibration_views": len(raw),
-    }
+    } | ({"damage_network": damage_counts} if damage is not None else {})
     return PhotoScorer(model, {"global": bank}, card), counts
+
+
+def pixel_quantile(maps: list[np.ndarray], fpr: float) -> float:
+    """The (1 - fpr) quantile of every value of the maps."""
+    return float(np.quantile(np.concatenate([m.ravel() for m in maps]), 1.0 - fpr))
 
 
 def photo_files(recipe: ScorerRecipe) -> tuple[list[Path], dict]:
@@ -409,6 +428,23 @@ def validation_flagged(scorer, recipe: ScorerRecipe) -> dict:
     return out
 
 
+PHOTO_SCORE = (
+    "max of the components, each divided by its (1 - fpr) quantile on held-out training photos: global = mean "
+    "Mahalanobis distance of the image's statistics to the nearest normal training images; range = the most "
+    "outlying continuous statistic, in half-widths of its 1-99% range; local = mean of the largest patch "
+    "Mahalanobis distances"
+)
+DAMAGE_SCORE = (
+    "; damage = the largest mean over 8 x 8 pixels of the damage network's per-pixel probability of a scratch, "
+    "stain or pasted patch, on a copy with a short side of 256 pixels"
+)
+DAMAGE_LIMITS = (
+    "the damage network learned synthetic damage (thin lines, tinted blobs, pasted regions of other photos): "
+    "damage unlike these, or smaller than a few pixels of a 256-pixel copy, may pass"
+)
+NO_DAMAGE_LIMITS = "local damage on a photo (a scratch, a stain, a pasted patch) barely raises the score"
+
+
 def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
     """Fit, calibrate and export a photo scorer; its card is written inside the `.keras` and beside it."""
     from denoiser.anomaly_features import GLOBAL_NAMES
@@ -426,10 +462,7 @@ def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
             "local_statistics": list(LOCAL_NAMES),
             "parameters": int(scorer.model.count_params()),
         },
-        "score": "max of three components, each divided by its (1 - fpr) quantile on held-out training photos: "
-        "global = mean Mahalanobis distance of the image's statistics to the nearest normal training "
-        "images; range = the most outlying continuous statistic, in half-widths of its 1-99% range; "
-        "local = mean of the largest patch Mahalanobis distances",
+        "score": PHOTO_SCORE + (DAMAGE_SCORE if scorer.damage is not None else ""),
         **scorer.card,
         "training": data
         | counts
@@ -440,9 +473,9 @@ def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
         "metrics": {"validation_flagged": validation_flagged(scorer, recipe)},
         "intended_use": "flag inputs of a photo denoiser that are not natural photos (documents, charts, UI, "
         "noise fields, flat or black frames, patterns, product shots)",
-        "limits": "local damage on a photo (a scratch, a stain, a pasted patch) barely raises the score; noise "
-        "fields that are slightly smoothed or over a faint picture can pass; calibrated on BSD photos, so "
-        "photos unlike them score higher (see docs/anomaly.md)",
+        "limits": (DAMAGE_LIMITS if scorer.damage is not None else NO_DAMAGE_LIMITS)
+        + "; noise fields that are slightly smoothed or over a faint picture can pass; calibrated on BSD photos, "
+        "so photos unlike them score higher (see docs/anomaly.md)",
         "command": command,
         "versions": {"denoise": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
     }

@@ -24,6 +24,8 @@ from denoiser.scoring import Calibration, Score, normalise
 
 BANK_ENTRY = "denoise-banks.npz"
 WHITENING = "_map"  # suffix of the photo scorer's Dense layers that map statistics
+DAMAGE = "damage"  # the photo scorer's damage network, a sub-model of its model
+DAMAGE_POOL = 8  # damage probabilities are averaged over squares of this side before the largest is taken
 
 
 class Standardiser(NamedTuple):
@@ -126,11 +128,12 @@ class PhotoScorer:
     """Scores whether an input is a natural photo and whether a part of it is damaged.
 
     Models of normal photos (clean and noisy), each stored as a Dense layer of the `.keras` model that whitens
-    statistics (see `denoiser.anomaly_features`). Three components: `global`, the mean Mahalanobis distance of the
+    statistics (see `denoiser.anomaly_features`). Components: `global`, the mean Mahalanobis distance of the
     image's global statistics to the `neighbours` nearest normal training images; `range`, how far the most
     outlying single statistic lies from its median, in half-widths of its 1-99% range on training photos (one
     statistic far out, as the coarse contrast of a noise field, is diluted in the distance); `local`, the mean of
-    the `top` largest Mahalanobis distances of patch statistics, which also compare a patch to its neighbourhood.
+    the `top` largest Mahalanobis distances of patch statistics, which also compare a patch to its neighbourhood;
+    and, when the model holds a damage network (a sub-model named DAMAGE), `damage` (see `damage_level`).
     Each is divided by its (1 - fpr) quantile on held-out normal photos, and the raw score is the largest.
     """
 
@@ -143,11 +146,13 @@ class PhotoScorer:
             for layer in model.layers
             if layer.name.endswith(WHITENING)
         }
+        self.damage = next((layer for layer in model.layers if layer.name == DAMAGE), None)
         self.bank = np.asarray(banks.get("global", np.zeros((0, 0))), np.float64)
         self.neighbours, self.top = int(card.get("neighbours", 5)), int(card.get("top", 3))
         self.scales = dict(card.get("scales", {"global": 1.0, "range": 1.0, "local": 1.0}))
         self.calibration = Calibration.from_card(card)
         self.pixel_threshold = float(card.get("pixel_threshold", 0.0)) or None
+        self.damage_threshold = float(card.get("damage_pixel_threshold", 0.0)) or None
 
     @property
     def name(self) -> str:
@@ -158,8 +163,8 @@ class PhotoScorer:
         kernel, bias = self.whitening[name]
         return np.asarray(features, np.float64) @ kernel + bias
 
-    def components(self, pixels: np.ndarray) -> tuple[dict, np.ndarray]:
-        """The image's global and local components, and its patch distances (rows x cols)."""
+    def components(self, pixels: np.ndarray) -> tuple[dict, Maps]:
+        """The image's components (global, range, local, and damage with a damage network) and its maps."""
         from denoiser.anomaly_features import global_features, local_features
 
         statistics = global_features(pixels)[None]
@@ -172,7 +177,19 @@ class PhotoScorer:
         patches = np.sqrt((self.whiten("local", local.reshape(-1, local.shape[-1])) ** 2).sum(axis=1))
         top = np.sort(patches)[-min(self.top, len(patches)) :].mean()
         outlying = float(np.abs(self.whiten("range", statistics)).max())
-        return {"global": glob, "range": outlying, "local": float(top)}, patches.reshape(local.shape[:2])
+        found = {"global": glob, "range": outlying, "local": float(top)}
+        damage = None if self.damage is None else self.damage_map(pixels)
+        if damage is not None:
+            found["damage"] = damage_level(damage)
+        return found, Maps(patches.reshape(local.shape[:2]), damage)
+
+    def damage_map(self, pixels: np.ndarray) -> np.ndarray:
+        """The damage network's probability per pixel of the image's damage canvas (its unpadded part)."""
+        from denoiser.anomaly_features import damage_canvas
+
+        canvas, (height, width) = damage_canvas(pixels)
+        logits = np.asarray(self.damage.predict_on_batch(canvas[None]), np.float32)[0, :height, :width, 0]
+        return 1.0 / (1.0 + np.exp(-logits))
 
     def raw(self, components: dict) -> float:
         """The larger of the components, each divided by its quantile on held-out normal photos."""
@@ -180,28 +197,45 @@ class PhotoScorer:
 
     def score(self, pixels: np.ndarray, heatmap: bool = False) -> tuple[Score, np.ndarray | None]:
         """One image's score and, if asked, its anomaly map (H x W in [0, 1], 0.5 at the pixel threshold)."""
-        components, patches = self.components(pixels)
+        components, maps = self.components(pixels)
         raw = self.raw(components)
         if self.calibration is None:
             result = Score(raw, float("nan"), False)
         else:
             result = Score(raw, normalise(raw, self.calibration), raw >= self.calibration.threshold)
-        return result, self.anomaly_map(patches, pixels.shape[:2]) if heatmap else None
+        return result, self.anomaly_map(maps, pixels.shape[:2]) if heatmap else None
 
-    def anomaly_map(self, patches: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """Patch distances spread over their windows (the largest where they overlap), scaled so that the pixel
-        threshold is 0.5, at `shape`."""
+    def anomaly_map(self, maps: Maps, shape: tuple[int, int]) -> np.ndarray:
+        """The damage map, or without a damage network the patch distances spread over their windows (the largest
+        where they overlap), scaled so that the pixel threshold is 0.5, at `shape`."""
         from denoiser.anomaly_features import PATCH, STRIDE, WORK
 
-        scale = 0.5 / self.pixel_threshold if self.pixel_threshold else 1.0 / max(float(patches.max()), 1e-12)
-        ratio = WORK / min(shape)
-        work = (max(WORK, int(round(shape[0] * ratio))), max(WORK, int(round(shape[1] * ratio))))
-        heat = np.zeros(work, np.float32)
-        for (row, col), value in np.ndenumerate(patches):
-            window = heat[row * STRIDE : row * STRIDE + PATCH, col * STRIDE : col * STRIDE + PATCH]
-            np.maximum(window, value, out=window)
-        heat = np.clip(heat * scale, 0.0, 1.0)
-        return cv2.resize(heat, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        if maps.damage is not None:
+            heat = maps.damage * (0.5 / self.damage_threshold if self.damage_threshold else 1.0)
+        else:
+            patches = maps.patches
+            scale = 0.5 / self.pixel_threshold if self.pixel_threshold else 1.0 / max(float(patches.max()), 1e-12)
+            ratio = WORK / min(shape)
+            work = (max(WORK, int(round(shape[0] * ratio))), max(WORK, int(round(shape[1] * ratio))))
+            heat = np.zeros(work, np.float32)
+            for (row, col), value in np.ndenumerate(patches):
+                window = heat[row * STRIDE : row * STRIDE + PATCH, col * STRIDE : col * STRIDE + PATCH]
+                np.maximum(window, value, out=window)
+            heat *= scale
+        return cv2.resize(np.clip(heat, 0.0, 1.0), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+class Maps(NamedTuple):
+    """A photo scorer's maps of an image: patch distances (rows x cols), and damage probabilities (H x W of the
+    damage canvas) or None without a damage network."""
+
+    patches: np.ndarray
+    damage: np.ndarray | None
+
+
+def damage_level(probabilities: np.ndarray) -> float:
+    """An image's damage component: the largest mean probability over a DAMAGE_POOL square of the damage map."""
+    return float(cv2.blur(probabilities, (DAMAGE_POOL, DAMAGE_POOL)).max())
 
 
 def prepare(pixels: np.ndarray, size: int, channels: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 WORK = 128  # short side of the working copy
 PATCH, STRIDE = 16, 8  # local patches on the working copy
 NATIVE = 512  # the noise level is estimated on at most this square of native pixels
+DAMAGE_SHORT, DAMAGE_LONG, DAMAGE_ALIGN = 256, 768, 64  # the damage network's canvas: a bounded set of shapes
 GLOBAL_NAMES = (
     "log_noise_native",
     "log_noise_work",
@@ -92,6 +93,25 @@ def working_copy(rgb: np.ndarray, short: int = WORK) -> np.ndarray:
     size = (max(short, int(round(width * scale))), max(short, int(round(height * scale))))
     method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     return cv2.resize(rgb, size, interpolation=method).reshape(size[1], size[0], 3)
+
+
+def damage_scale(height: int, width: int) -> float:
+    """How much the damage canvas enlarges (or shrinks) an image: its short side to DAMAGE_SHORT, its long side
+    at most DAMAGE_LONG."""
+    return min(DAMAGE_SHORT / min(height, width), DAMAGE_LONG / max(height, width))
+
+
+def damage_canvas(pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image as RGB at `damage_scale`, edge-padded to multiples of DAMAGE_ALIGN; and the size of its
+    unpadded part."""
+    rgb = as_rgb(pixels)
+    height, width = rgb.shape[:2]
+    scale = damage_scale(height, width)
+    size = (max(1, int(round(height * scale))), max(1, int(round(width * scale))))
+    method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(rgb, size[::-1], interpolation=method).reshape(*size, 3)
+    pad = ((0, -size[0] % DAMAGE_ALIGN), (0, -size[1] % DAMAGE_ALIGN), (0, 0))
+    return np.pad(small, pad, mode="edge"), size
 
 
 def noise_sigma(gray: np.ndarray) -> float:

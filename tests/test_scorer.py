@@ -212,35 +212,37 @@ def pink(rng, count: int, size: int = 112) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def photo_scorer(tmp_path_factory):
-    """A photo scorer trained through `python -m denoise_train scorer --preset photo` on 1/f images."""
-    from denoise_train.cli import main
+def photo_folder(tmp_path_factory):
+    """50 1/f images as PNG files: the normal photos of the photo scorers below."""
     from tests.helpers import write_image
 
     folder = tmp_path_factory.mktemp("photo")
     for i, image in enumerate(pink(np.random.default_rng(3), 50)):
         write_image(folder / "normal" / f"{i:03d}.png", image)
-    out = folder / "photo.keras"
-    result = CliRunner().invoke(
-        main,
-        [
-            "scorer",
-            "--preset",
-            "photo",
-            "--data",
-            str(folder / "normal"),
-            "--out",
-            str(out),
-            "--crops",
-            "2",
-            "--holdout",
-            "0.3",
-            "--neighbours",
-            "3",
-        ],
-    )
+    return folder
+
+
+def train_photo_scorer(folder, name: str, *extra: str):
+    """A photo scorer trained through `python -m denoise_train scorer --preset photo` on the folder's images."""
+    from denoise_train.cli import main
+
+    out = folder / f"{name}.keras"
+    data = ("--data", str(folder / "normal"), "--out", str(out))
+    options = ("--crops", "2", "--holdout", "0.3", "--neighbours", "3", *extra)
+    result = CliRunner().invoke(main, ["scorer", "--preset", "photo", *data, *options])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def photo_scorer(photo_folder):
+    return train_photo_scorer(photo_folder, "photo")
+
+
+@pytest.fixture(scope="module")
+def damage_scorer(photo_folder):
+    """The same, with a damage network trained for 3 batches (too few to learn: the plumbing is the point)."""
+    return train_photo_scorer(photo_folder, "damage", "--damage-steps", "3")
 
 
 def test_photo_scorer_card_and_artifact(photo_scorer):
@@ -279,6 +281,53 @@ def test_photo_scorer_heatmap_points_at_a_pasted_square(photo_scorer):
     _, heat = scorer.score(image, heatmap=True)
     assert heat.shape == (160, 160) and 0.0 <= heat.min() and heat.max() <= 1.0
     assert heat[45:85, 65:105].mean() > 2 * heat[120:, :40].mean()
+
+
+def test_a_damage_network_travels_in_the_scorer_with_its_calibration(damage_scorer):
+    from denoiser.anomaly import DAMAGE
+
+    scorer = Scorer.load(damage_scorer)
+    card = json.loads(damage_scorer.with_suffix(".json").read_text())
+    assert set(card["scales"]) == {"global", "range", "local", "damage"} and card["damage_pixel_threshold"] > 0
+    assert card["training"]["damage_network"]["steps"] == 3 and scorer.damage.name == DAMAGE
+    image = pink(np.random.default_rng(8), 1, 200)[0][:150].astype(np.float32) / 255
+    components, maps = scorer.components(image)
+    assert 0.0 <= components["damage"] <= 1.0 and maps.damage.shape == (256, 341)
+    result, heat = scorer.score(image, heatmap=True)
+    assert heat.shape == (150, 200) and 0.0 <= heat.min() and heat.max() <= 1.0 and 0.0 <= result.score <= 1.0
+
+
+def test_the_shipped_scorer_carries_its_damage_network():
+    scorer = Scorer.load("scorer")
+    assert scorer.damage is not None and scorer.damage_threshold > 0
+    assert set(scorer.scales) == {"global", "range", "local", "damage"} and "--damage-steps" in scorer.card["command"]
+
+
+@pytest.mark.parametrize("kind", ["scratch", "stain", "patch"])
+def test_synthetic_damage_changes_the_image_where_its_mask_says(kind):
+    from denoise_train import damage
+
+    rng = np.random.default_rng(4)
+    photo, donor = (image.astype(np.float32) / 255 for image in pink(rng, 2, 160))
+    for _ in range(5):
+        broken, mask = damage.damaged(photo, donor, rng, kinds=(kind,))
+        change = np.abs(broken - photo).max(axis=-1)
+        assert mask.any() and (change[mask > 0] > 2 / 255).mean() > 0.5, "the masked part changed"
+        assert (mask[change > 0.1] > 0).mean() > 0.9, "what changed clearly is masked"
+
+
+def test_damage_canvas_has_a_bounded_set_of_shapes(rng):
+    from denoiser.anomaly_features import DAMAGE_ALIGN, DAMAGE_LONG, DAMAGE_SHORT, damage_canvas
+
+    shapes = set()
+    for _ in range(60):
+        height, width = (int(side) for side in rng.integers(20, 1500, 2))
+        canvas, (h, w) = damage_canvas(np.zeros((height, width, 1), np.float32))
+        assert min(h, w) <= DAMAGE_SHORT and max(h, w) <= DAMAGE_LONG
+        assert min(h, w) == DAMAGE_SHORT or max(h, w) == DAMAGE_LONG
+        assert canvas.shape[0] % DAMAGE_ALIGN == 0 and canvas.shape[1] % DAMAGE_ALIGN == 0 and canvas.shape[2] == 3
+        shapes.add(canvas.shape)
+    assert len(shapes) <= 2 * ((DAMAGE_LONG - DAMAGE_SHORT) // DAMAGE_ALIGN + DAMAGE_SHORT // DAMAGE_ALIGN)
 
 
 def test_noise_level_estimate_and_statistics_shapes(rng):
