@@ -11,9 +11,9 @@ import keras
 import numpy as np
 from PIL import Image, ImageDraw
 
+from denoise_train.data import random_condition
 from denoiser.anomaly_features import damage_canvas, damage_scale
 from denoiser.imageio import read_image
-from denoiser.noise import gaussian, quantize8, salt_and_pepper
 
 KINDS = ("scratch", "stain", "patch")
 
@@ -97,13 +97,8 @@ def damaged(
 
 
 def condition(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Clean (60%), with Gaussian noise of sigma 0-50 (30%), or with 0.5-10% static; rounded to 8 bits."""
-    draw = rng.random()
-    if draw < 0.6:
-        return quantize8(image)
-    if draw < 0.9:
-        return gaussian(image, rng.uniform(0, 50), rng)
-    return salt_and_pepper(image, rng.uniform(0.5, 10), rng)
+    """Clean (60%), with Gaussian noise of sigma 0-50 (30%), or with 0.5-10% static."""
+    return random_condition(image, rng, clean=0.6, noisy=0.3, sigma=50, static=10)
 
 
 def sample(photo: np.ndarray, donor: np.ndarray, size: int, rng: np.random.Generator, share: float):

@@ -165,3 +165,18 @@ def load_idx(folder: str | Path, split: str = "train", label: int | None = None)
     images, labels = read_idx(pair[0]), read_idx(pair[1]).astype(np.int64)
     keep = np.ones(len(labels), bool) if label is None else labels == label
     return images[keep, :, :, None].astype(np.float32) / 255.0, labels[keep]
+
+
+def random_condition(
+    image: np.ndarray, rng: np.random.Generator, clean: float, noisy: float, sigma: float, static: float
+) -> np.ndarray:
+    """The image clean (a `clean` share), with Gaussian noise of sigma 0-`sigma` (a `noisy` share), or with
+    0.5-`static` % salt-and-pepper static; rounded to 8 bits."""
+    from denoiser.noise import gaussian, quantize8, salt_and_pepper
+
+    draw = rng.random()
+    if draw < clean:
+        return quantize8(image)
+    if draw < clean + noisy:
+        return gaussian(image, rng.uniform(0, sigma), rng)
+    return salt_and_pepper(image, rng.uniform(0.5, static), rng)

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from denoise_train.autoencoders import AUTOENCODERS, build_autoencoder
-from denoise_train.data import fingerprint, idx_pair, list_images, load_idx
+from denoise_train.data import fingerprint, idx_pair, list_images, load_idx, random_condition
 from denoiser import __version__
 from denoiser.anomaly import DAMAGE, WHITENING, Scorer, Standardiser, prepare, write_banks
 from denoiser.anomaly_features import LOCAL_NAMES
@@ -268,15 +268,9 @@ def fitting_files(files: list[Path]) -> list[Path]:
 
 
 def training_condition(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A normal view as the scorer must pass it: clean, with Gaussian noise (sigma 0-55) or with static (0.5-12%)."""
-    from denoiser.noise import gaussian, quantize8, salt_and_pepper
-
-    draw = rng.random()
-    if draw < 0.35:
-        return quantize8(image)
-    if draw < 0.8:
-        return gaussian(image, rng.uniform(0, 55), rng)
-    return salt_and_pepper(image, rng.uniform(0.5, 12), rng)
+    """A normal view as the scorer must pass it: clean (35%), with Gaussian noise of sigma 0-55 (45%) or with
+    0.5-12% static."""
+    return random_condition(image, rng, clean=0.35, noisy=0.45, sigma=55, static=12)
 
 
 def photo_views(files: list[Path], crops: int, rng: np.random.Generator) -> list[np.ndarray]:
