@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -57,9 +58,20 @@ class QuietTensorFlow(importlib.abc.MetaPathFinder):
         return spec
 
 
+class BoundedRetracing(logging.Filter):
+    """Drops TensorFlow's warning that a predict function was traced again for a new input shape: the models see
+    a bounded set of shapes (tiles, the damage network's canvases), each traced once per process."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 def quiet_tensorflow() -> None:
     """Hide TensorFlow's start-up notices from here on, unless the user set TF_CPP_MIN_LOG_LEVEL (then theirs
-    applies) or TensorFlow has already loaded."""
+    applies) or TensorFlow has already loaded; and its warning about retracing for a new shape."""
+    tensorflow_log = logging.getLogger("tensorflow")
+    if not any(isinstance(f, BoundedRetracing) for f in tensorflow_log.filters):
+        tensorflow_log.addFilter(BoundedRetracing())
     if (LEVEL in os.environ and OURS not in os.environ) or "tensorflow" in sys.modules:
         return
     os.environ[LEVEL], os.environ[OURS] = QUIET_LEVEL, "1"
