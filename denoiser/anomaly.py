@@ -206,23 +206,27 @@ class PhotoScorer:
         return result, self.anomaly_map(maps, pixels.shape[:2]) if heatmap else None
 
     def anomaly_map(self, maps: Maps, shape: tuple[int, int]) -> np.ndarray:
-        """The damage map, or without a damage network the patch distances spread over their windows (the largest
-        where they overlap), scaled so that the pixel threshold is 0.5, at `shape`."""
-        from denoiser.anomaly_features import PATCH, STRIDE, WORK
-
+        """The damage map, or without a damage network the patch distances, scaled so that the pixel threshold is
+        0.5, at `shape`."""
         if maps.damage is not None:
             heat = maps.damage * (0.5 / self.damage_threshold if self.damage_threshold else 1.0)
         else:
-            patches = maps.patches
-            scale = 0.5 / self.pixel_threshold if self.pixel_threshold else 1.0 / max(float(patches.max()), 1e-12)
-            ratio = WORK / min(shape)
-            work = (max(WORK, int(round(shape[0] * ratio))), max(WORK, int(round(shape[1] * ratio))))
-            heat = np.zeros(work, np.float32)
-            for (row, col), value in np.ndenumerate(patches):
-                window = heat[row * STRIDE : row * STRIDE + PATCH, col * STRIDE : col * STRIDE + PATCH]
-                np.maximum(window, value, out=window)
-            heat *= scale
+            heat = self.patch_heat(maps.patches, shape)
         return cv2.resize(np.clip(heat, 0.0, 1.0), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+    def patch_heat(self, patches: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Patch distances spread over their windows of the working copy (the largest where they overlap), scaled
+        so that the pixel threshold is 0.5."""
+        from denoiser.anomaly_features import PATCH, STRIDE, WORK
+
+        scale = 0.5 / self.pixel_threshold if self.pixel_threshold else 1.0 / max(float(patches.max()), 1e-12)
+        ratio = WORK / min(shape)
+        work = (max(WORK, int(round(shape[0] * ratio))), max(WORK, int(round(shape[1] * ratio))))
+        heat = np.zeros(work, np.float32)
+        for (row, col), value in np.ndenumerate(patches):
+            window = heat[row * STRIDE : row * STRIDE + PATCH, col * STRIDE : col * STRIDE + PATCH]
+            np.maximum(window, value, out=window)
+        return heat * scale
 
 
 class Maps(NamedTuple):
