@@ -105,7 +105,8 @@ gpu-kit: $(STAMP)
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
 		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d $(KIT) \
 		keras==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("keras"))') namex optree
-	cp -r $(DATA)/train400 $(KIT)/train400 && cp -r $(DATA)/set12 $(KIT)/set12 && chmod -R u+w $(KIT)
+	cp -r $(DATA)/train400 $(KIT)/train400 && cp -r $(DATA)/cbsd432 $(KIT)/cbsd432 && cp -r $(DATA)/set12 $(KIT)/set12
+	chmod -R u+w $(KIT)
 	$(BIN)/python benchmarks/strip_int8.py $(KIT)/models models/gray.keras models/color.keras \
 		models/watermark-gray.keras models/scorer.keras
 
