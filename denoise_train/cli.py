@@ -33,6 +33,26 @@ def keras_out(_ctx, _param, value: str) -> str:
     return value
 
 
+def data_option(help: str, required: bool = True):
+    """-d/--data: folders of images, repeatable."""
+    return click.option(
+        "-d",
+        "--data",
+        "data",
+        required=required,
+        multiple=True,
+        type=click.Path(exists=True, file_okay=False),
+        help=help,
+    )
+
+
+def out_option(help: str):
+    """-o/--out: the .keras file to write (see keras_out)."""
+    return click.option(
+        "-o", "--out", "out", required=True, type=click.Path(dir_okay=False), callback=keras_out, help=help
+    )
+
+
 def require_extra(extra: str, modules: tuple[str, ...], needed_by: str) -> None:
     """Stop in one line, before any work, when an optional dependency of `extra` is not installed."""
     missing = [name for name in modules if find_spec(name) is None]
@@ -71,24 +91,9 @@ def command_line() -> str:
 
 
 @main.command(context_settings=SETTINGS)
-@click.option(
-    "-d",
-    "--data",
-    "data",
-    required=True,
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of clean training images; repeat to train on several.",
-)
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(dir_okay=False),
-    callback=keras_out,
-    help="Where to write the .keras model (the card goes beside it as .json); .keras is added to a name "
-    "without a suffix.",
+@data_option("Folder of clean training images; repeat to train on several.")
+@out_option(
+    "Where to write the .keras model (the card goes beside it as .json); .keras is added to a name without a suffix."
 )
 @click.option(
     "-p",
@@ -221,24 +226,10 @@ def denoiser(**options) -> None:
 
 
 @main.command(context_settings=SETTINGS)
-@click.option(
-    "-d",
-    "--data",
-    "data",
-    required=True,
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of normal images, or an IDX folder such as Fashion-MNIST's. Repeat for more folders.",
-)
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(dir_okay=False),
-    callback=keras_out,
-    help="Where to write the .keras scorer (card .json and report .report.png beside it); .keras is "
-    "added to a name without a suffix.",
+@data_option("Folder of normal images, or an IDX folder such as Fashion-MNIST's. Repeat for more folders.")
+@out_option(
+    "Where to write the .keras scorer (card .json and report .report.png beside it); .keras is added to a name "
+    "without a suffix."
 )
 @click.option(
     "-p",
@@ -325,14 +316,7 @@ def seams(model: str) -> None:
 
 @main.command(context_settings=SETTINGS)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "-d",
-    "--data",
-    "data",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder holding the card's training images, if not where the card says; repeatable.",
-)
+@data_option("Folder holding the card's training images, if not where the card says; repeatable.", required=False)
 @click.option(
     "-t", "--tiles", type=int, default=TILES, help="Noisy calibration tiles, from the card's training images."
 )

@@ -37,22 +37,10 @@ GLOBAL_NAMES = (
     "log_coarse_16",
     "log_coarse_32",
 )
-RANGE_NAMES = (
-    "log_noise_native",
-    "log_noise_work",
-    "slope_low",
-    "slope_high",
-    "spectrum_rmse",
-    "log_power",
-    "peakiness",
-    "log_contrast",
-    "entropy",
-    "log_colours",
-    "axis_edges",
-    "edge_sparsity",
-    "log_coarse_16",
-    "log_coarse_32",
-)  # the continuous statistics, whose 1-99% range on photos is a fair yardstick
+# global statistics left out of the `range` component: levels and shares of pixels, whose 1-99% range on photos
+# is no fair yardstick; the rest, RANGE_NAMES, are the continuous ones
+UNRANGED_NAMES = ("mean", "flat", "dominant", "saturation", "saturation_spread", "black", "white", "flat_blocks")
+RANGE_NAMES = tuple(name for name in GLOBAL_NAMES if name not in UNRANGED_NAMES)
 LOCAL_NAMES = (
     "mean_offset",
     "log_std",

@@ -40,3 +40,20 @@ def write_image(path, array, **params):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, **params)
     return path
+
+
+def tiny_unet(data, out, **changes):
+    """The smallest real U-Net training run: width 8, two levels, one epoch of two batches of four 32-px patches,
+    in float32 (a denoise_train Recipe; `changes` replace its fields)."""
+    from denoise_train.run import Recipe
+
+    recipe = Recipe(str(data), str(out), preset="unet", width=8, levels=2, epochs=1, steps=2, batch_size=4, patch=32)
+    return recipe._replace(**({"precision": "float32"} | changes))
+
+
+def tiny_residual(**changes):
+    """A residual net of depth 2 and width 4 on batches of two 16-px patches, for tests that fit in memory (a
+    denoise_train Recipe with placeholder data and out; `changes` replace its fields)."""
+    from denoise_train.run import Recipe
+
+    return Recipe("d", "o", preset="residual", depth=2, width=4, batch_size=2, patch=16)._replace(**changes)

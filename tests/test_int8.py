@@ -13,6 +13,7 @@ from denoiser.artifact import load_artifact, summary_card
 from denoiser.engine import Engine, Settings, resolve_precision
 from denoiser.int8 import Int8Graph, read_int8
 from denoiser.noise import NoiseSpec, degrade, psnr
+from tests.helpers import tiny_unet
 from tests.test_train import write_blocky_images
 
 
@@ -74,21 +75,10 @@ def test_an_int8_graph_stays_near_the_float_model(rng):
 @pytest.fixture
 def trained(tmp_path, rng):
     """A small U-Net trained for a few steps, saved with its card."""
-    from denoise_train.run import Recipe, train_and_export
+    from denoise_train.run import train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng, cells=16)
-    recipe = Recipe(
-        str(data),
-        str(tmp_path / "m.keras"),
-        preset="unet",
-        width=8,
-        levels=2,
-        epochs=1,
-        steps=2,
-        batch_size=4,
-        patch=32,
-        precision="float32",
-    )
+    recipe = tiny_unet(data, tmp_path / "m.keras")
     return train_and_export(recipe, "python -m denoise_train --test")
 
 

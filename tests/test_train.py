@@ -10,7 +10,7 @@ import pytest
 
 from denoiser.artifact import CARD_ENTRY, load_artifact, summary_card, write_summary
 from denoiser.noise import NoiseSpec, degrade, parse_noise, psnr
-from tests.helpers import stored_dtypes, write_image
+from tests.helpers import stored_dtypes, tiny_residual, tiny_unet, write_image
 
 
 def write_blocky_images(folder, rng, count: int = 21, cells: int = 6, channels: int = 1, prefix: str = ""):
@@ -181,21 +181,10 @@ def test_short_training_run_exports_model_and_card(tmp_path, rng, preset, channe
 
 
 def test_fine_tuning_starts_from_the_init_weights_and_records_its_lineage(tmp_path, rng):
-    from denoise_train.run import Recipe, train_and_export
+    from denoise_train.run import train_and_export
 
     data = write_blocky_images(tmp_path / "clean", rng)
-    base = Recipe(
-        str(data),
-        str(tmp_path / "base.keras"),
-        preset="unet",
-        width=8,
-        levels=2,
-        epochs=1,
-        steps=2,
-        batch_size=4,
-        patch=32,
-        precision="float32",
-    )
+    base = tiny_unet(data, tmp_path / "base.keras")
     train_and_export(base, "python -m denoise_train --base")
     tuned = base._replace(out=str(tmp_path / "tuned.keras"), init=base.out, lr=1e-9, task="static")
     train_and_export(tuned, "python -m denoise_train --tuned")
@@ -406,20 +395,9 @@ def test_a_resumed_run_goes_on_with_new_noise_draws_instead_of_repeating_the_fir
     import keras
 
     from denoise_train.data import Patches
-    from denoise_train.run import Recipe, build, fit
+    from denoise_train.run import build, fit
 
-    recipe = Recipe(
-        "d",
-        "o",
-        preset="residual",
-        depth=2,
-        width=4,
-        epochs=3,
-        steps=2,
-        batch_size=2,
-        patch=16,
-        checkpoint_dir=str(tmp_path / "checkpoints"),
-    )
+    recipe = tiny_residual(epochs=3, steps=2, checkpoint_dir=str(tmp_path / "checkpoints"))
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
     epochs_drawn = []
     draw = Patches.__getitem__
@@ -448,22 +426,11 @@ def test_seams_command_measures_again_what_export_measured(tmp_path, rng):
     from click.testing import CliRunner
 
     from denoise_train.cli import main
-    from denoise_train.run import Recipe, train_and_export
+    from denoise_train.run import train_and_export
     from denoiser.artifact import save_artifact
 
     data = write_blocky_images(tmp_path / "clean", rng, cells=16)
-    recipe = Recipe(
-        str(data),
-        str(tmp_path / "m.keras"),
-        preset="unet",
-        width=8,
-        levels=2,
-        epochs=1,
-        steps=2,
-        batch_size=4,
-        patch=32,
-        precision="float32",
-    )
+    recipe = tiny_unet(data, tmp_path / "m.keras")
     out = train_and_export(recipe, "python -m denoise_train --test")
     artifact = load_artifact(out)
     card = artifact.card
@@ -525,21 +492,9 @@ def test_worker_processes_draw_each_epochs_noise(tmp_path, rng, monkeypatch):
     import os
 
     from denoise_train.data import Patches
-    from denoise_train.run import Recipe, build, fit
+    from denoise_train.run import build, fit
 
-    recipe = Recipe(
-        "d",
-        "o",
-        preset="residual",
-        depth=2,
-        width=4,
-        epochs=3,
-        steps=2,
-        batch_size=2,
-        patch=16,
-        workers=2,
-        processes=True,
-    )
+    recipe = tiny_residual(epochs=3, steps=2, workers=2, processes=True)
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
     log = tmp_path / "draws"
     draw = Patches.__getitem__
@@ -560,26 +515,14 @@ def test_worker_processes_draw_each_epochs_noise(tmp_path, rng, monkeypatch):
 def test_a_run_with_ema_ends_with_the_average_of_its_weights_not_the_last(rng):
     import keras
 
-    from denoise_train.run import Recipe, build, fit
+    from denoise_train.run import build, fit
 
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
 
     def trained(steps: int, ema: float) -> np.ndarray:
         """The weights, flattened, after `steps` batches from the same start on the same draws."""
         keras.utils.set_random_seed(0)
-        recipe = Recipe(
-            "d",
-            "o",
-            preset="residual",
-            depth=2,
-            width=4,
-            epochs=1,
-            steps=steps,
-            batch_size=2,
-            patch=16,
-            lr=1e-2,
-            ema=ema,
-        )
+        recipe = tiny_residual(epochs=1, steps=steps, lr=1e-2, ema=ema)
         model = build(recipe)
         fit(model, images, recipe)
         return np.concatenate([w.ravel() for w in model.get_weights()])
