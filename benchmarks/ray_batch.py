@@ -1,9 +1,9 @@
 """The same images through `denoise batch` and `denoise batch --ray` on this machine, in one run (issue 33).
 
-    python benchmarks/ray_batch.py [--count 200] [--size 256] [--repeats 2] [--workers N] [-- batch options]
+    python benchmarks/ray_batch.py [--count 200] [--size 768] [--repeats 2] [--workers N] [-- batch options]
 
-Makes COUNT noisy SIZE x SIZE crops of the example photos (gray PNGs and colour JPEGs, half each), then runs
-each command as a fresh process, as a user would, and times it from outside:
+Makes COUNT noisy SIZE x SIZE crops of the example photos (enlarged where smaller; gray PNGs and colour JPEGs,
+half each), then runs each command as a fresh process, as a user would, and times it from outside:
 
   local     denoise batch IN OUT
   ray       denoise batch IN OUT --ray            (starts its own local Ray cluster; default workers)
@@ -54,7 +54,7 @@ class Timed(NamedTuple):
 def make_inputs(folder: Path, count: int, size: int, seed: int = 0) -> float:
     """COUNT noisy crops of the example photos, half gray PNGs, half colour JPEGs; their megapixels."""
     rng = np.random.default_rng(seed)
-    photos = [np.asarray(Image.open(p).convert("RGB"), np.float32) for p in sorted(EXAMPLES.iterdir())]
+    photos = [np.asarray(at_least(Image.open(p).convert("RGB"), size), np.float32) for p in sorted(EXAMPLES.iterdir())]
     folder.mkdir(parents=True)
     for index in range(count):
         photo = photos[index % len(photos)]
@@ -66,6 +66,12 @@ def make_inputs(folder: Path, count: int, size: int, seed: int = 0) -> float:
         else:
             Image.fromarray(crop).convert("L").save(folder / f"{index:04d}.png")
     return count * size * size / 1e6
+
+
+def at_least(photo: Image.Image, size: int) -> Image.Image:
+    """The photo enlarged, where needed, so that a SIZE x SIZE crop fits."""
+    scale = size / min(photo.size)
+    return photo if scale <= 1 else photo.resize([round(side * scale) for side in photo.size], Image.BICUBIC)
 
 
 def denoise(*args: str, address: str = "") -> Timed:
@@ -216,7 +222,7 @@ def scaling(overhead: float, codec: Codec, driver_rate: float) -> list[str]:
 
 @click.command(context_settings={"show_default": True})
 @click.option("--count", type=click.IntRange(2), default=200)
-@click.option("--size", type=click.IntRange(32), default=256)
+@click.option("--size", type=click.IntRange(32), default=768, help="Side of each image (0.6 MP: a small photo).")
 @click.option("--repeats", type=click.IntRange(1), default=2, help="Runs of each command; the fastest counts.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Also time --ray with this many workers.")
 @click.option("--cluster/--no-cluster", default=True, help="Also time --ray on a cluster already running.")
