@@ -9,7 +9,9 @@ compared with the pasted masks (pixel AUROC). Every scorer given is measured on 
     python benchmarks/anomaly_benchmark.py ../shared/data --split validation -S scorer
 
 `validation` takes the photos from the training folders' files that `python -m denoise_train scorer --preset photo`
-never fits on (every 5th file) and draws the odd kinds with another seed; `test` takes set12/, mcmaster/ and photos/.
+never fits on (every 5th file) and the photos that installed packages ship (`anomaly_set.gathered_files`: install
+scikit-image and Debian's plasma-workspace-wallpapers for all 21), and draws the odd kinds with another seed; `test`
+takes set12/, mcmaster/ and photos/.
 Decide on validation; report test.
 """
 
@@ -40,6 +42,7 @@ def build(data: Path, split: str, odd_count: int, crops: int, damaged_per_file: 
         files = S.test_files(data)
     else:
         files = [p for name in ("train400", "cbsd432") for p in validation_files(list_images(data / name))]
+        files += S.gathered_files()
     seed = SEEDS[split]
     samples = S.normal_samples(files, crops, seed) + S.odd_samples(odd_count, seed + 1, data / "fashion-mnist")
     damaged_files = files if split == "test" else files[::2]

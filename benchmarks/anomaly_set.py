@@ -8,8 +8,8 @@ Three parts, each drawn with a fixed seed:
 - crops of those photos with a scratch, a stain or a patch of another photo pasted in, with the pasted mask.
 
 The test split takes its photos from set12/, mcmaster/ and photos/; the validation split from the training
-folders' files that the photo scorer never fits on (`denoise_train.scorer.validation_files`), and draws the odd kinds
-with another seed.
+folders' files that the photo scorer never fits on (`denoise_train.scorer.validation_files`) and, since those are all
+BSD scans, from the photos that installed packages ship (`gathered_files`), and draws the odd kinds with another seed.
 """
 
 from __future__ import annotations
@@ -36,6 +36,39 @@ ODD_KINDS = (
 )
 CONDITIONS = ("clean", "gauss:15", "gauss:25", "gauss:50", "sp:5")
 DAMAGES = ("scratch", "stain", "patch")
+# Photos that packages ship, none of them BSD's nor in the test folders: `pip install scikit-image` (matplotlib is in
+# the train extra) and `apt-get install plasma-workspace-wallpapers` (these are its photographs; the rest are drawings)
+SAMPLE_PHOTOS = {
+    "skimage": (
+        "data",
+        (
+            "astronaut.png",
+            "brick.png",
+            "camera.png",
+            "chelsea.png",
+            "coffee.png",
+            "grass.png",
+            "gravel.png",
+            "motorcycle_left.png",
+            "rocket.jpg",
+        ),
+    ),
+    "matplotlib": ("mpl-data/sample_data", ("grace_hopper.jpg",)),
+}
+WALLPAPERS = Path("/usr/share/wallpapers")
+WALLPAPER_PHOTOS = (
+    "BytheWater",
+    "ColdRipple",
+    "ColorfulCups",
+    "DarkestHour",
+    "EveningGlow",
+    "FallenLeaf",
+    "Grey",
+    "Kite",
+    "OneStandsOut",
+    "Path",
+    "summer_1am",
+)
 FONTS = sorted(Path("/usr/share/fonts/truetype/dejavu").glob("*.ttf"))
 WORDS = (
     "the of and to in is was for on that with as by at from this have are be or an which were not it "
@@ -335,11 +368,32 @@ def normal_samples(files: list[Path], crops: int, seed: int) -> list[Sample]:
     for path in files:
         photo = read_photo(path)
         for view in [photo] + [crop(photo, rng) for _ in range(crops)]:
-            out += [
-                Sample("normal", name, f"{path.parent.name}/{path.name}", to8(condition(view, name, rng)))
-                for name in CONDITIONS
-            ]
+            out += [Sample("normal", name, source_name(path), to8(condition(view, name, rng))) for name in CONDITIONS]
     return out
+
+
+def source_name(path: Path) -> str:
+    """`group/name` for a photo: its folder and file, or the package that ships it and the photo's name."""
+    if WALLPAPERS in path.parents:
+        return f"wallpapers/{path.relative_to(WALLPAPERS).parts[0]}"
+    package = next((name for name in SAMPLE_PHOTOS if name in path.parts), None)
+    return f"{package or path.parent.name}/{path.name}"
+
+
+def gathered_files() -> list[Path]:
+    """The packaged photos of SAMPLE_PHOTOS and WALLPAPER_PHOTOS that are installed here (each wallpaper's
+    largest JPEG)."""
+    from importlib.util import find_spec
+
+    found = []
+    for package, (folder, names) in SAMPLE_PHOTOS.items():
+        spec = find_spec(package)
+        if spec and spec.origin:
+            found += [p for p in (Path(spec.origin).parent / folder / name for name in names) if p.exists()]
+    for name in WALLPAPER_PHOTOS:
+        sizes = list((WALLPAPERS / name / "contents" / "images").glob("*x*.jpg"))
+        found += [max(sizes, key=lambda p: np.prod([int(side) for side in p.stem.split("x")]))] if sizes else []
+    return found
 
 
 def scratch(shape: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -278,6 +278,13 @@ def denoiser(**options) -> None:
     default=0,
     help="Photo preset: train a damage network (scratches, stains, pasted patches) for this many batches; 0: none.",
 )
+@click.option(
+    "--damage-from",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Photo preset: reuse this photo scorer's damage network instead of training one (the statistics and "
+    "calibration are fitted anew).",
+)
 @click.option("--report/--no-report", default=True, help="Save loss curves, a before/after grid and the codes.")
 @click.option("--seed", type=int, default=0)
 def scorer(**options) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ class ScorerRecipe(NamedTuple):
     report: bool = True
     seed: int = 0
     damage_steps: int = 0  # photo preset: training steps of its damage network (0: none)
+    damage_from: str | None = None  # photo preset: a photo scorer whose damage network to reuse instead of training
 
     @property
     def turns(self) -> bool:
@@ -357,7 +359,9 @@ def fit_photo_scorer(
     held_out, fitting = [files[i] for i in order[:cut]], [files[i] for i in order[cut:]]
     glob, local = photo_features(photo_views(fitting, recipe.crops, rng), patches, rng)
     damage, damage_counts = None, {}
-    if recipe.damage_steps:
+    if recipe.damage_from:
+        damage, damage_counts = reused_damage(recipe.damage_from)
+    elif recipe.damage_steps:
         damage, damage_counts = train_damage(fitting, recipe.damage_steps, seed=recipe.seed)
     kernels = {"global": whitening(glob, shrink), "range": ranges(glob), "local": whitening(local, shrink)}
     model = photo_model(kernels, damage)
@@ -384,6 +388,21 @@ def fit_photo_scorer(
         "calibration_views": len(raw),
     } | ({"damage_network": damage_counts} if damage is not None else {})
     return PhotoScorer(model, {"global": bank}, card), counts
+
+
+def reused_damage(path: str) -> tuple[keras.Model, dict]:
+    """A fresh copy of the damage network of the photo scorer at `path`, and where it came from, for the card."""
+    from denoise_train.damage import damage_network
+    from denoiser.anomaly import Scorer
+
+    source = Scorer.load(path)
+    if getattr(source, "damage", None) is None:
+        raise ValueError(f"{path} holds no damage network to reuse")
+    copy = damage_network()
+    copy.set_weights(source.damage.get_weights())
+    trained = source.card.get("training", {}).get("damage_network", {})
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return copy, {"reused_from": f"{Path(path).name}, sha256 {digest}"} | trained
 
 
 def pixel_quantile(maps: list[np.ndarray], fpr: float) -> float:

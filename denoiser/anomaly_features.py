@@ -38,8 +38,19 @@ GLOBAL_NAMES = (
     "log_coarse_32",
 )
 # global statistics left out of the `range` component: levels and shares of pixels, whose 1-99% range on photos
-# is no fair yardstick; the rest, RANGE_NAMES, are the continuous ones
-UNRANGED_NAMES = ("mean", "flat", "dominant", "saturation", "saturation_spread", "black", "white", "flat_blocks")
+# is no fair yardstick, and the spectrum's peakiness, which repeated structure in real photos (facades, horizons) puts
+# beyond the BSD photos' range; the rest, RANGE_NAMES, are the continuous ones
+UNRANGED_NAMES = (
+    "mean",
+    "flat",
+    "dominant",
+    "saturation",
+    "saturation_spread",
+    "black",
+    "white",
+    "flat_blocks",
+    "peakiness",
+)
 RANGE_NAMES = tuple(name for name in GLOBAL_NAMES if name not in UNRANGED_NAMES)
 LOCAL_NAMES = (
     "mean_offset",

@@ -297,10 +297,28 @@ def test_a_damage_network_travels_in_the_scorer_with_its_calibration(damage_scor
     assert heat.shape == (150, 200) and 0.0 <= heat.min() and heat.max() <= 1.0 and 0.0 <= result.score <= 1.0
 
 
+def test_a_damage_network_is_reused_and_the_statistics_fitted_anew(photo_folder, damage_scorer, photo_scorer):
+    from denoise_train.cli import main
+
+    reused = Scorer.load(train_photo_scorer(photo_folder, "reused", "--damage-from", str(damage_scorer)))
+    source = Scorer.load(damage_scorer)
+    assert all(np.array_equal(a, b) for a, b in zip(reused.damage.get_weights(), source.damage.get_weights()))
+    network = reused.card["training"]["damage_network"]
+    assert network["reused_from"].startswith("damage.keras, sha256 ") and network["steps"] == 3
+    assert reused.scales == source.scales and reused.calibration == source.calibration  # same photos, same seed
+    out = photo_folder / "none.keras"
+    args = ["scorer", "--preset", "photo", "--data", str(photo_folder / "normal"), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--damage-from", str(photo_scorer)])
+    assert result.exit_code == 1 and "holds no damage network" in result.output and not out.exists()
+
+
 def test_the_shipped_scorer_carries_its_damage_network():
+    from denoiser.artifact import card_history
+
     scorer = Scorer.load("scorer")
     assert scorer.damage is not None and scorer.damage_threshold > 0
-    assert set(scorer.scales) == {"global", "range", "local", "damage"} and "--damage-steps" in scorer.card["command"]
+    assert set(scorer.scales) == {"global", "range", "local", "damage"}
+    assert any("--damage-steps" in step["command"] for step in card_history(scorer.card))
 
 
 @pytest.mark.parametrize("kind", ["scratch", "stain", "patch"])
