@@ -65,15 +65,32 @@ def dncnn_engine(settings, device: str, weights: Path | None):
     return Engine(Artifact(model, card), settings, device)
 
 
-def run_bench(model: str, sizes: tuple[str, ...], device: str, seconds: float, out: Path) -> dict:
-    """`denoise bench` in this process, its JSON read back."""
+def run_bench(model: str, sizes: tuple[str, ...], device: str, seconds: float, out: Path, *extra: str) -> dict:
+    """`denoise bench` in this process (with `extra` options), its JSON read back."""
     from denoiser.cli import main
 
     args = ["bench", "-m", model, "--device", device, "-b", "auto", "--min-seconds", str(seconds), "-o", str(out)]
     for size in sizes:
         args += ["-s", size]
-    main.main(args, standalone_mode=False)
+    main.main([*args, *extra], standalone_mode=False)
     return json.loads(out.read_text())
+
+
+def one_tile(model: str, size: str, device: str, seconds: float, out: Path) -> dict:
+    """`denoise bench` with one tile as large as the image, so that the host neither cuts nor blends tiles; the error
+    instead where the device cannot hold it."""
+    side = -(-max(int(side) for side in size.split("x")) // 128) * 128
+    try:
+        report = run_bench(model, (size,), device, seconds, out, "--tile", str(side))
+    except Exception as error:  # an out-of-memory error must not cost the figures before it
+        return {"tile": side, "error": f"{type(error).__name__}: {str(error)[:300]}"}
+    size_report = report["sizes"][0]
+    return {
+        "tile": side,
+        "mp_per_s": size_report["mp_per_s"],
+        "tiles": size_report["tiles"],
+        "batch_size": report["batch_size"],
+    }
 
 
 def peak_device_mb(device: str) -> float | None:
@@ -367,6 +384,8 @@ def main() -> None:
         )
         inbox = Path(os.environ.get("TMPDIR", "/tmp")) / "gpu-check" / "batch-in"
         save("host_ceiling", host_ceiling(inbox, args.device, inbox.parent / "ceiling-out"))
+    if "gray" in args.models:
+        save("one_tile", one_tile("gray", sizes[-1], args.device, args.seconds, args.out / "bench-gray-one-tile.json"))
     save("peak_device_mb", peak_device_mb(args.device))
     print_summary(summary)
 
@@ -411,6 +430,13 @@ def print_summary(summary: dict) -> None:
         ceiling = summary["host_ceiling"]
         steps = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in ceiling["seconds_per_image"].items())
         print(f"the same batch with an instant model (the host's ceiling): {ceiling['mp_per_s']:.2f} MP/s; {steps}")
+    if "one_tile" in summary:
+        single = summary["one_tile"]
+        outcome = (
+            single.get("error")
+            or f"{single['mp_per_s']:.2f} MP/s ({single['tiles']} tile, batch {single['batch_size']})"
+        )
+        print(f"gray at {largest} as one tile of at most {single['tile']}^2 (no host cutting or blending): {outcome}")
     peak = summary["peak_device_mb"]
     print(f"peak device memory: {f'{peak:.0f} MB' if peak else 'not reported on a CPU (see peak RSS above)'}")
     if "set12_sigma25" in summary:

@@ -91,6 +91,7 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
                     "device": engine.device,
                     "tile": engine.tile,
                     "overlap": engine.overlap,
+                    "batch_size": engine.batch_size,
                     "ensemble": engine.settings.ensemble,
                     "flops_per_pixel": flops,
                     "ceiling_gflops": top,
