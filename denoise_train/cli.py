@@ -297,6 +297,8 @@ def scorer(**options) -> None:
         raise click.BadParameter("give NAME:WEIGHT pairs separated by commas", param_hint="--weights") from error
     if options["size"] % 4:
         raise click.BadParameter("must be a multiple of 4", param_hint="--size")
+    if options["damage_steps"] and options["damage_from"]:
+        raise click.UsageError("give --damage-steps (train a damage network) or --damage-from (reuse one), not both")
     if options["report"] and options["preset"] != "photo":
         require_extra("train", REPORT_MODULES, "the scorer's report (--no-report goes without)")
     options |= {"data": os.pathsep.join(options["data"]), "channels": int(options["channels"])}

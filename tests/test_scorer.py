@@ -310,6 +310,8 @@ def test_a_damage_network_is_reused_and_the_statistics_fitted_anew(photo_folder,
     args = ["scorer", "--preset", "photo", "--data", str(photo_folder / "normal"), "--out", str(out)]
     result = CliRunner().invoke(main, [*args, "--damage-from", str(photo_scorer)])
     assert result.exit_code == 1 and "holds no damage network" in result.output and not out.exists()
+    result = CliRunner().invoke(main, [*args, "--damage-from", str(damage_scorer), "--damage-steps", "3"])
+    assert result.exit_code == 2 and "not both" in result.output and not out.exists()
 
 
 def test_the_shipped_scorer_carries_its_damage_network():
