@@ -76,21 +76,46 @@ def run_bench(model: str, sizes: tuple[str, ...], device: str, seconds: float, o
     return json.loads(out.read_text())
 
 
-def one_tile(model: str, size: str, device: str, seconds: float, out: Path) -> dict:
-    """`denoise bench` with one tile as large as the image, so that the host neither cuts nor blends tiles; the error
-    instead where the device cannot hold it."""
-    side = -(-max(int(side) for side in size.split("x")) // 128) * 128
+def bench_with(model: str, sizes: tuple[str, ...], device: str, seconds: float, out: Path, *extra: str) -> dict:
+    """MP/s, tiles and batch size by size of `denoise bench` with `extra` options; the error instead where it fails
+    (out of device memory, say), as it must not cost the figures before it."""
     try:
-        report = run_bench(model, (size,), device, seconds, out, "--tile", str(side))
-    except Exception as error:  # an out-of-memory error must not cost the figures before it
-        return {"tile": side, "error": f"{type(error).__name__}: {str(error)[:300]}"}
-    size_report = report["sizes"][0]
+        report = run_bench(model, sizes, device, seconds, out, *extra)
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {str(error)[:300]}"}
     return {
-        "tile": side,
-        "mp_per_s": size_report["mp_per_s"],
-        "tiles": size_report["tiles"],
-        "batch_size": report["batch_size"],
-    }
+        f"{s['width']}x{s['height']}": {"mp_per_s": s["mp_per_s"], "tiles": f"{s['tiles']} of {s['tile']}"}
+        for s in report["sizes"]
+    } | {"batch_size": report["batch_size"], "tile": report["tile"]}
+
+
+def one_tile(model: str, size: str, device: str, seconds: float, out: Path) -> dict:
+    """`denoise bench` with one tile as large as the image, so that the host neither cuts nor blends tiles."""
+    side = -(-max(int(side) for side in size.split("x")) // 128) * 128
+    return bench_with(model, (size,), device, seconds, out, "--tile", str(side))
+
+
+def jitted(model: str, sizes: tuple[str, ...], device: str, seconds: float, out: Path) -> dict:
+    """`denoise bench` with Keras's predict_on_batch replaced by one jitted call of the model's weights (JAX)."""
+    import jax
+
+    from denoiser.artifact import Artifact
+
+    keras_predict, forwards = Artifact.predict, {}
+
+    def predict(artifact, batch):
+        model = artifact.model
+        if id(model) not in forwards:
+            weights = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+            call = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+            forwards[id(model)] = lambda x: call(*weights, x)
+        return np.asarray(forwards[id(model)](batch))
+
+    Artifact.predict = predict
+    try:
+        return bench_with(model, sizes, device, seconds, out)
+    finally:
+        Artifact.predict = keras_predict
 
 
 def peak_device_mb(device: str) -> float | None:
@@ -167,18 +192,40 @@ def host_share(model: str, device: str, size: str) -> dict:
     for _ in range(3):
         engine.denoise(image, in_place=True)
     whole = (time.perf_counter() - started) / 3
-    return {"seconds": whole, "predict_seconds": sum(inside) / 3, "batch_size": engine.batch_size}
+    report = {"seconds": whole, "predict_seconds": sum(inside) / 3, "batch_size": engine.batch_size}
+    return report | ({"host_steps": host_steps(engine, image)} if engine.plan(height, width).count == 1 else {})
 
 
-def device_only(engine, tiles: int) -> dict:
-    """Seconds for one batch of `tiles` of the engine's largest tile: the model alone on device-resident data
-    (compiled once, synchronised), the copy in and the copy out; and the artifact's predict with all of it."""
+def host_steps(engine, image: np.ndarray, repeats: int = 3) -> dict:
+    """The fastest of `repeats` of each host step of a one-tile image: cutting (mirror-padding) its tile, writing the
+    model's output back into the float32 image, and clipping it."""
+    from denoiser.tiling import blender, tile_at
+
+    plan = engine.plan(*image.shape[:2])
+    output = engine.artifact.predict(np.ascontiguousarray(tile_at(image, plan, 0), np.float32)[None])[0]
+    steps = {
+        "cut": lambda: np.ascontiguousarray(tile_at(image, plan, 0)),
+        "write": lambda: blender(plan, image, engine.channels).add(0, output),
+        "clip": lambda: np.clip(image, 0.0, 1.0, out=image),
+    }
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - started)
+    return {name: min(seconds) for name, seconds in times.items()}
+
+
+def device_only(engine, tiles: int, shape: tuple[int, int]) -> dict:
+    """Seconds for one batch of `tiles` of `shape`: the model alone on device-resident data (compiled once,
+    synchronised), the copy in and the copy out; and the artifact's predict with all of it."""
     import jax
 
     model = engine.artifact.model
     forward = jax.jit(lambda trainable, other, x: model.stateless_call(trainable, other, x, training=False)[0])
     weights = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-    host = np.random.default_rng(0).random((tiles, engine.tile, engine.tile, engine.channels), dtype=np.float32)
+    host = np.random.default_rng(0).random((tiles, *shape, engine.channels), dtype=np.float32)
 
     def best(step, repeats: int = 5) -> float:
         step()
@@ -193,7 +240,8 @@ def device_only(engine, tiles: int) -> dict:
     result = forward(*weights, on_device).block_until_ready()
     return {
         "tiles": tiles,
-        "tile": engine.tile,
+        "tile": "x".join(map(str, shape[::-1])),
+        "pixels": tiles * shape[0] * shape[1],
         "model_seconds": best(lambda: forward(*weights, on_device).block_until_ready()),
         "copy_in_seconds": best(lambda: jax.device_put(host).block_until_ready()),
         "copy_out_seconds": best(lambda: np.asarray(result, np.float32)),
@@ -201,21 +249,25 @@ def device_only(engine, tiles: int) -> dict:
     }
 
 
-def profile(models: list[str], device: str, tiles: int, args, tile: int | None = None) -> dict:
-    """device_only for the shipped models and DnCNN-S, in the automatic precision."""
+def profile(models: list[str], device: str, tiles: int, args, tile: int, whole: str) -> dict:
+    """device_only for the shipped models and DnCNN-S, in the automatic precision: `tiles` of `tile` x `tile`,
+    then for the first model one tile as large as the canvas of an image of size `whole`."""
     from denoiser.artifact import resolve_model
     from denoiser.engine import Engine, Settings, resolve_precision
 
-    settings = Settings(batch_size="auto", device=device, tile=tile)
+    settings = Settings(batch_size="auto", device=device)
     engines = {model: Engine.load(str(resolve_model(model)), settings) for model in models}
     precision = resolve_precision("auto", device, gpu_capability(device))
     engines["dncnn_s"] = dncnn_engine(settings._replace(precision=precision), device, args.dncnn_weights)
     report = {}
-    for name, engine in engines.items():
-        report[name] = device_only(engine, tiles)
+    runs = [(name, engine, tiles, (tile, tile)) for name, engine in engines.items()]
+    first = engines[models[0]]
+    runs.append((f"{models[0]} whole", first, 1, first.plan(*map(int, whole.split("x")[::-1])).canvas))
+    for name, engine, count, shape in runs:
+        report[name] = device_only(engine, count, shape)
         print(
-            f"{name}: {tiles} tiles of {engine.tile}^2: model {report[name]['model_seconds']:.3f} s on the device, "
-            f"copy in {report[name]['copy_in_seconds']:.3f} s, out {report[name]['copy_out_seconds']:.3f} s, "
+            f"{name}: {count} tiles of {report[name]['tile']}: model {report[name]['model_seconds']:.3f} s on the "
+            f"device, copy in {report[name]['copy_in_seconds']:.3f} s, out {report[name]['copy_out_seconds']:.3f} s, "
             f"the artifact's predict in all {report[name]['predict_seconds']:.3f} s",
             flush=True,
         )
@@ -333,6 +385,8 @@ def main() -> None:
         )
         summary["models"][model] = {
             "precision": report["precision"],
+            "tile": report["tile"],
+            "batch_size": report["batch_size"],
             "peak_device_mb": peak_device_mb(args.device),
             "sizes": {
                 f"{s['width']}x{s['height']}": {"mp_per_s": s["mp_per_s"], "share_of_peak": s["gflop_per_s"] / peak}
@@ -341,6 +395,8 @@ def main() -> None:
         }
         save("models", summary["models"])
         if model == args.models[0]:
+            tiles_1280 = bench_with(model, sizes, args.device, args.seconds, args.out / "bench-1280.json", "-t", "1280")
+            save("tile_1280", tiles_1280)
             save("dncnn_s", peer(args, args.device, sizes))
             save("host_share", host_share(model, args.device, sizes[-1]))
             if keras.backend.backend() == "jax":
@@ -351,7 +407,8 @@ def main() -> None:
                         args.device,
                         args.profile_tiles or (2 if args.quick else 32),
                         args,
-                        256 if args.quick else None,
+                        256 if args.quick else 1280,
+                        sizes[-1],
                     ),
                 )
             if args.set12.is_dir():
@@ -386,6 +443,8 @@ def main() -> None:
         save("host_ceiling", host_ceiling(inbox, args.device, inbox.parent / "ceiling-out"))
     if "gray" in args.models:
         save("one_tile", one_tile("gray", sizes[-1], args.device, args.seconds, args.out / "bench-gray-one-tile.json"))
+        if keras.backend.backend() == "jax":
+            save("jitted", jitted("gray", sizes, args.device, args.seconds, args.out / "bench-gray-jitted.json"))
     save("peak_device_mb", peak_device_mb(args.device))
     print_summary(summary)
 
@@ -400,7 +459,8 @@ def print_summary(summary: dict) -> None:
             ratio = figures["mp_per_s"] / summary["dncnn_s"][size]["mp_per_s"]
             print(
                 f"{model:>15} {result['precision']:>9} {size:>10}: {figures['mp_per_s']:8.2f} MP/s, "
-                f"{figures['share_of_peak']:6.2%} of peak, x{ratio:.1f} DnCNN-S"
+                f"{figures['share_of_peak']:6.2%} of peak, x{ratio:.1f} DnCNN-S (tiles up to {result['tile']}, "
+                f"batch {result['batch_size']})"
             )
     if "gray" in summary["models"]:
         gray = summary["models"]["gray"]["sizes"][largest]["mp_per_s"]
@@ -412,12 +472,15 @@ def print_summary(summary: dict) -> None:
         share = summary["host_share"]
         print(
             f"one {largest} image: {share['seconds']:.3f} s, of which {share['predict_seconds']:.3f} s in the "
-            f"model's predict (batch {share['batch_size']}); the rest is the host cutting and blending tiles"
+            f"model's predict (batch {share['batch_size']}); the rest is the host's work on tiles"
         )
+        if "host_steps" in share:
+            print("  its host steps: " + ", ".join(f"{k} {v:.4f} s" for k, v in share["host_steps"].items()))
     for name, figures in summary.get("profile", {}).items():
         print(
-            f"{name}: {figures['tiles']} tiles of {figures['tile']}^2 in {figures['model_seconds']:.3f} s on the "
-            f"device ({figures['tiles'] * figures['tile'] ** 2 / figures['model_seconds'] / 1e6:.0f} MP/s of tiles), "
+            f"{name}: {figures['tiles']} tiles of {figures['tile']} in {figures['model_seconds']:.3f} s on the "
+            f"device ({figures['pixels'] / figures['model_seconds'] / 1e6:.0f} MP/s of tiles), copy in "
+            f"{figures['copy_in_seconds']:.3f} s, out {figures['copy_out_seconds']:.3f} s, "
             f"{figures['predict_seconds']:.3f} s through the artifact's predict, copies included"
         )
     if "batch" in summary:
@@ -430,13 +493,19 @@ def print_summary(summary: dict) -> None:
         ceiling = summary["host_ceiling"]
         steps = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in ceiling["seconds_per_image"].items())
         print(f"the same batch with an instant model (the host's ceiling): {ceiling['mp_per_s']:.2f} MP/s; {steps}")
-    if "one_tile" in summary:
-        single = summary["one_tile"]
-        outcome = (
-            single.get("error")
-            or f"{single['mp_per_s']:.2f} MP/s ({single['tiles']} tile, batch {single['batch_size']})"
-        )
-        print(f"gray at {largest} as one tile of at most {single['tile']}^2 (no host cutting or blending): {outcome}")
+    for step, what in (
+        ("tile_1280", "gray with tiles of at most 1280 (the default before tiles were sized from device memory)"),
+        ("one_tile", "gray as one tile as large as the image"),
+        ("jitted", "gray with the model as one jitted JAX call instead of Keras's predict_on_batch"),
+    ):
+        if step in summary:
+            figures = summary[step]
+            outcome = figures.get("error") or ", ".join(
+                f"{size} {value['mp_per_s']:.2f} MP/s ({value['tiles']})"
+                for size, value in figures.items()
+                if isinstance(value, dict)
+            )
+            print(f"{what}: {outcome}")
     peak = summary["peak_device_mb"]
     print(f"peak device memory: {f'{peak:.0f} MB' if peak else 'not reported on a CPU (see peak RSS above)'}")
     if "set12_sigma25" in summary:

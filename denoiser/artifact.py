@@ -43,8 +43,9 @@ class Artifact(NamedTuple):
     int8: Any = None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """The model's output for an N x H x W x C float32 batch, from the int8 graph where there is one."""
-        return self.int8(batch) if self.int8 else np.asarray(self.model.predict_on_batch(batch), np.float32)
+        """The model's output for an N x H x W x C float32 batch, from the int8 graph where there is one; in the
+        model's output dtype (bfloat16 or float16 under a mixed policy), which its consumers cast as they copy."""
+        return self.int8(batch) if self.int8 else np.asarray(self.model.predict_on_batch(batch))
 
     @property
     def channels(self) -> int:

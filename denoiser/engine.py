@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -13,13 +13,16 @@ import numpy as np
 
 from denoiser.artifact import Artifact, load_artifact
 from denoiser.settings import AUTO, check, device_index
-from denoiser.tiling import Blend, TilePlan, fit_tile, plan_tiles, round_up, tile_at
+from denoiser.tiling import TilePlan, blender, fit_tile, plan_tiles, round_up, tile_at
 
 SEAM_TOLERANCE = 0.5 / 255
 # Tile sides are multiples of this (and of the model's alignment), to bound the shapes traced. TensorFlow
 # traces one shape-generic function after three shapes; JAX compiles each new shape, so its steps are coarser.
 TILE_STEPS = {"jax": 128}
 TILE_STEP = 16
+# Where the step is coarse (JAX), a side also steps by at least an eighth of the power of two below it (1024-2047 by
+# 128, 2048-4095 by 256, 4096-8191 by 512): at most 12.5% more pixels a side, and few shapes among large tiles.
+TILE_LADDER = {"jax": 8}
 TILE = 1280  # the default longest tile side, raised to TILE_OVERLAPS overlaps for models with a wide seam
 TILE_OVERLAPS = 7
 BF16_MARGIN = 1.2  # how much faster bf16 must be on a CPU for `auto` to give up float32's exactness
@@ -30,6 +33,9 @@ BF16_CAPABILITY = (8, 0)  # NVIDIA GPUs from Ampere on have bf16 tensor cores; o
 AUTO_BATCH_SHARE = 0.5
 AUTO_BATCH_MAX = 64
 AUTO_BATCH_UNKNOWN = 4
+# --tile unset on a GPU: the longest side whose one tile fits the same share, up to GPU_TILE_MAX, so that most images
+# are one tile (nothing computed twice at seams, nothing blended) and smaller ones fill a batch of the same area.
+GPU_TILE_MAX = 8192
 # Short batches pad to 1, 2, 4, 8, then multiples of 8: at most 8 slots wasted, few shapes compiled.
 PAD_STEP = 8
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
@@ -110,6 +116,20 @@ def auto_batch_size(free_bytes: int | None, tile: int, elements_per_pixel: float
     return int(min(max(AUTO_BATCH_SHARE * free_bytes // per_tile, 1), AUTO_BATCH_MAX))
 
 
+def auto_tile(free_bytes: int | None, elements_per_pixel: float, dtype_bytes: int) -> int | None:
+    """The longest side, at most GPU_TILE_MAX, of a square tile that fits AUTO_BATCH_SHARE of `free_bytes`; None
+    where the free memory cannot be read."""
+    if free_bytes is None:
+        return None
+    pixels = AUTO_BATCH_SHARE * free_bytes / (max(elements_per_pixel, 1.0) * dtype_bytes)
+    return min(int(pixels**0.5), GPU_TILE_MAX)
+
+
+def ladder_step(side: int, step: int, rungs: int) -> int:
+    """The step for a tile side: `step`, or an `rungs`th of the power of two below the side where that is more."""
+    return max(step, round_up((1 << (side.bit_length() - 1)) // rungs, step))
+
+
 def activation_elements_per_pixel(model, align: int = 1) -> float:
     """Elements of every layer's output per input pixel, summed, counted on a small probe input."""
     import keras
@@ -180,6 +200,13 @@ def tile_step() -> int:
     return TILE_STEPS.get(keras.backend.backend(), TILE_STEP)
 
 
+def tile_rungs() -> int:
+    """Steps per octave of tile side for the Keras backend in use (0: none, every side steps by the tile step)."""
+    import keras
+
+    return TILE_LADDER.get(keras.backend.backend(), 0)
+
+
 def orient(array: np.ndarray, turns: int, mirror: bool, inverse: bool = False) -> np.ndarray:
     """An H x W x C image (or N x H x W x C stack) turned `turns` quarter turns, then mirrored left to right;
     with `inverse`, the transform that undoes that."""
@@ -195,7 +222,8 @@ class Settings(NamedTuple):
     A batch holds `batch_size` tiles of `tile` x `tile`, or as many smaller ones as fit in the same area.
     With `ensemble` N, each tile is run in N orientations (flips and quarter turns) and the outputs,
     turned back, are averaged: a self-ensemble, N times the work. `tile` None: TILE, or TILE_OVERLAPS overlaps
-    where that is more, so that a model with a wide seam spends no more of each tile on overlap than the others."""
+    where that is more, so that a model with a wide seam spends no more of each tile on overlap than the others;
+    on a GPU, the longest tile its free memory holds (see GPU_TILE_MAX) where that is more."""
 
     tile: int | None = None
     overlap: int | None = None
@@ -219,12 +247,10 @@ class Engine:
         align, radius = artifact.align, artifact.seam_radius
         default_overlap = round_up(2 * radius + 2, align)
         self.overlap = default_overlap if settings.overlap is None else settings.overlap
-        self.step = round_up(tile_step(), align)
-        # the longest tile side: the setting, to a multiple of the step, and at least twice the overlap
-        tile = max(TILE, TILE_OVERLAPS * self.overlap) if settings.tile is None else settings.tile
-        self.tile = max(tile // self.step * self.step, round_up(max(2 * self.overlap, 16), self.step))
+        self.step, self.rungs = round_up(tile_step(), align), tile_rungs()
         self.margin = min(radius, max(self.overlap - 1, 0) // 2)
         self.index = device_index(settings.device) if device == "gpu" else 0
+        self.tile = self.resolve_tile()
         self.batch_size = self.resolve_batch_size()
 
     @classmethod
@@ -235,18 +261,32 @@ class Engine:
         precision = resolve_precision(settings.precision, device, capability)
         return cls(load_artifact(model, dtype_policy(precision)), settings, device)
 
+    def resolve_tile(self, free_bytes: int | None = None) -> int:
+        """The longest tile side (see Settings): to a multiple of the step, and at least twice the overlap."""
+        tile = self.settings.tile
+        if tile is None:
+            tile = max(TILE, TILE_OVERLAPS * self.overlap)
+            if self.device == "gpu" and not self.artifact.int8:
+                tile = max(tile, auto_tile(self.free_memory(free_bytes), *self.bytes_per_pixel) or 0)
+        return max(tile // self.step * self.step, round_up(max(2 * self.overlap, 16), self.step))
+
     def resolve_batch_size(self, free_bytes: int | None = None) -> int:
         """The batch size setting, or for `auto` 1 on a CPU and on a GPU what its free memory holds."""
         if self.settings.batch_size != AUTO:
             return self.settings.batch_size
-        if self.device != "gpu":
+        if self.device != "gpu" or self.artifact.int8:
             return 1
-        free = free_device_memory(self.index) if free_bytes is None else free_bytes
-        if self.artifact.int8:
-            return 1
+        return auto_batch_size(self.free_memory(free_bytes), self.tile, *self.bytes_per_pixel)
+
+    def free_memory(self, free_bytes: int | None = None) -> int | None:
+        """`free_bytes` where given, else the free memory of this engine's GPU."""
+        return free_device_memory(self.index) if free_bytes is None else free_bytes
+
+    @cached_property
+    def bytes_per_pixel(self) -> tuple[float, int]:
+        """Every layer's output elements per input pixel, and the bytes of one element in this precision."""
         elements = activation_elements_per_pixel(self.artifact.model, self.artifact.align)
-        dtype_bytes = 4 if self.precision == "float32" else 2
-        return auto_batch_size(free, self.tile, elements, dtype_bytes)
+        return elements, 4 if self.precision == "float32" else 2
 
     @property
     def channels(self) -> int:
@@ -260,8 +300,13 @@ class Engine:
     def plan(self, height: int, width: int) -> TilePlan:
         """The tile plan for an image: the fewest tiles of at most `tile` a side, each side fitted to the image."""
         align = self.artifact.align
-        shape = tuple(fit_tile(round_up(size, align), self.tile, self.overlap, self.step) for size in (height, width))
+        shape = tuple(self.fit(round_up(size, align)) for size in (height, width))
         return plan_tiles(height, width, shape, self.overlap, self.margin, align)
+
+    def fit(self, size: int) -> int:
+        """The tile side for an image side: see `fit_tile`, then up the ladder of sides (TILE_LADDER)."""
+        side = fit_tile(size, self.tile, self.overlap, self.step)
+        return min(round_up(side, ladder_step(side, self.step, self.rungs)), self.tile) if self.rungs else side
 
     def capacity(self, shape: tuple[int, int]) -> int:
         """Tiles of a shape per batch: as many as fill the area of `batch_size` of the largest tiles."""
@@ -329,10 +374,14 @@ class Engine:
 
         shape = batch[0][0].plan.tile
         slots = min(self.capacity(shape), padded_count(len(batch)))
-        stack = np.empty((slots, *shape, self.channels), np.float32)
-        stack[len(batch) :] = 0.0  # the padding slots
-        for slot, (job, unit, index) in enumerate(batch):
-            stack[slot] = tile_at(job.units[unit], job.plan, index)
+        tiles = [tile_at(job.units[unit], job.plan, index) for job, unit, index in batch]  # views where they can
+        if slots == 1 and tiles[0].shape[-1] == self.channels:  # one tile, often a whole image: no copy into a stack
+            stack = np.ascontiguousarray(tiles[0], np.float32)[None]
+        else:  # a plane fed to a colour model is replicated into its channels here
+            stack = np.empty((slots, *shape, self.channels), np.float32)
+            stack[len(batch) :] = 0.0  # the padding slots
+            for slot, tile in enumerate(tiles):
+                stack[slot] = tile
         with keras.device(f"{self.device}:{self.index}"):
             predicted = self._predict(stack)
         for slot, (job, unit, index) in enumerate(batch):
@@ -370,7 +419,7 @@ class _Job:
         self.plan = engine.plan(image.shape[0], image.shape[1])
         self.out = image if in_place else np.empty(image.shape, np.float32)
         self.units = planes(image, engine.channels)
-        self.blends = [Blend(self.plan, out, engine.channels) for out in planes(self.out, engine.channels)]
+        self.blends = [blender(self.plan, out, engine.channels) for out in planes(self.out, engine.channels)]
         self.remaining = self.plan.count * len(self.units)
 
     def result(self) -> np.ndarray:

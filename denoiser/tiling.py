@@ -186,6 +186,27 @@ class Blend:
         self.top = until
 
 
+class Whole:
+    """The output of a one-tile plan: the tile's top-left corner written straight to `out`, as Blend would."""
+
+    def __init__(self, plan: TilePlan, out: np.ndarray):
+        self.plan, self.out = plan, out
+
+    def add(self, index: int, tile: np.ndarray) -> None:
+        image = tile[: self.plan.height, : self.plan.width]
+        if image.shape[-1] != self.out.shape[-1]:
+            image = image.mean(-1, keepdims=True, dtype=np.float32)
+        self.out[...] = image
+
+    def finish(self) -> np.ndarray:
+        return self.out
+
+
+def blender(plan: TilePlan, out: np.ndarray, channels: int) -> Blend | Whole:
+    """What writes a plan's tile outputs into `out`: Whole for one tile, else Blend."""
+    return Whole(plan, out) if plan.count == 1 else Blend(plan, out, channels)
+
+
 def stitch_tiles(tiles: np.ndarray, plan: TilePlan) -> np.ndarray:
     """Blend an N x tile x tile x C stack back into the H x W x C image (float32)."""
     blend = Blend(plan, np.empty((plan.height, plan.width, tiles.shape[-1]), np.float32), tiles.shape[-1])

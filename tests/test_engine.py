@@ -135,6 +135,20 @@ def test_on_jax_tile_sides_step_by_128_so_few_shapes_compile(gray_engine, monkey
     assert tiles == {(384, 512), (384, 384), (512, 384), (640, 512), (640, 768)}
 
 
+def test_on_jax_large_tile_sides_step_by_an_eighth_of_their_octave(gray_engine, monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    engine = Engine(gray_engine.artifact, Settings(tile=8192, overlap=104))
+    assert engine.plan(4000, 6000).tile == (4096, 6144) and engine.plan(3024, 4032).tile == (3072, 4096)
+    assert engine.plan(1000, 1100).tile == (1024, 1152), "sides below 2048 step by 128 as before"
+    sides = {engine.plan(size, size).tile[0] for size in range(1, 8193, 7)}
+    assert all(side % 128 == 0 and side <= 8192 for side in sides) and len(sides) <= 8 + 8 * 3
+    for size in range(1, 8193, 7):
+        side = engine.plan(size, size).tile[0]
+        assert size <= side <= size * 1.125 + 128, "at most an eighth more a side, beyond the 128 step"
+
+
 def test_tiles_of_one_shape_from_consecutive_images_share_batches_of_few_shapes(tiny_models, rng):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=5))
     shapes = record_batch_shapes(engine)

@@ -14,11 +14,14 @@ from denoiser.cli import main
 from denoiser.engine import (
     AUTO_BATCH_MAX,
     AUTO_BATCH_UNKNOWN,
+    GPU_TILE_MAX,
+    TILE,
     Engine,
     NoGPUError,
     Settings,
     activation_elements_per_pixel,
     auto_batch_size,
+    auto_tile,
     resolve_device,
     resolve_precision,
 )
@@ -80,6 +83,25 @@ def test_auto_batch_is_1_on_a_cpu_and_sized_from_free_memory_on_a_gpu(tiny_model
     assert asked == [1] and engine.index == 1
     assert engine.batch_size == auto_batch_size(80 * GIB, 1024, elements, 4) > 1
     assert engine.resolve_batch_size(free_bytes=2 * 1024 * 1024 * elements * 4) == 1
+
+
+def test_on_a_gpu_the_default_tile_is_the_longest_its_free_memory_holds(tiny_models, monkeypatch):
+    artifact = load_artifact(tiny_models["gray"])
+    elements = activation_elements_per_pixel(artifact.model)
+    free = {"bytes": 4096 * 4096 * elements * 4 * 2}  # one float32 tile of 4096^2 in half of it
+    monkeypatch.setattr(engine_module, "free_device_memory", lambda index: free["bytes"])
+    engine = Engine(artifact, Settings(batch_size="auto", device="gpu"), "gpu")
+    assert engine.tile == auto_tile(free["bytes"], elements, 4) // engine.step * engine.step
+    assert 4096 - engine.step <= engine.tile <= 4096 and engine.batch_size == 1
+    assert engine.plan(3000, 4000).count == 1 and engine.capacity((1024, 1024)) >= 15
+    free["bytes"] *= 100
+    assert Engine(artifact, Settings(device="gpu"), "gpu").tile == GPU_TILE_MAX
+    free["bytes"] = None
+    assert Engine(artifact, Settings(device="gpu"), "gpu").tile == TILE, "unknown free memory: the CPU's default"
+    free["bytes"] = 1 << 20
+    assert Engine(artifact, Settings(device="gpu"), "gpu").tile == TILE, "never below the CPU's default"
+    assert Engine(artifact, Settings(tile=640, device="gpu"), "gpu").tile == 640, "a tile asked for is kept"
+    assert Engine(artifact, Settings()).tile == TILE, "the CPU's default is unchanged"
 
 
 def test_an_engine_on_gpu_n_runs_its_batches_there(tiny_models, monkeypatch):

@@ -7,7 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from denoiser.tiling import Blend, extract_tiles, pad_to_canvas, plan_tiles, stitch_tiles, tile_at, tile_origin
+from denoiser.tiling import (
+    Blend,
+    Whole,
+    blender,
+    extract_tiles,
+    pad_to_canvas,
+    plan_tiles,
+    stitch_tiles,
+    tile_at,
+    tile_origin,
+)
 
 SIDES = st.sampled_from([16, 32, 48])
 
@@ -68,6 +78,24 @@ def test_blending_needs_no_memory_beyond_its_band_and_a_few_tiles():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < blend.band.nbytes + 4 * tiles[0].nbytes
+
+
+@pytest.mark.parametrize("channels, out_channels", [(1, 1), (3, 3), (3, 1)])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_one_tile_plan_is_written_straight_out_as_blending_would(channels, out_channels, dtype):
+    import ml_dtypes
+
+    plan = plan_tiles(37, 50, (48, 64), 16, 4, align=16)
+    tile = np.random.default_rng(0).random((48, 64, channels)).astype(getattr(ml_dtypes, dtype, dtype))
+    outputs = []
+    for writer in (Whole, Blend):
+        out = np.full((37, 50, out_channels), np.nan, np.float32)
+        made = writer(plan, out) if writer is Whole else writer(plan, out, channels)
+        made.add(0, tile)
+        outputs.append(made.finish())
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert type(blender(plan, out, channels)) is Whole
+    assert type(blender(plan_tiles(37, 50, (32, 32), 16, 4, align=16), out, channels)) is Blend
 
 
 def test_rejects_overlap_that_leaves_no_blend():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from denoiser.engine import TILE, TILE_OVERLAPS, Settings
+from denoiser.engine import GPU_TILE_MAX, TILE, TILE_OVERLAPS, Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from denoiser.settings import AUTO, RULES, Rule, problem
 
@@ -76,7 +76,8 @@ def tiling_options(command):
                 default=DEFAULTS.tile,
                 help="Longest tile side in pixels (raised to twice the overlap if smaller); each image is cut "
                 f"into as few tiles as this allows, each fitted to the image to 16 px. Default: {TILE}, "
-                f"or {TILE_OVERLAPS} overlaps where that is more.",
+                f"or {TILE_OVERLAPS} overlaps where that is more; on a GPU, the longest tile half its free memory "
+                f"holds, up to {GPU_TILE_MAX}.",
             ),
             setting(
                 "--overlap",
