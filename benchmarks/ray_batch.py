@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "clean"
-GPU_MPS = 79.0  # `gray` at 6000x4000 on an H200, measured 2026-12-04 (docs/gpu.md; the target there is 300)
+GPU_MPS = 179.0  # `gray` at 6000x4000 on an H200, tiles sized from its memory, 2026-12-04 (docs/gpu.md)
 PHOTO_MP, PHOTO_MB = 12.0, 4.0  # the sketch's typical input: a 4000 x 3000 JPEG of about 4 MB, and its output
 NIC_GBIT = 25.0  # a GPU node's network, each way
 GPUS_PER_NODE = 8

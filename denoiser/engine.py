@@ -267,7 +267,7 @@ class Engine:
         if tile is None:
             tile = max(TILE, TILE_OVERLAPS * self.overlap)
             if self.device == "gpu" and not self.artifact.int8:
-                tile = max(tile, auto_tile(self.free_memory(free_bytes), *self.bytes_per_pixel) or 0)
+                tile = max(tile, auto_tile(self.free_memory(free_bytes), *self.activation_footprint) or 0)
         return max(tile // self.step * self.step, round_up(max(2 * self.overlap, 16), self.step))
 
     def resolve_batch_size(self, free_bytes: int | None = None) -> int:
@@ -276,14 +276,14 @@ class Engine:
             return self.settings.batch_size
         if self.device != "gpu" or self.artifact.int8:
             return 1
-        return auto_batch_size(self.free_memory(free_bytes), self.tile, *self.bytes_per_pixel)
+        return auto_batch_size(self.free_memory(free_bytes), self.tile, *self.activation_footprint)
 
     def free_memory(self, free_bytes: int | None = None) -> int | None:
         """`free_bytes` where given, else the free memory of this engine's GPU."""
         return free_device_memory(self.index) if free_bytes is None else free_bytes
 
     @cached_property
-    def bytes_per_pixel(self) -> tuple[float, int]:
+    def activation_footprint(self) -> tuple[float, int]:
         """Every layer's output elements per input pixel, and the bytes of one element in this precision."""
         elements = activation_elements_per_pixel(self.artifact.model, self.artifact.align)
         return elements, 4 if self.precision == "float32" else 2
