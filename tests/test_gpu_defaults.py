@@ -169,3 +169,14 @@ def test_the_dncnn_s_peer_has_17_convolutions_of_64_channels_and_a_residual_outp
     engine = dncnn_engine(Settings(tile=64, precision="float32"), "cpu", None)
     image = np.random.default_rng(0).random((40, 50, 1), dtype=np.float32)
     assert engine.denoise(image).shape == image.shape and engine.precision == "float32"
+
+
+@pytest.mark.parametrize("height, width", [(37, 50), (48, 64), (24, 60), (40, 32)])
+def test_the_checks_reused_buffer_cut_equals_the_engines_padded_tile(height, width):
+    from benchmarks.gpu_check import mirror_into
+    from denoiser.tiling import plan_tiles, tile_at
+
+    image = np.random.default_rng(0).random((height, width, 1), dtype=np.float32)
+    plan = plan_tiles(height, width, (48, 64), 16, 4)
+    canvas = np.full((48, 64, 1), np.nan, np.float32)
+    np.testing.assert_array_equal(mirror_into(canvas, image), tile_at(image, plan, 0))
