@@ -374,14 +374,16 @@ class Engine:
 
         shape = batch[0][0].plan.tile
         slots = min(self.capacity(shape), padded_count(len(batch)))
-        tiles = [tile_at(job.units[unit], job.plan, index) for job, unit, index in batch]  # views where they can
-        if slots == 1 and tiles[0].shape[-1] == self.channels:  # one tile, often a whole image: no copy into a stack
-            stack = np.ascontiguousarray(tiles[0], np.float32)[None]
+        job, unit, index = batch[0]
+        first = tile_at(job.units[unit], job.plan, index)  # a view of the image where no padding is needed
+        if slots == 1 and first.shape[-1] == self.channels:  # one tile, often a whole image: no copy into a stack
+            stack = np.ascontiguousarray(first, np.float32)[None]
         else:  # a plane fed to a colour model is replicated into its channels here
             stack = np.empty((slots, *shape, self.channels), np.float32)
             stack[len(batch) :] = 0.0  # the padding slots
-            for slot, tile in enumerate(tiles):
-                stack[slot] = tile
+            stack[0] = first
+            for slot, (job, unit, index) in enumerate(batch[1:], 1):
+                stack[slot] = tile_at(job.units[unit], job.plan, index)
         with keras.device(f"{self.device}:{self.index}"):
             predicted = self._predict(stack)
         for slot, (job, unit, index) in enumerate(batch):
