@@ -169,6 +169,60 @@ def gpu_capability(device: str):
     return capability(0) if device == "gpu" else None
 
 
+def stream(model: str, device: str, size: str, count: int = 12) -> dict:
+    """MP/s over `count` one-tile images of `size` through the engine, one after the other, and through a prototype
+    that overlaps each image's padding, copy in and write back with the previous image's compute (JAX dispatches
+    asynchronously): what a pipelining engine would reach. Outputs of both are checked equal."""
+    import jax
+
+    from denoiser.artifact import resolve_model
+    from denoiser.cli.bench import parse_size
+    from denoiser.engine import Engine, Settings
+    from denoiser.tiling import blender, tile_at
+
+    engine = Engine.load(str(resolve_model(model)), Settings(batch_size="auto", device=device))
+    ((height, width),) = parse_size(None, None, (size,))
+    plan, channels = engine.plan(height, width), engine.channels
+    if plan.count != 1:
+        return {"error": f"{size} is {plan.count} tiles of {plan.tile} here, not one"}
+    rng = np.random.default_rng(0)
+    images = [rng.random((height, width, channels), dtype=np.float32) for _ in range(3)]
+    outputs = [np.empty_like(image) for image in images]
+    network = engine.artifact.model
+    forward = jax.jit(lambda trainable, other, x: network.stateless_call(trainable, other, x, training=False)[0])
+
+    def write_back(slot: int, result) -> None:
+        blender(plan, outputs[slot], channels).add(0, np.asarray(result)[0])
+        np.clip(outputs[slot], 0.0, 1.0, out=outputs[slot])
+
+    def pipelined() -> None:
+        # read here: Keras's predict donates the weights' buffers and replaces them on every call
+        weights = [v.value for v in network.trainable_variables], [v.value for v in network.non_trainable_variables]
+        waiting = None
+        for number in range(count):
+            tile = np.ascontiguousarray(tile_at(images[number % 3], plan, 0), np.float32)[None]
+            result = forward(*weights, jax.device_put(tile))  # returns before the device is done
+            if waiting:
+                write_back(*waiting)
+            waiting = number % 3, result
+        write_back(*waiting)
+
+    def one_by_one() -> None:
+        for number in range(count):
+            outputs[number % 3][...] = engine.denoise(images[number % 3])
+
+    rates = {}
+    for name, run in (("engine", one_by_one), ("pipelined", pipelined)):
+        run()  # compiles
+        started = time.perf_counter()
+        run()
+        rates[name] = count * height * width / (time.perf_counter() - started) / 1e6
+        if name == "engine":
+            expected = [output.copy() for output in outputs]
+    difference = max(float(np.abs(o - e).max()) for o, e in zip(outputs, expected))
+    return {"images": count, "size": size, "mp_per_s": rates, "max_difference": difference}
+
+
 def host_share(model: str, device: str, size: str) -> dict:
     """One image of `size` through gray's engine, timed whole and inside the model's predict: what the host adds."""
     from denoiser.artifact import resolve_model
@@ -412,6 +466,8 @@ def main() -> None:
             save("dncnn_s", peer(args, args.device, sizes))
             save("host_share", host_share(model, args.device, sizes[-1]))
             if keras.backend.backend() == "jax":
+                save("stream", stream(model, args.device, sizes[-1], 4 if args.quick else 12))
+            if keras.backend.backend() == "jax":
                 save(
                     "profile",
                     profile(
@@ -488,6 +544,14 @@ def print_summary(summary: dict) -> None:
         )
         if "host_steps" in share:
             print("  its host steps: " + ", ".join(f"{k} {v:.4f} s" for k, v in share["host_steps"].items()))
+    if "stream" in summary:
+        flow = summary["stream"]
+        print(
+            flow.get("error")
+            or f"{flow['images']} images of {flow['size']} one after the other: engine "
+            f"{flow['mp_per_s']['engine']:.2f} MP/s, pipelined prototype {flow['mp_per_s']['pipelined']:.2f} MP/s "
+            f"(outputs differ by at most {flow['max_difference']:.2g})"
+        )
     for name, figures in summary.get("profile", {}).items():
         print(
             f"{name}: {figures['tiles']} tiles of {figures['tile']} in {figures['model_seconds']:.3f} s on the "
