@@ -10,7 +10,8 @@ compared with the pasted masks (pixel AUROC). Every scorer given is measured on 
 
 `validation` takes the photos from the training folders' files that `python -m denoise_train scorer --preset photo`
 never fits on (every 5th file) and the photos that installed packages ship (`anomaly_set.gathered_files`: install
-scikit-image and Debian's plasma-workspace-wallpapers for all 21), and draws the odd kinds with another seed; `test`
+scikit-image and Debian's plasma-workspace-wallpapers, lomiri-wallpapers-16.04 and -20.04 for all 35), and draws
+the odd kinds with another seed; `test`
 takes set12/, mcmaster/ and photos/.
 Decide on validation; report test.
 """

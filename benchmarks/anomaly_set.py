@@ -69,6 +69,24 @@ WALLPAPER_PHOTOS = (
     "Path",
     "summer_1am",
 )
+# `apt-get install lomiri-wallpapers-16.04 lomiri-wallpapers-20.04`: contest photographs (the drawings left out)
+BACKGROUNDS = Path("/usr/share/backgrounds")
+BACKGROUND_PHOTOS = (
+    "Bridge_by_Sander_Klootwijk",
+    "Dragonfly_by_Bolly",
+    "Kleiber_by_Lukas_Baubkus",
+    "Picture_0B_by_freespace",
+    "Picture_1A_by_freespace",
+    "Wine_by_Jakkub_Mede",
+    "aitzgorri_by_Aitzol_Berasategi",
+    "free_by_Peter_Nerlich",
+    "friends_by_Aitzol_Berasategi",
+    "greentock_by_Peter_Nerlich",
+    "life_by_Aitzol_Berasategi",
+    "picosdeeuropa_by_Aitzol_Berasategi",
+    "seeding_by_Clements_Engelhardt",
+    "sunset_by_Aitzol_Berasategi",
+)
 FONTS = sorted(Path("/usr/share/fonts/truetype/dejavu").glob("*.ttf"))
 WORDS = (
     "the of and to in is was for on that with as by at from this have are be or an which were not it "
@@ -376,13 +394,15 @@ def source_name(path: Path) -> str:
     """`group/name` for a photo: its folder and file, or the package that ships it and the photo's name."""
     if WALLPAPERS in path.parents:
         return f"wallpapers/{path.relative_to(WALLPAPERS).parts[0]}"
+    if BACKGROUNDS in path.parents:
+        return f"backgrounds/{path.stem}"
     package = next((name for name in SAMPLE_PHOTOS if name in path.parts), None)
     return f"{package or path.parent.name}/{path.name}"
 
 
 def gathered_files() -> list[Path]:
-    """The packaged photos of SAMPLE_PHOTOS and WALLPAPER_PHOTOS that are installed here (each wallpaper's
-    largest JPEG)."""
+    """The packaged photos of SAMPLE_PHOTOS, WALLPAPER_PHOTOS (each one's largest JPEG) and BACKGROUND_PHOTOS that
+    are installed here."""
     from importlib.util import find_spec
 
     found = []
@@ -393,7 +413,7 @@ def gathered_files() -> list[Path]:
     for name in WALLPAPER_PHOTOS:
         sizes = list((WALLPAPERS / name / "contents" / "images").glob("*x*.jpg"))
         found += [max(sizes, key=lambda p: np.prod([int(side) for side in p.stem.split("x")]))] if sizes else []
-    return found
+    return found + [path for path in (BACKGROUNDS / f"{name}.jpg" for name in BACKGROUND_PHOTOS) if path.exists()]
 
 
 def scratch(shape: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
