@@ -314,7 +314,10 @@ class Engine:
 
     def warm(self) -> None:
         """Run full and one-tile batches of the largest tile and of two smaller ones, so the first images run at
-        full speed (TensorFlow traces one function for all shapes once it has seen three)."""
+        full speed (TensorFlow traces one function for all shapes once it has seen three). Not under JAX: it
+        compiles each shape, so these would only cost time and memory (about a minute for an H200's tiles)."""
+        if backend_name() == "jax":
+            return
         half = self.tile // 2
         for shape in ((self.tile, self.tile), (half, self.tile), (self.tile, half)):
             blank = np.zeros(shape + (self.channels,), np.float32)

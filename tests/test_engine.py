@@ -149,6 +149,19 @@ def test_on_jax_large_tile_sides_step_by_an_eighth_of_their_octave(gray_engine, 
         assert size <= side <= size * 1.125 + 128, "at most an eighth more a side, beyond the 128 step"
 
 
+def test_warming_runs_three_tile_shapes_on_tensorflow_and_none_under_jax(tiny_models, monkeypatch):
+    import keras
+
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32))
+    shapes = record_batch_shapes(engine)
+    engine.warm()
+    assert {shape[1:3] for shape in shapes} == {(32, 32), (16, 32), (32, 16)}
+    shapes.clear()
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    engine.warm()
+    assert shapes == [], "JAX compiles each shape: warming shapes images may not have only costs time"
+
+
 def test_tiles_of_one_shape_from_consecutive_images_share_batches_of_few_shapes(tiny_models, rng):
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=5))
     shapes = record_batch_shapes(engine)
