@@ -95,21 +95,26 @@ def one_tile(model: str, size: str, device: str, seconds: float, out: Path) -> d
     return bench_with(model, (size,), device, seconds, out, "--tile", str(side))
 
 
-def jitted(model: str, sizes: tuple[str, ...], device: str, seconds: float, out: Path) -> dict:
-    """`denoise bench` with Keras's predict_on_batch replaced by one jitted call of the model's weights (JAX)."""
+def jax_forward(model):
+    """The model's inference as one jitted JAX function of a batch; the weights are read at each call, as Keras's
+    predict donates their buffers and replaces them."""
     import jax
 
+    call = jax.jit(lambda trainable, other, batch: model.stateless_call(trainable, other, batch, training=False)[0])
+    return lambda batch: call(
+        [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], batch
+    )
+
+
+def jitted(model: str, sizes: tuple[str, ...], device: str, seconds: float, out: Path) -> dict:
+    """`denoise bench` with Keras's predict_on_batch replaced by one jitted call of the model's weights (JAX)."""
     from denoiser.artifact import Artifact
 
     keras_predict, forwards = Artifact.predict, {}
 
     def predict(artifact, batch):
-        model = artifact.model
-        if id(model) not in forwards:
-            weights = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-            call = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
-            forwards[id(model)] = lambda x: call(*weights, x)
-        return np.asarray(forwards[id(model)](batch))
+        forward = forwards.setdefault(id(artifact.model), jax_forward(artifact.model))
+        return np.asarray(forward(batch))
 
     Artifact.predict = predict
     try:
@@ -188,20 +193,17 @@ def stream(model: str, device: str, size: str, count: int = 12) -> dict:
     rng = np.random.default_rng(0)
     images = [rng.random((height, width, channels), dtype=np.float32) for _ in range(3)]
     outputs = [np.empty_like(image) for image in images]
-    network = engine.artifact.model
-    forward = jax.jit(lambda trainable, other, x: network.stateless_call(trainable, other, x, training=False)[0])
+    forward = jax_forward(engine.artifact.model)
 
     def write_back(slot: int, result) -> None:
         blender(plan, outputs[slot], channels).add(0, np.asarray(result)[0])
         np.clip(outputs[slot], 0.0, 1.0, out=outputs[slot])
 
     def pipelined() -> None:
-        # read here: Keras's predict donates the weights' buffers and replaces them on every call
-        weights = [v.value for v in network.trainable_variables], [v.value for v in network.non_trainable_variables]
         waiting = None
         for number in range(count):
             tile = np.ascontiguousarray(tile_at(images[number % 3], plan, 0), np.float32)[None]
-            result = forward(*weights, jax.device_put(tile))  # returns before the device is done
+            result = forward(jax.device_put(tile))  # returns before the device is done
             if waiting:
                 write_back(*waiting)
             waiting = number % 3, result
@@ -288,9 +290,7 @@ def device_only(engine, tiles: int, shape: tuple[int, int]) -> dict:
     synchronised), the copy in and the copy out; and the artifact's predict with all of it."""
     import jax
 
-    model = engine.artifact.model
-    forward = jax.jit(lambda trainable, other, x: model.stateless_call(trainable, other, x, training=False)[0])
-    weights = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    forward = jax_forward(engine.artifact.model)
     host = np.random.default_rng(0).random((tiles, *shape, engine.channels), dtype=np.float32)
 
     def best(step, repeats: int = 5) -> float:
@@ -303,12 +303,12 @@ def device_only(engine, tiles: int, shape: tuple[int, int]) -> dict:
         return min(times)
 
     on_device = jax.device_put(host).block_until_ready()
-    result = forward(*weights, on_device).block_until_ready()
+    result = forward(on_device).block_until_ready()
     return {
         "tiles": tiles,
         "tile": "x".join(map(str, shape[::-1])),
         "pixels": tiles * shape[0] * shape[1],
-        "model_seconds": best(lambda: forward(*weights, on_device).block_until_ready()),
+        "model_seconds": best(lambda: forward(on_device).block_until_ready()),
         "copy_in_seconds": best(lambda: jax.device_put(host).block_until_ready()),
         "copy_out_seconds": best(lambda: np.asarray(result, np.float32)),
         "predict_seconds": best(lambda: engine.artifact.predict(host)),
@@ -467,7 +467,6 @@ def main() -> None:
             save("host_share", host_share(model, args.device, sizes[-1]))
             if keras.backend.backend() == "jax":
                 save("stream", stream(model, args.device, sizes[-1], 4 if args.quick else 12))
-            if keras.backend.backend() == "jax":
                 save(
                     "profile",
                     profile(
