@@ -4,7 +4,9 @@ Runs the batch code path (`denoiser.pipeline.process`, with the CLI's default en
 `--repeats` times alternating the shipped (or a given) scorer with a stand-in that scores nothing, and prints
 megapixels per second for each; the first pass of each is a warm-up and is not counted.
 
-    python benchmarks/anomaly_speed.py examples/clean
+    python benchmarks/anomaly_speed.py examples/clean [--size 6000x4000x3 ...]
+
+`--size` also times the scorer alone on a random image of that width, height and channel count.
 """
 
 from __future__ import annotations
@@ -45,11 +47,24 @@ def one_pass(models, source: Path, scorer) -> tuple[float, float]:
     return seconds, sum(r.megapixels for r in records)
 
 
+def score_ms(scorer, shape: tuple[int, int, int], repeats: int = 7) -> float:
+    """Median milliseconds of one `scorer.score` of a random H x W x C image, after one warm-up call."""
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
+    scorer.score(image)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        scorer.score(image)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times)) * 1e3
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-S", "--scorer", default="scorer", help="Scorer file or shipped name.")
 @click.option("--repeats", type=int, default=3, help="Counted passes of each (after one warm-up pass each).")
-def main(source: Path, scorer: str, repeats: int) -> None:
+@click.option("--size", "sizes", multiple=True, help="Also time the scorer alone on a WxHxC image; repeatable.")
+def main(source: Path, scorer: str, repeats: int, sizes: tuple[str, ...]) -> None:
     """Print batch MP/s with scoring and without."""
     from denoiser.anomaly import Scorer
     from denoiser.engine import Settings
@@ -68,6 +83,10 @@ def main(source: Path, scorer: str, repeats: int) -> None:
         click.echo(f"{name:<16} {megapixels / seconds:.3f} MP/s ({megapixels:.2f} MP in {seconds:.1f} s)")
     rates = {name: megapixels / seconds for name, (seconds, megapixels) in totals.items()}
     click.echo(f"throughput with scoring: {rates['with scoring'] / rates['without scoring']:.1%} of without")
+    for size in sizes:
+        width, height, channels = map(int, size.split("x"))
+        milliseconds = score_ms(scorers["with scoring"], (height, width, channels))
+        click.echo(f"scoring one {size} image: {milliseconds:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -165,15 +165,17 @@ class PhotoScorer:
 
     def components(self, pixels: np.ndarray) -> tuple[dict, Maps]:
         """The image's components (global, range, local, and damage with a damage network) and its maps."""
-        from denoiser.anomaly_features import global_features, local_features
+        from denoiser.anomaly_features import colour_planes, global_features, local_features, working_copy
 
-        statistics = global_features(pixels)[None]
+        pixels = colour_planes(pixels)
+        work = working_copy(pixels)  # shared by both kinds of statistics
+        statistics = global_features(pixels, work)[None]
         white = self.whiten("global", statistics)
         if len(self.bank):
             glob = float(nearest_distance(white, self.bank, self.neighbours)[0])
         else:
             glob = float(np.sqrt((white**2).sum()))
-        local = local_features(pixels)
+        local = local_features(pixels, work)
         patches = np.sqrt((self.whiten("local", local.reshape(-1, local.shape[-1])) ** 2).sum(axis=1))
         top = np.sort(patches)[-min(self.top, len(patches)) :].mean()
         outlying = float(np.abs(self.whiten("range", statistics)).max())

@@ -70,14 +70,21 @@ LOCAL_NAMES = LOCAL_NAMES + tuple(f"{LOCAL_NAMES[i]}_vs_context" for i in CONTEX
 EPS = 1e-3
 
 
-def as_rgb(pixels: np.ndarray) -> np.ndarray:
-    """H x W x C floats (C = 1, 3, or 4 for CMYK) as H x W x 3 RGB in [0, 1]."""
+def colour_planes(pixels: np.ndarray) -> np.ndarray:
+    """H x W x C floats (C = 1, 3, or 4 for CMYK) as H x W x 1 gray or H x W x 3 RGB in [0, 1]: gray stays one
+    plane, so that it is shrunk before it is repeated into three (the same values, a third of the work)."""
     pixels = np.asarray(pixels, np.float32)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.shape[-1] == 4:
         pixels = (1.0 - pixels[..., :3]) * (1.0 - pixels[..., 3:])
-    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]
+    return pixels if pixels.shape[-1] == 1 else pixels[..., :3]
+
+
+def as_rgb(pixels: np.ndarray) -> np.ndarray:
+    """H x W x C floats (C = 1, 3, or 4 for CMYK) as H x W x 3 RGB in [0, 1]."""
+    planes = colour_planes(pixels)
+    return np.repeat(planes, 3, axis=-1) if planes.shape[-1] == 1 else planes
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -85,13 +92,14 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def working_copy(rgb: np.ndarray, short: int = WORK) -> np.ndarray:
-    """The image resized so that its short side is `short` (area when shrinking, linear when enlarging)."""
-    height, width = rgb.shape[:2]
+def working_copy(planes: np.ndarray, short: int = WORK) -> np.ndarray:
+    """The image (`colour_planes`) resized so that its short side is `short` (area when shrinking, linear when
+    enlarging), as RGB."""
+    height, width = planes.shape[:2]
     scale = short / min(height, width)
     size = (max(short, int(round(width * scale))), max(short, int(round(height * scale))))
     method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(rgb, size, interpolation=method).reshape(size[1], size[0], 3)
+    return as_rgb(cv2.resize(planes, size, interpolation=method).reshape(size[1], size[0], planes.shape[-1]))
 
 
 def damage_scale(height: int, width: int) -> float:
@@ -103,12 +111,12 @@ def damage_scale(height: int, width: int) -> float:
 def damage_canvas(pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """The image as RGB at `damage_scale`, edge-padded to multiples of DAMAGE_ALIGN; and the size of its
     unpadded part."""
-    rgb = as_rgb(pixels)
-    height, width = rgb.shape[:2]
+    planes = colour_planes(pixels)
+    height, width = planes.shape[:2]
     scale = damage_scale(height, width)
     size = (max(1, int(round(height * scale))), max(1, int(round(width * scale))))
     method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(rgb, size[::-1], interpolation=method).reshape(*size, 3)
+    small = as_rgb(cv2.resize(planes, size[::-1], interpolation=method).reshape(*size, planes.shape[-1]))
     pad = ((0, -size[0] % DAMAGE_ALIGN), (0, -size[1] % DAMAGE_ALIGN), (0, 0))
     return np.pad(small, pad, mode="edge"), size
 
@@ -122,8 +130,8 @@ def noise_sigma(gray: np.ndarray) -> float:
 
 
 def centre(gray: np.ndarray, side: int = NATIVE) -> np.ndarray:
-    """The central square of at most `side` pixels."""
-    height, width = gray.shape
+    """The central square of at most `side` pixels (of an H x W or H x W x C array)."""
+    height, width = gray.shape[:2]
     y, x = max(0, (height - side) // 2), max(0, (width - side) // 2)
     return gray[y : y + side, x : x + side]
 
@@ -177,11 +185,11 @@ def saturation(rgb: np.ndarray) -> np.ndarray:
     return (high - low) / (high + 1e-3)
 
 
-def global_features(pixels: np.ndarray) -> np.ndarray:
-    """The image's global statistics, in the order of `GLOBAL_NAMES`."""
-    rgb = as_rgb(pixels)
-    native = centre(luminance(rgb))
-    work = working_copy(rgb)
+def global_features(pixels: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
+    """The image's global statistics, in the order of `GLOBAL_NAMES`; `work`: its working copy, where made."""
+    planes = colour_planes(pixels)
+    native = luminance(as_rgb(centre(planes)))
+    work = working_copy(planes) if work is None else work
     gray = luminance(work)
     gx, gy = gradients(gray)
     magnitude = np.sqrt(gx**2 + gy**2)
@@ -223,9 +231,9 @@ def box(image: np.ndarray) -> np.ndarray:
     return means[half : image.shape[0] - half + 1 : STRIDE, half : image.shape[1] - half + 1 : STRIDE]
 
 
-def local_features(pixels: np.ndarray) -> np.ndarray:
-    """Statistics of overlapping patches of the working copy: rows x cols x len(LOCAL_NAMES)."""
-    work = working_copy(as_rgb(pixels))
+def local_features(pixels: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
+    """Statistics of overlapping patches of the working copy (`work`, where made): rows x cols x len(LOCAL_NAMES)."""
+    work = working_copy(colour_planes(pixels)) if work is None else work
     gray = luminance(work)
     gx, gy = gradients(gray)
     energy = gx**2 + gy**2

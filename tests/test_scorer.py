@@ -336,6 +336,20 @@ def test_synthetic_damage_changes_the_image_where_its_mask_says(kind):
         assert (mask[change > 0.1] > 0).mean() > 0.9, "what changed clearly is masked"
 
 
+def test_a_gray_image_and_the_same_image_as_rgb_score_alike_to_the_bit(rng):
+    from denoiser.anomaly_features import as_rgb, damage_canvas, global_features, local_features
+
+    scorer = Scorer.load("scorer")
+    gray = rng.random((301, 457, 1), dtype=np.float32)
+    rgb = as_rgb(gray)
+    assert rgb.shape == (301, 457, 3) and np.array_equal(rgb[..., 2], gray[..., 0])
+    for features in (global_features, local_features, lambda pixels: damage_canvas(pixels)[0]):
+        np.testing.assert_array_equal(features(gray), features(rgb))
+    (gray_score, gray_map), (rgb_score, rgb_map) = scorer.score(gray, True), scorer.score(rgb, True)
+    assert gray_score == rgb_score
+    np.testing.assert_array_equal(gray_map, rgb_map)
+
+
 def test_damage_canvas_has_a_bounded_set_of_shapes(rng):
     from denoiser.anomaly_features import DAMAGE_ALIGN, DAMAGE_LONG, DAMAGE_SHORT, damage_canvas
 
