@@ -195,16 +195,12 @@ def dtype_policy(precision: str) -> str:
 
 def tile_step() -> int:
     """The tile-side step for the Keras backend in use."""
-    import keras
-
-    return TILE_STEPS.get(keras.backend.backend(), TILE_STEP)
+    return TILE_STEPS.get(backend_name(), TILE_STEP)
 
 
 def tile_rungs() -> int:
     """Steps per octave of tile side for the Keras backend in use (0: none, every side steps by the tile step)."""
-    import keras
-
-    return TILE_LADDER.get(keras.backend.backend(), 0)
+    return TILE_LADDER.get(backend_name(), 0)
 
 
 def orient(array: np.ndarray, turns: int, mirror: bool, inverse: bool = False) -> np.ndarray:
