@@ -282,8 +282,8 @@ def denoiser(**options) -> None:
     "--damage-from",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Photo preset: reuse this photo scorer's damage network instead of training one (the statistics and "
-    "calibration are fitted anew).",
+    help="Photo preset: reuse this photo scorer's damage network instead of training one, or with --damage-steps "
+    "train it further (the statistics and calibration are fitted anew).",
 )
 @click.option("--report/--no-report", default=True, help="Save loss curves, a before/after grid and the codes.")
 @click.option("--seed", type=int, default=0)
@@ -297,8 +297,6 @@ def scorer(**options) -> None:
         raise click.BadParameter("give NAME:WEIGHT pairs separated by commas", param_hint="--weights") from error
     if options["size"] % 4:
         raise click.BadParameter("must be a multiple of 4", param_hint="--size")
-    if options["damage_steps"] and options["damage_from"]:
-        raise click.UsageError("give --damage-steps (train a damage network) or --damage-from (reuse one), not both")
     if options["report"] and options["preset"] != "photo":
         require_extra("train", REPORT_MODULES, "the scorer's report (--no-report goes without)")
     options |= {"data": os.pathsep.join(options["data"]), "channels": int(options["channels"])}

@@ -170,17 +170,26 @@ def damage_network(width: int = 16) -> keras.Model:
 
 
 def train_damage(
-    files: list[Path], steps: int, batch: int = 16, size: int = 128, epoch_windows: int = 4000, seed: int = 0
+    files: list[Path],
+    steps: int,
+    batch: int = 16,
+    size: int = 128,
+    epoch_windows: int = 4000,
+    seed: int = 0,
+    start: keras.Model | None = None,
 ) -> tuple[keras.Model, dict]:
-    """Train the damage network for `steps` batches, on fresh windows of `files` every `epoch_windows`; returns it
-    and what the card records of its training."""
-    rng = np.random.default_rng(seed)
+    """Train the damage network for `steps` batches (from `start`'s weights at a third of the rate, when given), on
+    fresh windows of `files` every `epoch_windows`; returns it and what the card records of its training."""
+    rng = np.random.default_rng(seed if start is None else [seed, 1])  # further training: windows not seen
     keras.utils.set_random_seed(seed)
     photos = [np.asarray(read_image(path).pixels, np.float32) for path in files]
     per_epoch = min(epoch_windows, steps * batch)
     epochs = -(-steps * batch // per_epoch)
     model = damage_network()
-    schedule = keras.optimizers.schedules.CosineDecay(3e-3, epochs * -(-per_epoch // batch), alpha=0.05)
+    if start is not None:
+        model.set_weights(start.get_weights())
+    rate = 3e-3 if start is None else 1e-3
+    schedule = keras.optimizers.schedules.CosineDecay(rate, epochs * -(-per_epoch // batch), alpha=0.05)
     model.compile(keras.optimizers.Adam(schedule), keras.losses.BinaryCrossentropy(from_logits=True))
     started, losses = time.time(), []
     for epoch in range(epochs):
@@ -192,4 +201,5 @@ def train_damage(
         )
     trained = damage_network()  # uncompiled, so that the scorer's file carries no reference to the loss
     trained.set_weights(model.get_weights())
-    return trained, {"steps": steps, "batch": batch, "windows": epochs * per_epoch, "window": size, "losses": losses}
+    counts = {"steps": steps, "batch": batch, "windows": epochs * per_epoch, "window": size, "rate": rate}
+    return trained, counts | {"losses": losses}

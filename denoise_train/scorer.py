@@ -16,7 +16,7 @@ from denoise_train.data import fingerprint, idx_pair, list_images, load_idx, ran
 from denoiser import __version__
 from denoiser.anomaly import DAMAGE, WHITENING, Scorer, Standardiser, prepare, write_banks
 from denoiser.anomaly_features import LOCAL_NAMES
-from denoiser.artifact import save_artifact
+from denoiser.artifact import card_history, read_card, save_artifact
 from denoiser.imageio import read_image
 from denoiser.scoring import calibrate
 
@@ -44,7 +44,7 @@ class ScorerRecipe(NamedTuple):
     report: bool = True
     seed: int = 0
     damage_steps: int = 0  # photo preset: training steps of its damage network (0: none)
-    damage_from: str | None = None  # photo preset: a photo scorer whose damage network to reuse instead of training
+    damage_from: str | None = None  # photo preset: a photo scorer whose damage network to reuse (or train further)
 
     @property
     def turns(self) -> bool:
@@ -361,8 +361,9 @@ def fit_photo_scorer(
     damage, damage_counts = None, {}
     if recipe.damage_from:
         damage, damage_counts = reused_damage(recipe.damage_from)
-    elif recipe.damage_steps:
-        damage, damage_counts = train_damage(fitting, recipe.damage_steps, seed=recipe.seed)
+    if recipe.damage_steps:
+        damage, trained = train_damage(fitting, recipe.damage_steps, seed=recipe.seed, start=damage)
+        damage_counts = trained | ({"continued": damage_counts} if damage_counts else {})
     kernels = {"global": whitening(glob, shrink), "range": ranges(glob), "local": whitening(local, shrink)}
     model = photo_model(kernels, damage)
     bank = np.asarray(model.get_layer(f"global{WHITENING}")(glob), np.float16)
@@ -402,7 +403,14 @@ def reused_damage(path: str) -> tuple[keras.Model, dict]:
     copy.set_weights(source.damage.get_weights())
     trained = source.card.get("training", {}).get("damage_network", {})
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return copy, {"reused_from": f"{Path(path).name}, sha256 {digest}"} | trained
+    return copy, trained | {"reused_from": f"{Path(path).name}, sha256 {digest}"}
+
+
+def reuse_history(recipe: ScorerRecipe, command: str, seconds: float) -> dict:
+    """With a reused damage network, the card's history: the passes of the scorer it came from, then this one."""
+    if not recipe.damage_from:
+        return {}
+    return {"history": card_history(read_card(recipe.damage_from)) + [{"command": command, "seconds": seconds}]}
 
 
 def pixel_quantile(maps: list[np.ndarray], fpr: float) -> float:
@@ -465,6 +473,7 @@ def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
     files, data = photo_files(recipe)
     started = time.time()
     scorer, counts = fit_photo_scorer(files, recipe)
+    seconds = round(time.time() - started, 1)
     card = {
         "format": "denoise-card/1",
         "name": Path(recipe.out).stem,
@@ -481,8 +490,9 @@ def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
         | counts
         | {
             "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
-            "seconds": round(time.time() - started, 1),
-        },
+            "seconds": seconds,
+        }
+        | reuse_history(recipe, command, seconds),
         "metrics": {"validation_flagged": validation_flagged(scorer, recipe)},
         "intended_use": "flag inputs of a photo denoiser that are not natural photos (documents, charts, UI, "
         "noise fields, flat or black frames, patterns, product shots)",

@@ -305,13 +305,30 @@ def test_a_damage_network_is_reused_and_the_statistics_fitted_anew(photo_folder,
     assert all(np.array_equal(a, b) for a, b in zip(reused.damage.get_weights(), source.damage.get_weights()))
     network = reused.card["training"]["damage_network"]
     assert network["reused_from"].startswith("damage.keras, sha256 ") and network["steps"] == 3
+    assert [h["seconds"] for h in reused.card["training"]["history"]] == [
+        source.card["training"]["seconds"],
+        reused.card["training"]["seconds"],
+    ]
     assert reused.scales == source.scales and reused.calibration == source.calibration  # same photos, same seed
     out = photo_folder / "none.keras"
     args = ["scorer", "--preset", "photo", "--data", str(photo_folder / "normal"), "--out", str(out)]
     result = CliRunner().invoke(main, [*args, "--damage-from", str(photo_scorer)])
     assert result.exit_code == 1 and "holds no damage network" in result.output and not out.exists()
-    result = CliRunner().invoke(main, [*args, "--damage-from", str(damage_scorer), "--damage-steps", "3"])
-    assert result.exit_code == 2 and "not both" in result.output and not out.exists()
+
+
+def test_a_reused_damage_network_trains_further_with_damage_steps(photo_folder, damage_scorer):
+    further = Scorer.load(
+        train_photo_scorer(photo_folder, "further", "--damage-from", str(damage_scorer), "--damage-steps", "2")
+    )
+    source = Scorer.load(damage_scorer)
+    assert not all(np.array_equal(a, b) for a, b in zip(further.damage.get_weights(), source.damage.get_weights()))
+    network = further.card["training"]["damage_network"]
+    assert network["steps"] == 2 and network["rate"] == 1e-3 and len(network["losses"]) == 1
+    assert network["continued"]["reused_from"].startswith("damage.keras, sha256 ")
+    assert network["continued"]["steps"] == 3 and network["continued"]["rate"] == 3e-3
+    source_pass, this_pass = further.card["training"]["history"]  # the card's flat history: two passes
+    assert source_pass["seconds"] == source.card["training"]["seconds"]
+    assert this_pass["seconds"] == further.card["training"]["seconds"]
 
 
 def test_the_shipped_scorer_carries_its_damage_network():
