@@ -97,9 +97,13 @@ def working_copy(planes: np.ndarray, short: int = WORK) -> np.ndarray:
     enlarging), as RGB."""
     height, width = planes.shape[:2]
     scale = short / min(height, width)
-    size = (max(short, int(round(width * scale))), max(short, int(round(height * scale))))
+    return resized_rgb(planes, max(short, int(round(height * scale))), max(short, int(round(width * scale))), scale)
+
+
+def resized_rgb(planes: np.ndarray, height: int, width: int, scale: float) -> np.ndarray:
+    """Planes (`colour_planes`) resized to height x width, by area where `scale` < 1 and linearly else, as RGB."""
     method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return as_rgb(cv2.resize(planes, size, interpolation=method).reshape(size[1], size[0], planes.shape[-1]))
+    return as_rgb(cv2.resize(planes, (width, height), interpolation=method).reshape(height, width, planes.shape[-1]))
 
 
 def damage_scale(height: int, width: int) -> float:
@@ -115,8 +119,7 @@ def damage_canvas(pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     height, width = planes.shape[:2]
     scale = damage_scale(height, width)
     size = (max(1, int(round(height * scale))), max(1, int(round(width * scale))))
-    method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = as_rgb(cv2.resize(planes, size[::-1], interpolation=method).reshape(*size, planes.shape[-1]))
+    small = resized_rgb(planes, *size, scale)
     pad = ((0, -size[0] % DAMAGE_ALIGN), (0, -size[1] % DAMAGE_ALIGN), (0, 0))
     return np.pad(small, pad, mode="edge"), size
 
