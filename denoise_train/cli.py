@@ -46,6 +46,36 @@ def data_option(help: str, required: bool = True):
     )
 
 
+def precision_option(subject: str = ""):
+    """The --precision option of a training run."""
+    return click.option(
+        "--precision",
+        type=click.Choice(["auto", "float32", "bfloat16"]),
+        default="auto",
+        help=f"{subject}auto = bfloat16 on a GPU, or on a CPU where a bf16 convolution is faster.",
+    )
+
+
+def workers_options(subject: str = "training batches", *names: str):
+    """The --workers (named `names`, default -w too) and --processes/--threads options of a training run."""
+
+    def apply(command):
+        command = click.option(
+            "--processes/--threads",
+            default=False,
+            help="Synthesise batches in worker processes, past the GIL: for a GPU that trains faster than threads "
+            "can feed it.",
+        )(command)
+        return click.option(
+            *(names or ("-w", "--workers")),
+            type=int,
+            default=1,
+            help=f"Threads (or processes) that synthesise {subject}.",
+        )(command)
+
+    return apply
+
+
 def out_option(help: str):
     """-o/--out: the .keras file to write (see keras_out)."""
     return click.option(
@@ -194,12 +224,7 @@ def command_line() -> str:
     help="Train a second stage on this trained matte model (matte preset): it runs frozen, and its opacity, "
     "colour and result join the input; with --init set to it too, training starts from its output.",
 )
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "float32", "bfloat16"]),
-    default="auto",
-    help="auto = bfloat16 on a GPU, or on a CPU where a bf16 convolution is faster.",
-)
+@precision_option()
 @click.option(
     "--checkpoint-dir",
     type=click.Path(file_okay=False),
@@ -207,12 +232,7 @@ def command_line() -> str:
     help="Back up every epoch here and resume from it when rerun.",
 )
 @click.option("--seed", type=int, default=0)
-@click.option("-w", "--workers", type=int, default=1, help="Threads (or processes) that synthesise training batches.")
-@click.option(
-    "--processes/--threads",
-    default=False,
-    help="Synthesise batches in worker processes, past the GIL: for a GPU that trains faster than threads can feed it.",
-)
+@workers_options()
 def denoiser(**options) -> None:
     """Train a fully convolutional denoising autoencoder on clean images and export it."""
     from denoise_train.run import Recipe, RecipeError, train_and_export
@@ -285,6 +305,14 @@ def denoiser(**options) -> None:
     help="Photo preset: reuse this photo scorer's damage network instead of training one, or with --damage-steps "
     "train it further (the statistics and calibration are fitted anew).",
 )
+@click.option(
+    "--damage-positive-weight",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    help="Photo preset: damaged pixels count this many times in the damage network's loss.",
+)
+@precision_option("Of the damage network's training: ")
+@workers_options("the damage network's training windows", "--workers")
 @click.option("--report/--no-report", default=True, help="Save loss curves, a before/after grid and the codes.")
 @click.option("--seed", type=int, default=0)
 def scorer(**options) -> None:

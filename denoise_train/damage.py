@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import keras
@@ -13,9 +14,26 @@ from PIL import Image, ImageDraw
 
 from denoise_train.data import random_condition
 from denoiser.anomaly_features import damage_canvas, damage_scale
+from denoiser.artifact import with_precision
+from denoiser.engine import dtype_policy
 from denoiser.imageio import read_image
 
 KINDS = ("scratch", "stain", "patch")
+
+
+class DamageTraining(NamedTuple):
+    """How the damage network trains: batches, seed, loss weight of damaged pixels, precision, batch painters."""
+
+    steps: int
+    seed: int = 0
+    positive_weight: float = 1.0
+    precision: str = "float32"  # resolved: float32 or bfloat16
+    workers: int = 1
+    processes: bool = False
+
+    def card(self) -> dict:
+        """What the card records beyond the counts (how batches were painted does not change the network)."""
+        return {"positive_weight": self.positive_weight, "precision": self.precision}
 
 
 def scratch(shape: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +157,23 @@ def windows(photos: list[np.ndarray], count: int, size: int, rng: np.random.Gene
     return x, y
 
 
+class Windows(keras.utils.PyDataset):
+    """Batches of training windows and their masks, painted afresh for each (epoch, index) of a random stream."""
+
+    def __init__(self, photos, batch_size: int, steps: int, size: int, stream: tuple, workers=1, processes=False):
+        super().__init__(workers=workers, use_multiprocessing=processes)
+        self.photos, self.batch_size, self.steps, self.size, self.stream = photos, batch_size, steps, size, stream
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng((*self.stream, self.epoch, index))
+        x, y = windows(self.photos, self.batch_size, self.size, rng)
+        return x.astype(np.float32), y.astype(np.float32)
+
+
 def conv(filters: int, dilation: int = 1, strides: int = 1, name: str = ""):
     """3 x 3 convolution, batch normalisation, ReLU."""
     layers = [
@@ -169,37 +204,52 @@ def damage_network(width: int = 16) -> keras.Model:
     return keras.Model(image, logits, name="damage")
 
 
+def weighted_cross_entropy(positive_weight: float):
+    """Per-pixel binary cross-entropy of logits (in float32), damaged pixels counting `positive_weight` times."""
+
+    def loss(mask, logits):
+        entropy = keras.ops.binary_crossentropy(mask, keras.ops.cast(logits, "float32"), from_logits=True)
+        return keras.ops.mean(entropy * (1.0 + (positive_weight - 1.0) * mask))
+
+    return loss
+
+
 def train_damage(
     files: list[Path],
-    steps: int,
+    plan: DamageTraining,
+    start: keras.Model | None = None,
     batch: int = 16,
     size: int = 128,
     epoch_windows: int = 4000,
-    seed: int = 0,
-    start: keras.Model | None = None,
 ) -> tuple[keras.Model, dict]:
-    """Train the damage network for `steps` batches (from `start`'s weights at a third of the rate, when given), on
-    fresh windows of `files` every `epoch_windows`; returns it and what the card records of its training."""
-    rng = np.random.default_rng(seed if start is None else [seed, 1])  # further training: windows not seen
-    keras.utils.set_random_seed(seed)
+    """Train the damage network as `plan` says (from `start`'s weights at a third of the rate, when given), on
+    fresh windows of `files`; returns it in float32 and what the card records of its training."""
+    keras.utils.set_random_seed(plan.seed)
     photos = [np.asarray(read_image(path).pixels, np.float32) for path in files]
-    per_epoch = min(epoch_windows, steps * batch)
-    epochs = -(-steps * batch // per_epoch)
+    per_epoch = min(epoch_windows, plan.steps * batch) // batch
+    epochs = -(-plan.steps // per_epoch)
     model = damage_network()
     if start is not None:
         model.set_weights(start.get_weights())
+    model = with_precision(model, dtype_policy(plan.precision))
     rate = 3e-3 if start is None else 1e-3
-    schedule = keras.optimizers.schedules.CosineDecay(rate, epochs * -(-per_epoch // batch), alpha=0.05)
-    model.compile(keras.optimizers.Adam(schedule), keras.losses.BinaryCrossentropy(from_logits=True))
+    schedule = keras.optimizers.schedules.CosineDecay(rate, epochs * per_epoch, alpha=0.05)
+    model.compile(keras.optimizers.Adam(schedule), weighted_cross_entropy(plan.positive_weight))
+    stream = (plan.seed, 0 if start is None else 1)  # further training: windows not seen
+    data = Windows(photos, batch, per_epoch, size, stream, plan.workers, plan.processes)
     started, losses = time.time(), []
-    for epoch in range(epochs):
-        x, y = windows(photos, per_epoch, size, rng)
-        history = model.fit(x.astype(np.float32), y.astype(np.float32), batch_size=batch, epochs=1, verbose=0)
-        losses.append(round(float(history.history["loss"][-1]), 4))
+
+    def report(epoch: int, logs: dict) -> None:
+        losses.append(round(float(logs["loss"]), 4))
         print(
             f"damage network, epoch {epoch + 1}/{epochs}: loss {losses[-1]} ({time.time() - started:.0f} s)", flush=True
         )
-    trained = damage_network()  # uncompiled, so that the scorer's file carries no reference to the loss
+
+    paced = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch), on_epoch_end=report
+    )
+    model.fit(data, epochs=epochs, callbacks=[paced], verbose=0)
+    trained = damage_network()  # float32 and uncompiled: the scorer's file carries no reference to the loss
     trained.set_weights(model.get_weights())
-    counts = {"steps": steps, "batch": batch, "windows": epochs * per_epoch, "window": size, "rate": rate}
-    return trained, counts | {"losses": losses}
+    counts = {"steps": plan.steps, "batch": batch, "windows": epochs * per_epoch * batch, "window": size, "rate": rate}
+    return trained, counts | plan.card() | {"losses": losses}

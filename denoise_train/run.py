@@ -263,6 +263,13 @@ def describe(model: keras.Model, recipe: Recipe) -> dict:
     }
 
 
+def training_precision(choice: str) -> str:
+    """`auto` as bfloat16 on a GPU, or on a CPU where a bf16 convolution is faster, else float32; others as given."""
+    if choice != "auto":
+        return choice
+    return "bfloat16" if resolve_device("auto") == "gpu" or cpu_bf16_is_faster() else "float32"
+
+
 def train_and_export(recipe: Recipe, command: str) -> Path:
     """Run the whole recipe and write the `.keras` model and its card."""
     keras.utils.set_random_seed(recipe.seed)
@@ -276,9 +283,7 @@ def train_and_export(recipe: Recipe, command: str) -> Path:
         )
     val_images = [load_image(f, recipe.channels) for f in val_files]
     device = resolve_device("auto")
-    precision = recipe.precision
-    if precision == "auto":
-        precision = "bfloat16" if device == "gpu" or cpu_bf16_is_faster() else "float32"
+    precision = training_precision(recipe.precision)
     policy = dtype_policy(precision)
 
     first = load_artifact(recipe.first) if recipe.first else None

@@ -6,7 +6,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import keras
 import numpy as np
@@ -19,6 +19,9 @@ from denoiser.anomaly_features import LOCAL_NAMES
 from denoiser.artifact import card_history, read_card, save_artifact
 from denoiser.imageio import read_image
 from denoiser.scoring import calibrate
+
+if TYPE_CHECKING:
+    from denoise_train.damage import DamageTraining
 
 
 class ScorerRecipe(NamedTuple):
@@ -45,6 +48,10 @@ class ScorerRecipe(NamedTuple):
     seed: int = 0
     damage_steps: int = 0  # photo preset: training steps of its damage network (0: none)
     damage_from: str | None = None  # photo preset: a photo scorer whose damage network to reuse (or train further)
+    damage_positive_weight: float = 1.0  # photo preset: loss weight of damaged pixels against whole ones
+    precision: str = "auto"  # of the damage network's training: auto, float32 or bfloat16
+    workers: int = 1  # threads (or processes) that paint the damage network's training windows
+    processes: bool = False
 
     @property
     def turns(self) -> bool:
@@ -189,7 +196,7 @@ def export_scorer(fitted: Fitted, recipe: ScorerRecipe, command: str, data: dict
         **scorer.card,
         "training": data
         | {
-            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
+            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out", "workers", "processes")},
             "seconds": round(fitted.seconds, 1),
             "final_loss": float(fitted.history["loss"][-1]),
             "final_val_loss": float(fitted.history["val_loss"][-1]),
@@ -362,7 +369,7 @@ def fit_photo_scorer(
     if recipe.damage_from:
         damage, damage_counts = reused_damage(recipe.damage_from)
     if recipe.damage_steps:
-        damage, trained = train_damage(fitting, recipe.damage_steps, seed=recipe.seed, start=damage)
+        damage, trained = train_damage(fitting, damage_training(recipe), start=damage)
         damage_counts = trained | ({"continued": damage_counts} if damage_counts else {})
     kernels = {"global": whitening(glob, shrink), "range": ranges(glob), "local": whitening(local, shrink)}
     model = photo_model(kernels, damage)
@@ -389,6 +396,17 @@ def fit_photo_scorer(
         "calibration_views": len(raw),
     } | ({"damage_network": damage_counts} if damage is not None else {})
     return PhotoScorer(model, {"global": bank}, card), counts
+
+
+def damage_training(recipe: ScorerRecipe) -> DamageTraining:
+    """How the recipe trains the damage network, its precision resolved."""
+    from denoise_train.damage import DamageTraining
+    from denoise_train.run import training_precision
+
+    precision = training_precision(recipe.precision)
+    return DamageTraining(
+        recipe.damage_steps, recipe.seed, recipe.damage_positive_weight, precision, recipe.workers, recipe.processes
+    )
 
 
 def reused_damage(path: str) -> tuple[keras.Model, dict]:
@@ -489,7 +507,7 @@ def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
         "training": data
         | counts
         | {
-            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out")},
+            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out", "workers", "processes")},
             "seconds": seconds,
         }
         | reuse_history(recipe, command, seconds),

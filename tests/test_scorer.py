@@ -317,18 +317,33 @@ def test_a_damage_network_is_reused_and_the_statistics_fitted_anew(photo_folder,
 
 
 def test_a_reused_damage_network_trains_further_with_damage_steps(photo_folder, damage_scorer):
-    further = Scorer.load(
-        train_photo_scorer(photo_folder, "further", "--damage-from", str(damage_scorer), "--damage-steps", "2")
-    )
+    options = ("--damage-steps", "2", "--damage-positive-weight", "10", "--precision", "bfloat16", "--workers", "2")
+    further = Scorer.load(train_photo_scorer(photo_folder, "further", "--damage-from", str(damage_scorer), *options))
     source = Scorer.load(damage_scorer)
     assert not all(np.array_equal(a, b) for a, b in zip(further.damage.get_weights(), source.damage.get_weights()))
     network = further.card["training"]["damage_network"]
     assert network["steps"] == 2 and network["rate"] == 1e-3 and len(network["losses"]) == 1
+    assert network["positive_weight"] == 10 and network["precision"] == "bfloat16"
+    assert {weight.dtype for weight in further.damage.weights} == {"float32"}  # trained in bf16, stored in float32
+    assert network["continued"]["positive_weight"] == 1 and "workers" not in further.card["training"]["recipe"]
     assert network["continued"]["reused_from"].startswith("damage.keras, sha256 ")
     assert network["continued"]["steps"] == 3 and network["continued"]["rate"] == 3e-3
     source_pass, this_pass = further.card["training"]["history"]  # the card's flat history: two passes
     assert source_pass["seconds"] == source.card["training"]["seconds"]
     assert this_pass["seconds"] == further.card["training"]["seconds"]
+
+
+def test_damage_windows_are_painted_from_their_epoch_and_index(rng):
+    from denoise_train.damage import Windows
+
+    photos = [image.astype(np.float32) / 255 for image in pink(rng, 3, 140)]
+    data = Windows(photos, batch_size=4, steps=3, size=64, stream=(0, 0))
+    first, again = data[1], data[1]
+    data.epoch = 1
+    later = data[1]
+    assert len(data) == 3 and first[0].shape == (4, 64, 64, 3) and first[1].shape == (4, 64, 64, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again)) and not np.array_equal(first[0], later[0])
+    assert not np.array_equal(first[0], Windows(photos, 4, 3, 64, stream=(0, 1))[1][0])  # another stream
 
 
 def test_the_shipped_scorer_carries_its_damage_network():
