@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from denoise_train.damage import DamageTraining
 
 
+UNRECORDED = ("data", "out", "workers", "processes")  # recipe fields the card leaves out: paths and batch painters
+
+
 class ScorerRecipe(NamedTuple):
     """Everything that decides a scorer's training run."""
 
@@ -196,7 +199,7 @@ def export_scorer(fitted: Fitted, recipe: ScorerRecipe, command: str, data: dict
         **scorer.card,
         "training": data
         | {
-            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out", "workers", "processes")},
+            "recipe": {k: v for k, v in recipe._asdict().items() if k not in UNRECORDED},
             "seconds": round(fitted.seconds, 1),
             "final_loss": float(fitted.history["loss"][-1]),
             "final_val_loss": float(fitted.history["val_loss"][-1]),
@@ -507,7 +510,7 @@ def train_photo_scorer(recipe: ScorerRecipe, command: str) -> Path:
         "training": data
         | counts
         | {
-            "recipe": {k: v for k, v in recipe._asdict().items() if k not in ("data", "out", "workers", "processes")},
+            "recipe": {k: v for k, v in recipe._asdict().items() if k not in UNRECORDED},
             "seconds": seconds,
         }
         | reuse_history(recipe, command, seconds),
