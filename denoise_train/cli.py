@@ -311,6 +311,13 @@ def denoiser(**options) -> None:
     default=1.0,
     help="Photo preset: damaged pixels count this many times in the damage network's loss.",
 )
+@click.option(
+    "--damage-width",
+    type=click.IntRange(4),
+    default=None,
+    help="Photo preset: channels at full size of a fresh damage network (twice, three and four times that at "
+    "1/2, 1/4 and 1/8 size). Default: 16.",
+)
 @precision_option("Of the damage network's training: ")
 @workers_options("the damage network's training windows", "--workers")
 @click.option("--report/--no-report", default=True, help="Save loss curves, a before/after grid and the codes.")

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from denoise_train.data import random_condition
 from denoiser.anomaly_features import damage_canvas, damage_scale
-from denoiser.artifact import with_precision
+from denoiser.artifact import rebuild, with_precision
 from denoiser.engine import dtype_policy
 from denoiser.imageio import read_image
 
@@ -22,7 +22,8 @@ KINDS = ("scratch", "stain", "patch")
 
 
 class DamageTraining(NamedTuple):
-    """How the damage network trains: batches, seed, loss weight of damaged pixels, precision, batch painters."""
+    """How the damage network trains: batches, seed, loss weight of damaged pixels, precision, batch painters, and
+    the width of a fresh network."""
 
     steps: int
     seed: int = 0
@@ -30,6 +31,7 @@ class DamageTraining(NamedTuple):
     precision: str = "float32"  # resolved: float32 or bfloat16
     workers: int = 1
     processes: bool = False
+    width: int = 16  # channels at full size (twice, three and four times that below); a continued network keeps its own
 
     def card(self) -> dict:
         """What the card records beyond the counts (how batches were painted does not change the network)."""
@@ -228,10 +230,9 @@ def train_damage(
     photos = [np.asarray(read_image(path).pixels, np.float32) for path in files]
     per_epoch = min(epoch_windows, plan.steps * batch) // batch
     epochs = -(-plan.steps // per_epoch)
-    model = damage_network()
-    if start is not None:
-        model.set_weights(start.get_weights())
-    model = with_precision(model, dtype_policy(plan.precision))
+    model = with_precision(
+        damage_network(plan.width) if start is None else rebuild(start), dtype_policy(plan.precision)
+    )
     rate = 3e-3 if start is None else 1e-3
     schedule = keras.optimizers.schedules.CosineDecay(rate, epochs * per_epoch, alpha=0.05)
     model.compile(keras.optimizers.Adam(schedule), weighted_cross_entropy(plan.positive_weight))
@@ -249,7 +250,7 @@ def train_damage(
         on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch), on_epoch_end=report
     )
     model.fit(data, epochs=epochs, callbacks=[paced], verbose=0)
-    trained = damage_network()  # float32 and uncompiled: the scorer's file carries no reference to the loss
-    trained.set_weights(model.get_weights())
+    trained = rebuild(model, "float32")  # uncompiled: the scorer's file carries no reference to the loss
     counts = {"steps": plan.steps, "batch": batch, "windows": epochs * per_epoch * batch, "window": size, "rate": rate}
+    counts |= {"width": plan.width} if start is None else {}
     return trained, counts | plan.card() | {"losses": losses}

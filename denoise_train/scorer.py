@@ -52,6 +52,7 @@ class ScorerRecipe(NamedTuple):
     damage_steps: int = 0  # photo preset: training steps of its damage network (0: none)
     damage_from: str | None = None  # photo preset: a photo scorer whose damage network to reuse (or train further)
     damage_positive_weight: float = 1.0  # photo preset: loss weight of damaged pixels against whole ones
+    damage_width: int | None = None  # photo preset: channels at full size of a fresh damage network (default 16)
     precision: str = "auto"  # of the damage network's training: auto, float32 or bfloat16
     workers: int = 1  # threads (or processes) that paint the damage network's training windows
     processes: bool = False
@@ -363,6 +364,8 @@ def fit_photo_scorer(
     from denoise_train.damage import train_damage
     from denoiser.anomaly import PhotoScorer
 
+    if recipe.damage_from and recipe.damage_width:
+        raise ValueError("a reused damage network keeps its width: give --damage-width without --damage-from")
     rng = np.random.default_rng(recipe.seed)
     order = rng.permutation(len(files))
     cut = max(1, int(round(len(files) * recipe.holdout)))
@@ -408,20 +411,25 @@ def damage_training(recipe: ScorerRecipe) -> DamageTraining:
 
     precision = training_precision(recipe.precision)
     return DamageTraining(
-        recipe.damage_steps, recipe.seed, recipe.damage_positive_weight, precision, recipe.workers, recipe.processes
+        recipe.damage_steps,
+        recipe.seed,
+        recipe.damage_positive_weight,
+        precision,
+        recipe.workers,
+        recipe.processes,
+        recipe.damage_width or DamageTraining.width,
     )
 
 
 def reused_damage(path: str) -> tuple[keras.Model, dict]:
     """A fresh copy of the damage network of the photo scorer at `path`, and where it came from, for the card."""
-    from denoise_train.damage import damage_network
     from denoiser.anomaly import Scorer
+    from denoiser.artifact import rebuild
 
     source = Scorer.load(path)
     if getattr(source, "damage", None) is None:
         raise ValueError(f"{path} holds no damage network to reuse")
-    copy = damage_network()
-    copy.set_weights(source.damage.get_weights())
+    copy = rebuild(source.damage)
     trained = source.card.get("training", {}).get("damage_network", {})
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return copy, trained | {"reused_from": f"{Path(path).name}, sha256 {digest}"}

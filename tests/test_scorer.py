@@ -241,8 +241,8 @@ def photo_scorer(photo_folder):
 
 @pytest.fixture(scope="module")
 def damage_scorer(photo_folder):
-    """The same, with a damage network trained for 3 batches (too few to learn: the plumbing is the point)."""
-    return train_photo_scorer(photo_folder, "damage", "--damage-steps", "3")
+    """The same, with a narrow damage network trained for 3 batches (too few to learn: the plumbing is the point)."""
+    return train_photo_scorer(photo_folder, "damage", "--damage-steps", "3", "--damage-width", "8")
 
 
 def test_photo_scorer_card_and_artifact(photo_scorer):
@@ -290,6 +290,7 @@ def test_a_damage_network_travels_in_the_scorer_with_its_calibration(damage_scor
     card = json.loads(damage_scorer.with_suffix(".json").read_text())
     assert set(card["scales"]) == {"global", "range", "local", "damage"} and card["damage_pixel_threshold"] > 0
     assert card["training"]["damage_network"]["steps"] == 3 and scorer.damage.name == DAMAGE
+    assert card["training"]["damage_network"]["width"] == 8 and width(scorer.damage) == 8
     image = pink(np.random.default_rng(8), 1, 200)[0][:150].astype(np.float32) / 255
     components, maps = scorer.components(image)
     assert 0.0 <= components["damage"] <= 1.0 and maps.damage.shape == (256, 341)
@@ -314,6 +315,8 @@ def test_a_damage_network_is_reused_and_the_statistics_fitted_anew(photo_folder,
     args = ["scorer", "--preset", "photo", "--data", str(photo_folder / "normal"), "--out", str(out)]
     result = CliRunner().invoke(main, [*args, "--damage-from", str(photo_scorer)])
     assert result.exit_code == 1 and "holds no damage network" in result.output and not out.exists()
+    result = CliRunner().invoke(main, [*args, "--damage-from", str(damage_scorer), "--damage-width", "8"])
+    assert result.exit_code == 1 and "keeps its width" in result.output and not out.exists()
 
 
 def test_a_reused_damage_network_trains_further_with_damage_steps(photo_folder, damage_scorer):
@@ -325,12 +328,18 @@ def test_a_reused_damage_network_trains_further_with_damage_steps(photo_folder, 
     assert network["steps"] == 2 and network["rate"] == 1e-3 and len(network["losses"]) == 1
     assert network["positive_weight"] == 10 and network["precision"] == "bfloat16"
     assert {weight.dtype for weight in further.damage.weights} == {"float32"}  # trained in bf16, stored in float32
+    assert width(further.damage) == 8 and "width" not in network and network["continued"]["width"] == 8
     assert network["continued"]["positive_weight"] == 1 and "workers" not in further.card["training"]["recipe"]
     assert network["continued"]["reused_from"].startswith("damage.keras, sha256 ")
     assert network["continued"]["steps"] == 3 and network["continued"]["rate"] == 3e-3
     source_pass, this_pass = further.card["training"]["history"]  # the card's flat history: two passes
     assert source_pass["seconds"] == source.card["training"]["seconds"]
     assert this_pass["seconds"] == further.card["training"]["seconds"]
+
+
+def width(damage) -> int:
+    """A damage network's channels at full size."""
+    return int(damage.get_layer("logits").kernel.shape[-2])
 
 
 def test_damage_windows_are_painted_from_their_epoch_and_index(rng):
