@@ -19,6 +19,7 @@ from denoiser.engine import dtype_policy
 from denoiser.imageio import read_image
 
 KINDS = ("scratch", "stain", "patch")
+WIDTH = 16  # a fresh damage network's channels at full size (twice, three and four times that below)
 
 
 class DamageTraining(NamedTuple):
@@ -31,7 +32,7 @@ class DamageTraining(NamedTuple):
     precision: str = "float32"  # resolved: float32 or bfloat16
     workers: int = 1
     processes: bool = False
-    width: int = 16  # channels at full size (twice, three and four times that below); a continued network keeps its own
+    width: int = WIDTH  # of a fresh network; a continued one keeps its own
 
     def card(self) -> dict:
         """What the card records beyond the counts (how batches were painted does not change the network)."""
@@ -186,7 +187,7 @@ def conv(filters: int, dilation: int = 1, strides: int = 1, name: str = ""):
     return keras.Sequential(layers, name=name)
 
 
-def damage_network(width: int = 16) -> keras.Model:
+def damage_network(width: int = WIDTH) -> keras.Model:
     """A small U-Net to 1/8 scale with dilated context at the bottom; outputs damage logits at full size."""
     image = keras.Input((None, None, 3), name="image")
     x = keras.layers.Rescaling(2.0, offset=-1.0, name="centre")(image)

@@ -52,7 +52,7 @@ class ScorerRecipe(NamedTuple):
     damage_steps: int = 0  # photo preset: training steps of its damage network (0: none)
     damage_from: str | None = None  # photo preset: a photo scorer whose damage network to reuse (or train further)
     damage_positive_weight: float = 1.0  # photo preset: loss weight of damaged pixels against whole ones
-    damage_width: int | None = None  # photo preset: channels at full size of a fresh damage network (default 16)
+    damage_width: int | None = None  # photo preset: channels at full size of a fresh damage network (None: WIDTH)
     precision: str = "auto"  # of the damage network's training: auto, float32 or bfloat16
     workers: int = 1  # threads (or processes) that paint the damage network's training windows
     processes: bool = False
@@ -406,7 +406,7 @@ def fit_photo_scorer(
 
 def damage_training(recipe: ScorerRecipe) -> DamageTraining:
     """How the recipe trains the damage network, its precision resolved."""
-    from denoise_train.damage import DamageTraining
+    from denoise_train.damage import WIDTH, DamageTraining
     from denoise_train.run import training_precision
 
     precision = training_precision(recipe.precision)
@@ -417,7 +417,7 @@ def damage_training(recipe: ScorerRecipe) -> DamageTraining:
         precision,
         recipe.workers,
         recipe.processes,
-        recipe.damage_width or DamageTraining.width,
+        recipe.damage_width or WIDTH,
     )
 
 

@@ -337,6 +337,15 @@ def test_a_reused_damage_network_trains_further_with_damage_steps(photo_folder, 
     assert this_pass["seconds"] == further.card["training"]["seconds"]
 
 
+def test_a_fresh_damage_network_is_16_channels_wide_unless_told(monkeypatch):
+    from denoise_train import run
+    from denoise_train.scorer import damage_training
+
+    monkeypatch.setattr(run, "training_precision", lambda choice: "float32")
+    assert damage_training(ScorerRecipe("data", "out", damage_steps=1)).width == 16
+    assert damage_training(ScorerRecipe("data", "out", damage_steps=1, damage_width=24)).width == 24
+
+
 def width(damage) -> int:
     """A damage network's channels at full size."""
     return int(damage.get_layer("logits").kernel.shape[-2])
