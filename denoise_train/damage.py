@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from denoise_train.data import random_condition
 from denoiser.anomaly_features import damage_canvas, damage_scale
-from denoiser.artifact import rebuild, with_precision
+from denoiser.artifact import rebuild
 from denoiser.engine import dtype_policy
 from denoiser.imageio import read_image
 
@@ -231,9 +231,7 @@ def train_damage(
     photos = [np.asarray(read_image(path).pixels, np.float32) for path in files]
     per_epoch = min(epoch_windows, plan.steps * batch) // batch
     epochs = -(-plan.steps // per_epoch)
-    model = with_precision(
-        damage_network(plan.width) if start is None else rebuild(start), dtype_policy(plan.precision)
-    )
+    model = rebuild(damage_network(plan.width) if start is None else start, dtype_policy(plan.precision))
     rate = 3e-3 if start is None else 1e-3
     schedule = keras.optimizers.schedules.CosineDecay(rate, epochs * per_epoch, alpha=0.05)
     model.compile(keras.optimizers.Adam(schedule), weighted_cross_entropy(plan.positive_weight))
