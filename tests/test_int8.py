@@ -72,6 +72,57 @@ def test_an_int8_graph_stays_near_the_float_model(rng):
     assert all(conv.input[0] in dequantized for conv in convs), "uint8 activations"
 
 
+def dequantized_weights(graph: bytes) -> dict:
+    """What each DequantizeLinear of a constant computes, by output name."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load_model_from_string(graph)
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in proto.graph.initializer}
+    found = {}
+    for node in proto.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in constants and len(node.input) == 3:
+            q, scale, zero = (constants[name] for name in node.input)
+            shape = (-1,) + (1,) * (q.ndim - 1) if scale.ndim else ()
+            found[node.output[0]] = (q.dtype, (q.astype(np.float64) - zero.reshape(shape)) * scale.reshape(shape))
+    return found
+
+
+def test_unsigned_weights_hold_the_same_values_and_run_near_the_float_model(rng):
+    from denoise_train.quantize import quantize
+    from denoiser.int8 import unsigned_weights
+
+    model = small("unet")
+    tiles = np.round(rng.random((8, 32, 32, 1)) * 255).astype(np.float32) / 255
+    graph = quantize(model, tiles)
+    unsigned = unsigned_weights(graph)
+    before, after = dequantized_weights(graph), dequantized_weights(unsigned)
+    weights = [name for name, (dtype, _) in before.items() if dtype == np.int8]
+    assert weights and all(after[name][0] == np.uint8 for name in weights)
+    assert all(np.array_equal(before[name][1], after[name][1]) for name in before)
+    expected, got = model.predict_on_batch(tiles[:2]), Int8Graph(unsigned)(tiles[:2])
+    assert np.abs(got - expected).mean() < 0.02 * np.abs(expected).mean() + 1e-3
+
+
+@pytest.mark.parametrize(
+    "machine, flags, converted",
+    [
+        ("x86_64", "fpu avx2 fma", True),
+        ("x86_64", "avx2 avx512_vnni", False),
+        ("x86_64", None, True),
+        ("aarch64", "fp asimd", False),
+    ],
+)
+def test_weights_turn_unsigned_on_x86_cpus_not_known_to_have_vnni(monkeypatch, tmp_path, machine, flags, converted):
+    from denoiser import int8
+
+    cpuinfo = tmp_path / "cpuinfo"
+    if flags is not None:
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(int8.platform, "machine", lambda: machine)
+    assert int8.saturates(cpuinfo) is converted
+
+
 @pytest.fixture
 def trained(tmp_path, rng):
     """A small U-Net trained for a few steps, saved with its card."""
