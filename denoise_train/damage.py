@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from denoise_train.data import random_condition
+from denoise_train.feeding import Batches
 from denoiser.anomaly_features import damage_canvas, damage_scale
 from denoiser.artifact import rebuild
 from denoiser.engine import dtype_policy
@@ -160,19 +161,18 @@ def windows(photos: list[np.ndarray], count: int, size: int, rng: np.random.Gene
     return x, y
 
 
-class Windows(keras.utils.PyDataset):
-    """Batches of training windows and their masks, painted afresh for each (epoch, index) of a random stream."""
+class Windows(NamedTuple):
+    """Batches of training windows and their masks, painted afresh for each (epoch, index) of a random stream (a
+    maker for `feeding.Batches`)."""
 
-    def __init__(self, photos, batch_size: int, steps: int, size: int, stream: tuple, workers=1, processes=False):
-        super().__init__(workers=workers, use_multiprocessing=processes)
-        self.photos, self.batch_size, self.steps, self.size, self.stream = photos, batch_size, steps, size, stream
-        self.epoch = 0
+    photos: list[np.ndarray]
+    batch_size: int
+    size: int
+    stream: tuple
 
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getitem__(self, index: int):
-        rng = np.random.default_rng((*self.stream, self.epoch, index))
+    def batch(self, epoch: int, index: int):
+        """Batch `index` of `epoch`, painted from both and the stream."""
+        rng = np.random.default_rng((*self.stream, epoch, index))
         x, y = windows(self.photos, self.batch_size, self.size, rng)
         return x.astype(np.float32), y.astype(np.float32)
 
@@ -236,7 +236,6 @@ def train_damage(
     schedule = keras.optimizers.schedules.CosineDecay(rate, epochs * per_epoch, alpha=0.05)
     model.compile(keras.optimizers.Adam(schedule), weighted_cross_entropy(plan.positive_weight))
     stream = (plan.seed, 0 if start is None else 1)  # further training: windows not seen
-    data = Windows(photos, batch, per_epoch, size, stream, plan.workers, plan.processes)
     started, losses = time.time(), []
 
     def report(epoch: int, logs: dict) -> None:
@@ -245,10 +244,11 @@ def train_damage(
             f"damage network, epoch {epoch + 1}/{epochs}: loss {losses[-1]} ({time.time() - started:.0f} s)", flush=True
         )
 
-    paced = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch), on_epoch_end=report
-    )
-    model.fit(data, epochs=epochs, callbacks=[paced], verbose=0)
+    with Batches(Windows(photos, batch, size, stream), per_epoch, plan.workers, plan.processes) as data:
+        paced = keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch), on_epoch_end=report
+        )
+        model.fit(data, epochs=epochs, callbacks=[paced], verbose=0)
     trained = rebuild(model, "float32")  # uncompiled: the scorer's file carries no reference to the loss
     counts = {"steps": plan.steps, "batch": batch, "windows": epochs * per_epoch * batch, "window": size, "rate": rate}
     counts |= {"width": plan.width} if start is None else {}

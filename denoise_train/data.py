@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 from typing import NamedTuple
 
-import keras
 import numpy as np
 from PIL import Image
 
@@ -84,36 +83,21 @@ def split(files: list[Path], every: int = 20) -> tuple[list[Path], list[Path]]:
     return [f for i, f in enumerate(files) if i % every], files[::every]
 
 
-class Patches(keras.utils.PyDataset):
-    """Endless (noisy, clean) patch batches with fresh noise every time.
+class Patches:
+    """(noisy, clean) patch batches with fresh noise for each epoch and index (a maker for `feeding.Batches`).
 
     With `mattes`, the target is {"clean": clean, "matte": the watermark's opacity per pixel (zero without one)},
     for models that also learn where the overlay is.
     """
 
-    def __init__(
-        self,
-        images,
-        noise: NoiseSettings,
-        patch: int,
-        batch_size: int,
-        steps: int,
-        seed: int = 0,
-        workers: int = 1,
-        mattes: bool = False,
-        processes: bool = False,
-    ):
-        super().__init__(workers=workers, use_multiprocessing=processes)
+    def __init__(self, images, noise: NoiseSettings, patch: int, batch_size: int, seed: int = 0, mattes: bool = False):
         self.images, self.noise, self.patch = images, noise, patch
-        self.batch_size, self.steps, self.seed, self.mattes = batch_size, steps, seed, mattes
+        self.batch_size, self.seed, self.mattes = batch_size, seed, mattes
         self.style = noise.style()
-        self.epoch = 0
 
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getitem__(self, index: int):
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+    def batch(self, epoch: int, index: int):
+        """Batch `index` of `epoch`: its noise is drawn from both."""
+        rng = np.random.default_rng((self.seed, epoch, index))
         noisy, clean, matte = (np.stack(parts) for parts in zip(*(self._triple(rng) for _ in range(self.batch_size))))
         return noisy, ({"clean": clean, "matte": matte} if self.mattes else clean)
 

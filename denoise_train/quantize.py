@@ -210,7 +210,7 @@ def calibration_tiles(
     images = [image for image in images if min(image.shape[:2]) >= patch]
     if not images:
         raise ValueError(f"no calibration image is {patch} px a side or more")
-    return Patches(images, noise, patch, tiles, 1, seed)[0][0]
+    return Patches(images, noise, patch, tiles, seed).batch(0, 0)[0]
 
 
 def quantize_saved(

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from denoise_train.data import NoiseSettings, Patches, fingerprint, list_images, load_image, split
+from denoise_train.feeding import Batches
 from denoise_train.presets import PRESETS, matte_output, size_multiple
 from denoiser import __version__
 from denoiser.artifact import (
@@ -178,24 +179,15 @@ def fit(model: keras.Model, images: list[np.ndarray], recipe: Recipe) -> keras.c
         )
     else:
         model.compile(optimizer=optimizer, loss="mse")
-    data = Patches(
-        images,
-        recipe.noise,
-        recipe.patch,
-        recipe.batch_size,
-        recipe.steps,
-        recipe.seed,
-        workers=recipe.workers,
-        mattes=mattes,
-        processes=recipe.processes,
-    )
-    callbacks = [
-        keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch)),
-        KeepFreedMemory(),
-    ]
-    callbacks += [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
-    callbacks += [TimedCosine(recipe.lr, recipe.minutes * 60)] if timed else []
-    return model.fit(data, epochs=TIMED_EPOCHS if timed else recipe.epochs, callbacks=callbacks, verbose=2)
+    maker = Patches(images, recipe.noise, recipe.patch, recipe.batch_size, recipe.seed, mattes=mattes)
+    with Batches(maker, recipe.steps, recipe.workers, recipe.processes) as data:
+        callbacks = [
+            keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, _: setattr(data, "epoch", epoch)),
+            KeepFreedMemory(),
+        ]
+        callbacks += [keras.callbacks.BackupAndRestore(recipe.checkpoint_dir)] if recipe.checkpoint_dir else []
+        callbacks += [TimedCosine(recipe.lr, recipe.minutes * 60)] if timed else []
+        return model.fit(data, epochs=TIMED_EPOCHS if timed else recipe.epochs, callbacks=callbacks, verbose=2)
 
 
 def transfer_weights(source: keras.Model, target: keras.Model) -> int:

@@ -355,13 +355,11 @@ def test_damage_windows_are_painted_from_their_epoch_and_index(rng):
     from denoise_train.damage import Windows
 
     photos = [image.astype(np.float32) / 255 for image in pink(rng, 3, 140)]
-    data = Windows(photos, batch_size=4, steps=3, size=64, stream=(0, 0))
-    first, again = data[1], data[1]
-    data.epoch = 1
-    later = data[1]
-    assert len(data) == 3 and first[0].shape == (4, 64, 64, 3) and first[1].shape == (4, 64, 64, 1)
+    data = Windows(photos, batch_size=4, size=64, stream=(0, 0))
+    first, again, later = data.batch(0, 1), data.batch(0, 1), data.batch(1, 1)
+    assert first[0].shape == (4, 64, 64, 3) and first[1].shape == (4, 64, 64, 1)
     assert all(np.array_equal(a, b) for a, b in zip(first, again)) and not np.array_equal(first[0], later[0])
-    assert not np.array_equal(first[0], Windows(photos, 4, 3, 64, stream=(0, 1))[1][0])  # another stream
+    assert not np.array_equal(first[0], Windows(photos, 4, 64, stream=(0, 1)).batch(0, 1)[0])  # another stream
 
 
 def test_the_shipped_scorer_carries_its_damage_network():

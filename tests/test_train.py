@@ -272,12 +272,11 @@ def test_patches_give_the_watermark_matte_as_a_second_target(rng):
             NoiseSettings(sp_prob=0.3, wm_prob=0.5),
             patch=64,
             batch_size=24,
-            steps=1,
             mattes=True,
         )
     except FileNotFoundError:
         pytest.skip("no DejaVu fonts on this machine")
-    noisy, target = patches[0]
+    noisy, target = patches.batch(0, 0)
     clean, matte = target["clean"], target["matte"]
     assert matte.shape == clean.shape[:3] + (1,) and noisy.shape == clean.shape
     marked = matte.max(axis=(1, 2, 3)) > 0
@@ -400,9 +399,9 @@ def test_a_resumed_run_goes_on_with_new_noise_draws_instead_of_repeating_the_fir
     recipe = tiny_residual(epochs=3, steps=2, checkpoint_dir=str(tmp_path / "checkpoints"))
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
     epochs_drawn = []
-    draw = Patches.__getitem__
+    draw = Patches.batch
     monkeypatch.setattr(
-        Patches, "__getitem__", lambda self, index: epochs_drawn.append(self.epoch) or draw(self, index)
+        Patches, "batch", lambda self, epoch, index: epochs_drawn.append(epoch) or draw(self, epoch, index)
     )
     save = keras.callbacks.BackupAndRestore.on_epoch_end
 
@@ -488,28 +487,39 @@ def test_a_timed_run_ends_on_time_and_its_card_says_how_many_epochs_ran(tmp_path
     assert training["device"] == "cpu"
 
 
-def test_worker_processes_draw_each_epochs_noise(tmp_path, rng, monkeypatch):
-    import os
-
+def test_worker_processes_draw_each_epochs_noise(rng, monkeypatch):
     from denoise_train.data import Patches
+    from denoise_train.feeding import Batches
     from denoise_train.run import build, fit
 
     recipe = tiny_residual(epochs=3, steps=2, workers=2, processes=True)
     images = [rng.random((24, 24, 1), dtype=np.float32) for _ in range(3)]
-    log = tmp_path / "draws"
-    draw = Patches.__getitem__
-
-    def logged(self, index):  # runs in the worker processes: they report through a file
-        with open(log, "a") as handle:
-            handle.write(f"{os.getpid()} {self.epoch}\n")
-        return draw(self, index)
-
-    monkeypatch.setattr(Patches, "__getitem__", logged)
+    asked, made = [], []
+    ask, make = Batches.__getitem__, Patches.batch
+    monkeypatch.setattr(Batches, "__getitem__", lambda self, index: asked.append(self.epoch) or ask(self, index))
+    monkeypatch.setattr(Patches, "batch", lambda self, *at: made.append(at) or make(self, *at))  # only here
     fit(build(recipe), images, recipe)
-    rows = [line.split() for line in log.read_text().splitlines()]
-    assert any(int(pid) != os.getpid() for pid, _ in rows)
-    steps = recipe.steps  # the first epoch also draws batches that Keras peeks at
-    assert [int(epoch) for _, epoch in rows][-3 * steps :] == [0] * steps + [1] * steps + [2] * steps
+    steps = recipe.steps  # the first epoch also asks for batches that Keras peeks at
+    assert asked[-3 * steps :] == [0] * steps + [1] * steps + [2] * steps
+    assert not made  # every batch was made in a worker process, which has the unpatched Patches
+
+
+def test_spawned_workers_make_the_same_batches_as_threads_and_end_with_their_block(rng):
+    import multiprocessing
+
+    from denoise_train.data import NoiseSettings, Patches
+    from denoise_train.feeding import Batches
+
+    maker = Patches([rng.random((40, 40, 1), dtype=np.float32)], NoiseSettings(sp_prob=0.5), 16, 4, seed=3)
+    with Batches(maker, steps=2, workers=2, processes=True) as spawned:
+        spawned.epoch = 1
+        made = spawned[1]
+        assert len(multiprocessing.active_children()) >= 1
+    assert not multiprocessing.active_children()
+    threaded = Batches(maker, steps=2, workers=2)
+    threaded.epoch = 1
+    assert all(np.array_equal(a, b) for a, b in zip(made, threaded[1]))
+    assert not np.array_equal(made[0], threaded[0][0])
 
 
 def test_a_run_with_ema_ends_with_the_average_of_its_weights_not_the_last(rng):
