@@ -34,16 +34,20 @@ import anomaly_set as S  # noqa: E402
 SEEDS = {"validation": 1001, "test": 2001}
 
 
-def build(data: Path, split: str, odd_count: int, crops: int, damaged_per_file: int):
-    """The split's samples and damaged crops."""
+def split_files(data: Path, split: str) -> list[Path]:
+    """The split's photos: the test folders, or the scorer's left-out training files and the packaged photos."""
     from denoise_train.data import list_images
     from denoise_train.scorer import validation_files
 
     if split == "test":
-        files = S.test_files(data)
-    else:
-        files = [p for name in ("train400", "cbsd432") for p in validation_files(list_images(data / name))]
-        files += S.gathered_files()
+        return S.test_files(data)
+    files = [p for name in ("train400", "cbsd432") for p in validation_files(list_images(data / name))]
+    return files + S.gathered_files()
+
+
+def build(data: Path, split: str, odd_count: int, crops: int, damaged_per_file: int):
+    """The split's samples and damaged crops."""
+    files = split_files(data, split)
     seed = SEEDS[split]
     samples = S.normal_samples(files, crops, seed) + S.odd_samples(odd_count, seed + 1, data / "fashion-mnist")
     damaged_files = files if split == "test" else files[::2]

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 WORK = 128  # short side of the working copy
+WHOLE_GAP = 0.3  # an enlargement this near a whole factor of 2 or more goes to that factor plus this (working_copy)
 PATCH, STRIDE = 16, 8  # local patches on the working copy
 NATIVE = 512  # the noise level is estimated on at most this square of native pixels
 DAMAGE_SHORT, DAMAGE_LONG, DAMAGE_ALIGN = 256, 768, 64  # the damage network's canvas: a bounded set of shapes
@@ -94,9 +95,12 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 def working_copy(planes: np.ndarray, short: int = WORK) -> np.ndarray:
     """The image (`colour_planes`) resized so that its short side is `short` (area when shrinking, linear when
-    enlarging), as RGB."""
+    enlarging), as RGB. An enlargement near a whole factor goes WHOLE_GAP past it: a whole factor keeps the
+    original pixels on the grid, and interpolating between them empties the highest frequencies."""
     height, width = planes.shape[:2]
     scale = short / min(height, width)
+    whole = round(scale)
+    scale = whole + WHOLE_GAP if whole >= 2 and abs(scale - whole) < WHOLE_GAP else scale
     return resized_rgb(planes, max(short, int(round(height * scale))), max(short, int(round(width * scale))), scale)
 
 

@@ -371,6 +371,22 @@ def test_the_shipped_scorer_carries_its_damage_network():
     assert any("--damage-steps" in step["command"] for step in card_history(scorer.card))
 
 
+@pytest.mark.parametrize("short", [32, 43, 64])
+def test_the_shipped_scorer_passes_thumbnails_enlarged_by_nearly_whole_factors(short):
+    from pathlib import Path
+
+    from PIL import Image
+
+    scorer = Scorer.load("scorer")
+    for path in sorted(Path(__file__).parents[1].joinpath("examples", "clean").iterdir()):
+        with Image.open(path) as image:
+            factor = short / min(image.size)
+            thumbnail = image.resize([round(side * factor) for side in image.size], Image.LANCZOS)
+        pixels = np.asarray(thumbnail, np.float32) / 255
+        score = scorer.score(pixels.reshape(pixels.shape[0], pixels.shape[1], -1))[0]
+        assert score.score < 0.5, (path.name, short, score)
+
+
 @pytest.mark.parametrize("kind", ["scratch", "stain", "patch"])
 def test_synthetic_damage_changes_the_image_where_its_mask_says(kind):
     from denoise_train import damage
