@@ -6,7 +6,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cache, cached_property
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -144,11 +143,9 @@ def activation_elements_per_pixel(model, align: int = 1) -> float:
 
 def cpu_has_bf16() -> bool:
     """Whether /proc/cpuinfo lists AVX512_BF16 or AMX-BF16."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from denoiser.int8 import cpu_flags
+
+    return bool((cpu_flags() or set()) & {"avx512_bf16", "amx_bf16"})
 
 
 @cache

@@ -41,16 +41,21 @@ class Int8Graph:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
 
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str] | None:
+    """The words of /proc/cpuinfo (its CPU flags among them), or None where it cannot be read."""
+    try:
+        return set(cpuinfo.read_text().split())
+    except OSError:
+        return None
+
+
 def saturates(cpuinfo: Path = CPUINFO) -> bool:
     """Whether ONNX Runtime's uint8 x int8 products saturate here: on an x86 CPU not known to have VNNI, its AVX2
     kernels add pairs of products in 16 bits (its docs advise uint8 weights or a reduced range there)."""
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return False
-    try:
-        flags = set(cpuinfo.read_text().split())
-    except OSError:
-        return True
-    return not flags.intersection(VNNI_FLAGS)
+    flags = cpu_flags(cpuinfo)
+    return flags is None or not flags.intersection(VNNI_FLAGS)
 
 
 def unsigned_weights(graph: bytes) -> bytes:
