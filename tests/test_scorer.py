@@ -377,13 +377,13 @@ def test_the_shipped_scorer_passes_thumbnails_enlarged_by_nearly_whole_factors(s
 
     from PIL import Image
 
+    from benchmarks.anomaly_thumbnails import thumbnail
+
     scorer = Scorer.load("scorer")
     for path in sorted(Path(__file__).parents[1].joinpath("examples", "clean").iterdir()):
         with Image.open(path) as image:
-            factor = short / min(image.size)
-            thumbnail = image.resize([round(side * factor) for side in image.size], Image.LANCZOS)
-        pixels = np.asarray(thumbnail, np.float32) / 255
-        score = scorer.score(pixels.reshape(pixels.shape[0], pixels.shape[1], -1))[0]
+            pixels = thumbnail(np.asarray(image), short).astype(np.float32) / 255
+        score = scorer.score(pixels)[0]
         assert score.score < 0.5, (path.name, short, score)
 
 
