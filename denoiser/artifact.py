@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import weakref
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,24 @@ SUMMARISED = {"data", "files", "validation_files", "folder_images", "init_card",
 HAND_WRITTEN = (("command",), ("training", "history"), ("intended_use",), ("limits",), ("metrics", "development"))
 
 
+_JAX_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def jax_forward(model) -> Any:
+    """The model's inference as one jitted JAX function of a batch, made once a model; the weights are read at each
+    call, as Keras's predict donates their buffers and replaces them. It holds the model weakly, so a model's cache
+    entry goes with the model."""
+    if model not in _JAX_FORWARDS:
+        import jax
+
+        held = weakref.ref(model)
+        call = jax.jit(lambda trained, other, batch: held().stateless_call(trained, other, batch, training=False)[0])
+        _JAX_FORWARDS[model] = lambda batch: call(
+            [v.value for v in held().trainable_variables], [v.value for v in held().non_trainable_variables], batch
+        )
+    return _JAX_FORWARDS[model]
+
+
 class ModelRefused(FileNotFoundError, ValueError):
     """A model file that is not loaded (not a `.keras` archive, too large, or needing code from outside Keras and this
     project); a FileNotFoundError and a ValueError, so every command that reports a bad model reports it cleanly."""
@@ -46,6 +65,15 @@ class Artifact(NamedTuple):
         """The model's output for an N x H x W x C float32 batch, from the int8 graph where there is one; in the
         model's output dtype (bfloat16 or float16 under a mixed policy), which its consumers cast as they copy."""
         return self.int8(batch) if self.int8 else np.asarray(self.model.predict_on_batch(batch))
+
+    def start(self, batch: np.ndarray) -> Any:
+        """What `predict` returns, as an array that may still be computing (under JAX, which dispatches
+        asynchronously: np.asarray waits for it), so that the caller can prepare the next batch meanwhile."""
+        import keras
+
+        if self.int8 or keras.backend.backend() != "jax":
+            return self.predict(batch)
+        return jax_forward(self.model)(batch)
 
     @property
     def channels(self) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
 
-from denoiser.engine import Engine
+from denoiser.engine import Engine, planes
 
 SIZES = ((256, 256), (512, 512), (2048, 2048), (4000, 6000))  # height, width
 MATMUL_SIZES = (1024, 2048, 3072, 4096)
@@ -25,7 +27,8 @@ class Result(NamedTuple):
     seconds: float
     mp_per_s: float
     gflop_per_s: float  # model arithmetic actually done (tile overlap and padding included) per second
-    peak_rss_mb: float  # process peak so far; sizes run smallest first
+    peak_rss_mb: float  # process peak so far, before the stream; sizes run smallest first
+    stream_mp_per_s: float  # images of this size one after another through one stream, as `denoise batch` runs them
 
 
 def conv_flops_per_pixel(model) -> float:
@@ -97,6 +100,7 @@ def bench_size(engine: Engine, height: int, width: int, flops_per_pixel: float, 
         engine.denoise(image, in_place=True)
         times.append(time.perf_counter() - started)
     seconds = float(np.median(times))
+    peak = peak_rss_mb()
     plan = engine.plan(height, width)
     units = 1 if engine.channels == image.shape[-1] else image.shape[-1]
     computed = plan.count * units * plan.tile[0] * plan.tile[1] * flops_per_pixel * engine.settings.ensemble
@@ -108,5 +112,27 @@ def bench_size(engine: Engine, height: int, width: int, flops_per_pixel: float, 
         seconds,
         height * width / seconds / 1e6,
         computed / seconds / 1e9,
-        peak_rss_mb(),
+        peak,
+        stream_rate(engine, image, min_seconds),
     )
+
+
+def stream_rate(engine: Engine, image: np.ndarray, min_seconds: float, arrays: int = 3) -> float:
+    """MP/s of images like `image` denoised in place one after another in one stream for `min_seconds` (at least
+    two of each of `arrays` arrays, reused in turn, and ending with a full batch): with a batch in flight, the next
+    image's tiles are cut and started while one computes (see BATCHES_IN_FLIGHT)."""
+    images = [image] + [image.copy() for _ in range(arrays - 1)]
+    plan = engine.plan(*image.shape[:2])
+    tiles, per_batch = plan.count * len(planes(image, engine.channels)), engine.capacity(plan.tile)
+    started, done = time.perf_counter(), 0
+
+    def stream() -> Iterator[np.ndarray]:
+        for number in itertools.count():
+            full = number * tiles % per_batch == 0
+            if full and number >= 2 * arrays and time.perf_counter() - started >= min_seconds:
+                return
+            yield images[number % arrays]
+
+    for _ in engine.denoise_many(stream(), in_place=True):
+        done += 1
+    return done * image.shape[0] * image.shape[1] / (time.perf_counter() - started) / 1e6

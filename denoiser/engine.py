@@ -6,7 +6,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cache, cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +37,9 @@ AUTO_BATCH_UNKNOWN = 4
 GPU_TILE_MAX = 8192
 # Short batches pad to 1, 2, 4, 8, then multiples of 8: at most 8 slots wasted, few shapes compiled.
 PAD_STEP = 8
+# Batches started before the oldest one's output is blended back: under JAX the next batch's tiles are cut and sent
+# while one computes, and its output is copied back and blended while the next computes (see Artifact.start).
+BATCHES_IN_FLIGHT = 1
 # (quarter turns, mirror) pairs for self-ensembles, ordered so that the first 2 and the first 4 are groups.
 ORIENTATIONS = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
 
@@ -331,9 +334,12 @@ class Engine:
 
         When more images wait behind an unfinished one than two of its batches hold, its partial batch is run,
         so a large image among many small ones cannot hold their results back without bound.
+
+        Up to BATCHES_IN_FLIGHT batches are started before the oldest is blended back (see `_flush`).
         """
         pending: deque[_Job] = deque()
         batches: dict[tuple[int, int], list[tuple[_Job, int, int]]] = {}
+        running: deque[_Started] = deque()
         for image in images:
             job = _Job(self, image, in_place)
             pending.append(job)
@@ -342,26 +348,47 @@ class Engine:
                 for index in range(job.plan.count):
                     batch.append((job, unit, index))
                     if len(batch) == capacity:
-                        self._flush(batch, progress)
+                        self._flush(batch, running, progress)
             if len(pending) > 2 * self.capacity(pending[0].plan.tile) and pending[0].remaining:
-                self._flush(batches[pending[0].plan.tile], progress)
+                self._flush(batches[pending[0].plan.tile], running, progress, keep=0)
             while pending and pending[0].remaining == 0:
                 yield pending.popleft().result()
         for batch in batches.values():
-            self._flush(batch, progress)
+            self._flush(batch, running, progress)
+        self._finish(running, 0, progress)
         while pending:
             yield pending.popleft().result()
 
-    def _flush(self, batch: list[tuple[_Job, int, int]], progress: Callable[[], object] | None = None) -> None:
-        """Run a batch if it holds any tiles, and empty it; then report progress."""
+    def _flush(
+        self,
+        batch: list[tuple[_Job, int, int]],
+        running: deque[_Started],
+        progress: Callable[[], object] | None = None,
+        keep: int | None = None,
+    ) -> None:
+        """Start a batch if it holds any tiles, and empty it; then leave `keep` (default BATCHES_IN_FLIGHT)
+        batches running (`_finish`)."""
         if batch:
-            self._run(batch)
+            running.append(self._start(batch))
             batch.clear()
+        self._finish(running, BATCHES_IN_FLIGHT if keep is None else keep, progress)
+
+    def _finish(self, running: deque[_Started], keep: int, progress: Callable[[], object] | None = None) -> None:
+        """Blend back the oldest started batches until `keep` are left running, reporting progress after each."""
+        while len(running) > keep:
+            self._blend(running.popleft())
             if progress:
                 progress()
 
-    def _run(self, batch: list[tuple[_Job, int, int]]) -> None:
-        """Predict one batch and hand tiles back to their jobs.
+    def _blend(self, started: _Started) -> None:
+        """Wait for a started batch's output and hand its tiles back to their jobs."""
+        predicted = np.asarray(started.output)
+        for slot, (job, unit, index) in enumerate(started.tiles):
+            job.blends[unit].add(index, predicted[slot])
+            job.remaining -= 1
+
+    def _start(self, batch: list[tuple[_Job, int, int]]) -> _Started:
+        """Start the model on one batch.
 
         All tiles of a batch have one shape. A short last batch is zero-padded (see `padded_count`, at most to
         the shape's capacity), so a lone image costs one tile, and few shapes are ever traced.
@@ -381,15 +408,13 @@ class Engine:
             for slot, (job, unit, index) in enumerate(batch[1:], 1):
                 stack[slot] = tile_at(job.units[unit], job.plan, index)
         with keras.device(f"{self.device}:{self.index}"):
-            predicted = self._predict(stack)
-        for slot, (job, unit, index) in enumerate(batch):
-            job.blends[unit].add(index, predicted[slot])
-            job.remaining -= 1
+            return _Started(list(batch), self._predict(stack))
 
-    def _predict(self, stack: np.ndarray) -> np.ndarray:
-        """The model's output for a stack of tiles, averaged over the settings' orientations."""
+    def _predict(self, stack: np.ndarray) -> Any:
+        """The model's output for a stack of tiles (maybe still computing: see Artifact.start), averaged over the
+        settings' orientations."""
         if self.settings.ensemble == 1:  # no copies: three passes over the batch cost the host more than a GPU
-            return self.artifact.predict(stack)
+            return self.artifact.start(stack)
         total = np.zeros(stack.shape, np.float32)
         for turns, mirror in ORIENTATIONS[: self.settings.ensemble]:
             view = np.ascontiguousarray(orient(stack, turns, mirror))
@@ -406,6 +431,13 @@ def planes(image: np.ndarray, channels: int) -> list[np.ndarray]:
     """The parts of an image the model runs on: the image itself when it has the model's channels, else
     views of its single planes (a colour model sees each plane replicated into its channels)."""
     return [image] if image.shape[-1] == channels else [image[..., c : c + 1] for c in range(image.shape[-1])]
+
+
+class _Started(NamedTuple):
+    """A batch started on the model: its tiles, as (job, unit, index), and its output, maybe still computing."""
+
+    tiles: list[tuple[_Job, int, int]]
+    output: Any
 
 
 class _Job:

@@ -62,6 +62,31 @@ def compiles_over_sizes(model: Path) -> dict:
     return {"compiles": counts, "tile_shapes": len(shapes), "images": len(first)}
 
 
+def in_flight_against_one_by_one(model: Path) -> dict:
+    """Whether the engine's model call returns before its output is read (a JAX array), and the largest difference
+    between images denoised with a batch in flight and one batch at a time."""
+    import denoiser.engine as engine_module
+    from denoiser.artifact import load_artifact
+    from denoiser.engine import Engine, Settings
+
+    engine = Engine(load_artifact(model), Settings(tile=128, batch_size=2))
+    rng = np.random.default_rng(2)
+    images = [rng.random(size + (1,), dtype=np.float32) for size in ((300, 200), (90, 60), (128, 128), (260, 40))]
+    blank = np.zeros((1, 128, 128, 1), np.float32)
+    started = engine.artifact.start(blank)
+    in_flight = list(engine.denoise_many(images))
+    engine_module.BATCHES_IN_FLIGHT = 0
+    try:
+        one_by_one = list(engine.denoise_many(images))
+    finally:
+        engine_module.BATCHES_IN_FLIGHT = 1
+    return {
+        "started_type": type(started).__module__,
+        "difference": max(float(np.abs(a - b).max()) for a, b in zip(in_flight, one_by_one)),
+        "against_predict": float(np.abs(np.asarray(started) - engine.artifact.predict(blank)).max()),
+    }
+
+
 def run_cli(args: list[str]) -> None:
     """Run a `denoise` command in this process; fail on a non-zero exit."""
     from denoiser.cli import main
@@ -79,6 +104,7 @@ def main(models: Path, images: Path, work: Path, result: Path) -> None:
     report = {"backend": keras.backend.backend()}
     report["tiled_vs_whole"] = tiled_against_whole(models / "gray.keras")
     report["compiles"] = compiles_over_sizes(models / "gray.keras")
+    report["in_flight"] = in_flight_against_one_by_one(models / "gray.keras")
     run_cli(
         ["batch", str(images), str(work / "batch"), "-m", str(models / "gray.keras"), "--precision", "float32", "-q"]
     )

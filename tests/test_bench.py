@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -55,6 +56,7 @@ def test_bench_reports_each_size(tmp_path, tiny_models):
     report = json.loads(out.read_text())
     assert [(r["width"], r["height"]) for r in report["sizes"]] == [(64, 48), (100, 100)]
     assert all(r["mp_per_s"] > 0 and r["peak_rss_mb"] > 0 and r["gflop_per_s"] > 0 for r in report["sizes"])
+    assert all(r["stream_mp_per_s"] > 0 for r in report["sizes"])
     assert report["ceiling_gflops"] > 0 and report["ceiling"].startswith("matmul")
 
 
@@ -66,3 +68,25 @@ def test_bench_refuses_a_bad_size():
 def test_bench_refuses_a_missing_model(tmp_path):
     result = CliRunner().invoke(main, ["bench", "-m", str(tmp_path / "nope.keras")])
     assert result.exit_code == 2 and "model not found" in result.output
+
+
+def counted_stream(engine, image: np.ndarray) -> list[int]:
+    """The ids of the arrays `stream_rate` denoises, in order, with no time to spend."""
+    from denoiser.bench import stream_rate
+
+    seen, denoise_many = [], engine.denoise_many
+    engine.denoise_many = lambda images, **kw: (seen.append(id(out)) or out for out in denoise_many(images, **kw))
+    assert stream_rate(engine, image, 0.0) > 0
+    return seen
+
+
+def test_the_stream_runs_each_array_twice_at_least_and_ends_with_a_full_batch(tiny_models):
+    from denoiser.artifact import load_artifact
+    from denoiser.engine import Engine, Settings
+
+    image = np.zeros((40, 40, 1), np.float32)
+    seen = counted_stream(Engine(load_artifact(tiny_models["gray"]), Settings(tile=32)), image)
+    assert len(seen) == 6 and len(set(seen)) == 3, "three arrays, each denoised in place twice"
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=128, batch_size=1))
+    assert engine.capacity(engine.plan(40, 40).tile) == 7
+    assert len(counted_stream(engine, image)) == 7, "no padded tiles in the stream's rate"

@@ -110,3 +110,10 @@ def test_on_jax_compilations_are_bounded_by_the_tile_shapes_not_the_images(on_ja
     # each tile shape compiles at most one full and one padded batch (plus a few small helper programs)
     assert report["compiles"]["first"] <= 2 * report["tile_shapes"] + 4 < 3 * report["images"]
     assert report["compiles"]["second"] == 0, "images of new sizes but known tile shapes must not recompile"
+
+
+def test_on_jax_the_next_batch_starts_while_one_computes_and_changes_nothing(on_jax):
+    report = on_jax[1]["in_flight"]
+    assert report["started_type"].startswith("jax"), "the model call must return a JAX array, not wait for it"
+    assert report["against_predict"] <= 1e-6, "the jitted call computes what Keras's predict does"
+    assert report["difference"] == 0.0, "a batch in flight must not change any output"

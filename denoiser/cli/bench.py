@@ -51,7 +51,8 @@ def parse_size(_ctx, _param, values: tuple[str, ...]) -> list[tuple[int, int]]:
 @tiling_options
 def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Path | None, **options) -> None:
     """Throughput, latency and peak memory per image size, and the GFLOP/s the model reaches
-    next to the machine's ceiling measured in the same run (a matrix multiply; an int8 convolution for int8)."""
+    next to the machine's ceiling measured in the same run (a matrix multiply; an int8 convolution for int8);
+    and the MP/s of a stream of such images, as `denoise batch` runs them."""
     from denoiser.artifact import resolve_model
     from denoiser.bench import SIZES, bench_size, ceiling, conv_flops_per_pixel
     from denoiser.engine import Engine
@@ -71,7 +72,7 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
     click.echo(f"ceiling {top:.1f} GFLOP/s: {reached_by}")
     click.echo(
         f"{'size':>11} {'tiles':>14} {'latency s':>10} {'MP/s':>7} {'GFLOP/s':>8} {'of ceiling':>10} "
-        f"{'peak RSS MB':>12}"
+        f"{'peak RSS MB':>12} {'stream MP/s':>12}"
     )
     results = []
     for height, width in sizes or SIZES:
@@ -80,7 +81,8 @@ def bench(model: str, sizes: list[tuple[int, int]], min_seconds: float, out: Pat
         tiles = f"{result.tiles} of {result.tile[1]}x{result.tile[0]}"
         click.echo(
             f"{f'{width}x{height}':>11} {tiles:>14} {result.seconds:>10.3f} {result.mp_per_s:>7.2f} "
-            f"{result.gflop_per_s:>8.1f} {result.gflop_per_s / top:>10.0%} {result.peak_rss_mb:>12.0f}"
+            f"{result.gflop_per_s:>8.1f} {result.gflop_per_s / top:>10.0%} {result.peak_rss_mb:>12.0f} "
+            f"{result.stream_mp_per_s:>12.2f}"
         )
     if out:
         out.write_text(
