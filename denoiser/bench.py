@@ -117,11 +117,11 @@ def bench_size(engine: Engine, height: int, width: int, flops_per_pixel: float, 
     )
 
 
-def stream_rate(engine: Engine, image: np.ndarray, min_seconds: float, arrays: int = 3) -> float:
+def stream_rate(engine: Engine, image: np.ndarray, min_seconds: float) -> float:
     """MP/s of images like `image` denoised in place one after another in one stream for `min_seconds` (at least
-    two of each of `arrays` arrays, reused in turn, and ending with a full batch): with a batch in flight, the next
-    image's tiles are cut and started while one computes (see BATCHES_IN_FLIGHT)."""
-    images = [image] + [image.copy() for _ in range(arrays - 1)]
+    two, ending with a full batch; two arrays in turn): with a batch in flight, the next image's tiles are cut and
+    started while one computes (see BATCHES_IN_FLIGHT)."""
+    images = [image, image.copy()]
     plan = engine.plan(*image.shape[:2])
     tiles, per_batch = plan.count * len(planes(image, engine.channels)), engine.capacity(plan.tile)
     started, done = time.perf_counter(), 0
@@ -129,9 +129,9 @@ def stream_rate(engine: Engine, image: np.ndarray, min_seconds: float, arrays: i
     def stream() -> Iterator[np.ndarray]:
         for number in itertools.count():
             full = number * tiles % per_batch == 0
-            if full and number >= 2 * arrays and time.perf_counter() - started >= min_seconds:
+            if full and number >= 2 and time.perf_counter() - started >= min_seconds:
                 return
-            yield images[number % arrays]
+            yield images[number % 2]
 
     for _ in engine.denoise_many(stream(), in_place=True):
         done += 1

@@ -215,7 +215,7 @@ def orient(array: np.ndarray, turns: int, mirror: bool, inverse: bool = False) -
 class Settings(NamedTuple):
     """How to cut and batch images: each image is cut into as few tiles with sides of at most `tile` as the
     overlap allows, each side as short as covers the image (to 16 px), so that little is computed twice.
-    A batch holds `batch_size` tiles of `tile` x `tile`, or as many smaller ones as fit in the same area.
+    A batch holds `batch_size` tiles of `tile` x `tile`, or on a GPU as many smaller ones as fit in the same area.
     With `ensemble` N, each tile is run in N orientations (flips and quarter turns) and the outputs,
     turned back, are averaged: a self-ensemble, N times the work. `tile` None: TILE, or TILE_OVERLAPS overlaps
     where that is more, so that a model with a wide seam spends no more of each tile on overlap than the others;
@@ -305,7 +305,10 @@ class Engine:
         return min(round_up(side, ladder_step(side, self.step, self.rungs)), self.tile) if self.rungs else side
 
     def capacity(self, shape: tuple[int, int]) -> int:
-        """Tiles of a shape per batch: as many as fill the area of `batch_size` of the largest tiles."""
+        """Tiles of a shape per batch: on a GPU as many as fill the area of `batch_size` of the largest tiles; on a
+        CPU `batch_size`, as more small tiles a batch only run slower there (docs/tiling.md)."""
+        if self.device != "gpu":
+            return self.batch_size
         return max(1, self.batch_size * self.tile**2 // (shape[0] * shape[1]))
 
     def warm(self) -> None:

@@ -196,8 +196,16 @@ def test_progress_is_reported_after_every_batch_of_tiles(tiny_models, rng):
     assert reports[:-1] == list(range(2, len(shapes) + 1)), "the next batch starts before one is blended back"
 
 
+def test_on_a_cpu_a_batch_holds_batch_size_tiles_and_on_a_gpu_smaller_tiles_fill_its_area(tiny_models):
+    artifact, shapes = load_artifact(tiny_models["gray"]), ((16, 16), (16, 32), (32, 32))
+    assert [Engine(artifact, Settings(tile=32, batch_size=2)).capacity(shape) for shape in shapes] == [2, 2, 2]
+    gpu = Engine(artifact, Settings(tile=32, batch_size=2), "gpu")
+    assert [gpu.capacity(shape) for shape in shapes] == [8, 4, 2]
+
+
 def test_a_large_image_does_not_hold_back_many_small_ones(tiny_models, rng):
-    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=2))
+    # as packed on a GPU (TensorFlow places the batches on the CPU where there is none)
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32, batch_size=2), "gpu")
     capacities = [engine.capacity(shape) for shape in ((16, 16), (16, 32), (32, 32))]
     assert capacities == [8, 4, 2], "smaller tiles fill a batch of the same area"
     assert engine.plan(60, 60).count % 2, "the large image leaves a partial batch"
