@@ -252,7 +252,7 @@ def host_share(model: str, device: str, size: str) -> dict:
 
     def timed(stack):
         started = time.perf_counter()
-        out = predict(stack)
+        out = np.asarray(predict(stack))  # waits for the model: its output may still be computing
         inside.append(time.perf_counter() - started)
         return out
 
@@ -300,7 +300,8 @@ def mirror_into(canvas: np.ndarray, image: np.ndarray) -> np.ndarray:
 
 def device_only(engine, tiles: int, shape: tuple[int, int]) -> dict:
     """Seconds for one batch of `tiles` of `shape`: the model alone on device-resident data (compiled once,
-    synchronised), the copy in and the copy out; and the artifact's predict with all of it."""
+    synchronised), the copy in and the copy out; and the engine's model call (`Artifact.start`, waited for) and
+    Keras's predict, each with all of it."""
     import jax
 
     from denoiser.artifact import jax_forward
@@ -326,6 +327,7 @@ def device_only(engine, tiles: int, shape: tuple[int, int]) -> dict:
         "model_seconds": best(lambda: forward(on_device).block_until_ready()),
         "copy_in_seconds": best(lambda: jax.device_put(host).block_until_ready()),
         "copy_out_seconds": best(lambda: np.asarray(result, np.float32)),
+        "call_seconds": best(lambda: np.asarray(engine.artifact.start(host))),
         "predict_seconds": best(lambda: engine.artifact.predict(host)),
     }
 
@@ -577,8 +579,9 @@ def print_summary(summary: dict) -> None:
         print(
             f"{name}: {figures['tiles']} tiles of {figures['tile']} in {figures['model_seconds']:.3f} s on the "
             f"device ({figures['pixels'] / figures['model_seconds'] / 1e6:.0f} MP/s of tiles), copy in "
-            f"{figures['copy_in_seconds']:.3f} s, out {figures['copy_out_seconds']:.3f} s, "
-            f"{figures['predict_seconds']:.3f} s through the artifact's predict, copies included"
+            f"{figures['copy_in_seconds']:.3f} s, out {figures['copy_out_seconds']:.3f} s; copies included, "
+            f"{figures['call_seconds']:.3f} s through the engine's call, {figures['predict_seconds']:.3f} s "
+            "through Keras's predict"
         )
     if "batch" in summary:
         batch = summary["batch"]
