@@ -87,6 +87,22 @@ def in_flight_against_one_by_one(model: Path) -> dict:
     }
 
 
+def forward_released(model: Path) -> bool:
+    """Whether a model's jitted call leaves the engine's cache once the model is gone."""
+    import gc
+
+    from denoiser import artifact
+
+    gc.collect()  # models of earlier steps go first
+    before = len(artifact._JAX_FORWARDS)
+    loaded = artifact.load_artifact(model)
+    np.asarray(loaded.start(np.zeros((1, 128, 128, 1), np.float32)))
+    held = len(artifact._JAX_FORWARDS) == before + 1
+    del loaded
+    gc.collect()
+    return held and len(artifact._JAX_FORWARDS) == before
+
+
 def run_cli(args: list[str]) -> None:
     """Run a `denoise` command in this process; fail on a non-zero exit."""
     from denoiser.cli import main
@@ -105,6 +121,7 @@ def main(models: Path, images: Path, work: Path, result: Path) -> None:
     report["tiled_vs_whole"] = tiled_against_whole(models / "gray.keras")
     report["compiles"] = compiles_over_sizes(models / "gray.keras")
     report["in_flight"] = in_flight_against_one_by_one(models / "gray.keras")
+    report["forward_released"] = forward_released(models / "gray.keras")
     run_cli(
         ["batch", str(images), str(work / "batch"), "-m", str(models / "gray.keras"), "--precision", "float32", "-q"]
     )

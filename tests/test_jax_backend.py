@@ -117,3 +117,4 @@ def test_on_jax_the_next_batch_starts_while_one_computes_and_changes_nothing(on_
     assert report["started_type"].startswith("jax"), "the model call must return a JAX array, not wait for it"
     assert report["against_predict"] <= 1e-6, "the jitted call computes what Keras's predict does"
     assert report["difference"] == 0.0, "a batch in flight must not change any output"
+    assert on_jax[1]["forward_released"], "a model's jitted call must go with the model"
