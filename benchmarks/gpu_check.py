@@ -209,6 +209,8 @@ def stream(model: str, device: str, size: str, count: int = 12) -> dict:
         for number in range(count):
             outputs[number % 3][...] = engine.denoise(images[number % 3])
 
+    default, rates, difference, expected = engine_module.BATCHES_IN_FLIGHT, {}, 0.0, None
+
     def streamed(in_flight: int):
         def run() -> None:
             engine_module.BATCHES_IN_FLIGHT = in_flight
@@ -221,7 +223,6 @@ def stream(model: str, device: str, size: str, count: int = 12) -> dict:
 
         return run
 
-    default, rates, difference, expected = engine_module.BATCHES_IN_FLIGHT, {}, 0.0, None
     runs = (
         ("one_at_a_time", one_at_a_time),
         ("none_in_flight", streamed(0)),

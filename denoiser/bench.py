@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from denoiser.engine import Engine, planes
+from denoiser.engine import Engine
 
 SIZES = ((256, 256), (512, 512), (2048, 2048), (4000, 6000))  # height, width
 MATMUL_SIZES = (1024, 2048, 3072, 4096)
@@ -102,8 +102,8 @@ def bench_size(engine: Engine, height: int, width: int, flops_per_pixel: float, 
     seconds = float(np.median(times))
     peak = peak_rss_mb()
     plan = engine.plan(height, width)
-    units = 1 if engine.channels == image.shape[-1] else image.shape[-1]
-    computed = plan.count * units * plan.tile[0] * plan.tile[1] * flops_per_pixel * engine.settings.ensemble
+    tiles = plan.count * (1 if engine.channels == image.shape[-1] else image.shape[-1])
+    computed = tiles * plan.tile[0] * plan.tile[1] * flops_per_pixel * engine.settings.ensemble
     return Result(
         height,
         width,
@@ -113,17 +113,16 @@ def bench_size(engine: Engine, height: int, width: int, flops_per_pixel: float, 
         height * width / seconds / 1e6,
         computed / seconds / 1e9,
         peak,
-        stream_rate(engine, image, min_seconds),
+        stream_rate(engine, image, tiles, min_seconds),
     )
 
 
-def stream_rate(engine: Engine, image: np.ndarray, min_seconds: float) -> float:
-    """MP/s of images like `image` denoised in place one after another in one stream for `min_seconds` (at least
-    two, ending with a full batch; two arrays in turn): with a batch in flight, the next image's tiles are cut and
-    started while one computes (see BATCHES_IN_FLIGHT)."""
+def stream_rate(engine: Engine, image: np.ndarray, tiles: int, min_seconds: float) -> float:
+    """MP/s of images like `image` (`tiles` tiles each) denoised in place one after another in one stream for
+    `min_seconds` (at least two, ending with a full batch; two arrays in turn): with a batch in flight, the next
+    image's tiles are cut and started while one computes (see BATCHES_IN_FLIGHT)."""
     images = [image, image.copy()]
-    plan = engine.plan(*image.shape[:2])
-    tiles, per_batch = plan.count * len(planes(image, engine.channels)), engine.capacity(plan.tile)
+    per_batch = engine.capacity(engine.plan(*image.shape[:2]).tile)
     started, done = time.perf_counter(), 0
 
     def stream() -> Iterator[np.ndarray]:

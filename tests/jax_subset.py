@@ -75,11 +75,11 @@ def in_flight_against_one_by_one(model: Path) -> dict:
     blank = np.zeros((1, 128, 128, 1), np.float32)
     started = engine.artifact.start(blank)
     in_flight = list(engine.denoise_many(images))
-    engine_module.BATCHES_IN_FLIGHT = 0
+    default, engine_module.BATCHES_IN_FLIGHT = engine_module.BATCHES_IN_FLIGHT, 0
     try:
         one_by_one = list(engine.denoise_many(images))
     finally:
-        engine_module.BATCHES_IN_FLIGHT = 1
+        engine_module.BATCHES_IN_FLIGHT = default
     return {
         "started_type": type(started).__module__,
         "difference": max(float(np.abs(a - b).max()) for a, b in zip(in_flight, one_by_one)),
