@@ -170,9 +170,10 @@ def gpu_capability(device: str):
 
 def stream(model: str, device: str, size: str, count: int = 12) -> dict:
     """MP/s over `count` one-tile images of `size`: through the engine one image at a time (`denoise`), in one
-    stream with no batch in flight and with BATCHES_IN_FLIGHT, and through a prototype that overlaps each image's
-    padding, copy in and write back with the previous image's compute (JAX dispatches asynchronously). Outputs are
-    checked equal to the first's."""
+    stream with no batch in flight and with BATCHES_IN_FLIGHT, through a prototype that overlaps each image's
+    padding, copy in and write back with the previous image's compute (JAX dispatches asynchronously), and through
+    prototypes that also pad, crop and clip on the device (`device_call`), copying the image in and out once as
+    float32 or as 8 bits. Outputs are checked equal to the first's (the 8-bit ones within half a level)."""
     import jax
 
     import denoiser.engine as engine_module
@@ -186,10 +187,12 @@ def stream(model: str, device: str, size: str, count: int = 12) -> dict:
     plan, channels = engine.plan(height, width), engine.channels
     if plan.count != 1:
         return {"error": f"{size} is {plan.count} tiles of {plan.tile} here, not one"}
-    rng = np.random.default_rng(0)
-    images = [rng.random((height, width, channels), dtype=np.float32) for _ in range(3)]
+    rng = np.random.default_rng(0)  # 8-bit levels, so that the 8-bit prototype sees the same inputs
+    images = [np.round(rng.random((height, width, channels), dtype=np.float32) * 255) / 255 for _ in range(3)]
     outputs = [np.empty_like(image) for image in images]
     forward = jax_forward(engine.artifact.model)
+    levels = [np.round(image * 255).astype(np.uint8) for image in images]
+    levels_out = [np.empty_like(level) for level in levels]
 
     def write_back(slot: int, result) -> None:
         blender(plan, outputs[slot], channels).add(0, np.asarray(result)[0])
@@ -204,6 +207,20 @@ def stream(model: str, device: str, size: str, count: int = 12) -> dict:
                 write_back(*waiting)
             waiting = number % 3, result
         write_back(*waiting)
+
+    def resident(inputs: list[np.ndarray], results: list[np.ndarray]):
+        call = device_call(engine.artifact.model, plan.tile, (height, width))
+
+        def run() -> None:
+            waiting = None
+            for number in range(count):
+                result = call(jax.device_put(inputs[number % 3]))  # returns before the device is done
+                if waiting:
+                    np.copyto(results[waiting[0]], np.asarray(waiting[1]))
+                waiting = number % 3, result
+            np.copyto(results[waiting[0]], np.asarray(waiting[1]))
+
+        return run
 
     def one_at_a_time() -> None:
         for number in range(count):
@@ -228,6 +245,8 @@ def stream(model: str, device: str, size: str, count: int = 12) -> dict:
         ("none_in_flight", streamed(0)),
         ("in_flight", streamed(default)),
         ("pipelined", pipelined),
+        ("on_device_float32", resident(images, outputs)),
+        ("on_device_uint8", resident(levels, levels_out)),
     )
     for name, run in runs:
         run()  # compiles
@@ -236,7 +255,37 @@ def stream(model: str, device: str, size: str, count: int = 12) -> dict:
         rates[name] = count * height * width / (time.perf_counter() - started) / 1e6
         expected = expected or [output.copy() for output in outputs]
         difference = max([difference] + [float(np.abs(o - e).max()) for o, e in zip(outputs, expected)])
-    return {"images": count, "size": size, "mp_per_s": rates, "max_difference": difference}
+    levels_difference = max(float(np.abs(o / 255 - e).max()) for o, e in zip(levels_out, expected))
+    return {
+        "images": count,
+        "size": size,
+        "mp_per_s": rates,
+        "max_difference": difference,
+        "max_difference_uint8": levels_difference,
+    }
+
+
+def device_call(model, tile: tuple[int, int], shape: tuple[int, int]):
+    """One jitted call for one-tile images of `shape`: the image (float32 in [0, 1], or uint8) goes in as it is,
+    is mirror-padded to `tile` on the device as tile_at pads it, run through the model, cropped, clipped and, for
+    uint8, rounded to levels there, and comes back in its own dtype."""
+    import jax
+    import jax.numpy as jnp
+
+    (rows, columns), (height, width) = tile, shape
+
+    def run(trained, other, image):
+        levels = image.dtype == jnp.uint8
+        x = image.astype(jnp.float32) / 255 if levels else image
+        x = jnp.pad(x, ((0, rows - height), (0, columns - width), (0, 0)), mode="symmetric")
+        y = model.stateless_call(trained, other, x[None], training=False)[0][0, :height, :width]
+        y = jnp.clip(y.astype(jnp.float32), 0.0, 1.0)
+        return jnp.round(y * 255).astype(jnp.uint8) if levels else y
+
+    call = jax.jit(run)
+    return lambda image: call(
+        [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], image
+    )
 
 
 def host_share(model: str, device: str, size: str) -> dict:
@@ -574,7 +623,8 @@ def print_summary(summary: dict) -> None:
             flow.get("error")
             or f"{flow['images']} images of {flow['size']} one after the other (MP/s): "
             + ", ".join(f"{name} {rate:.2f}" for name, rate in flow["mp_per_s"].items())
-            + f" (outputs differ by at most {flow['max_difference']:.2g})"
+            + f" (outputs differ by at most {flow['max_difference']:.2g}, the 8-bit ones by "
+            + f"{flow['max_difference_uint8'] * 255:.2f} levels)"
         )
     for name, figures in summary.get("profile", {}).items():
         print(

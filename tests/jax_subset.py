@@ -87,6 +87,25 @@ def in_flight_against_one_by_one(model: Path) -> dict:
     }
 
 
+def on_device_against_engine(model: Path) -> dict:
+    """The largest differences between the engine's output and the device check's call that pads, crops and clips on
+    the device, for an image that needs padding: in float32, and in 8-bit levels (divided by 255)."""
+    from benchmarks.gpu_check import device_call
+    from denoiser.artifact import load_artifact
+    from denoiser.engine import Engine, Settings
+
+    engine = Engine(load_artifact(model), Settings(tile=512))
+    image = np.round(np.random.default_rng(3).random((300, 200, 1), dtype=np.float32) * 255) / 255
+    plan, expected = engine.plan(300, 200), engine.denoise(image)
+    assert plan.count == 1 and plan.tile != (300, 200), "one tile, padded"
+    call = device_call(engine.artifact.model, plan.tile, (300, 200))
+    levels = np.asarray(call(np.round(image * 255).astype(np.uint8)))
+    return {
+        "float32": float(np.abs(np.asarray(call(image)) - expected).max()),
+        "uint8": float(np.abs(levels / 255 - expected).max()),
+    }
+
+
 def forward_released(model: Path) -> bool:
     """Whether a model's jitted call leaves the engine's cache once the model is gone."""
     import gc
@@ -122,6 +141,7 @@ def main(models: Path, images: Path, work: Path, result: Path) -> None:
     report["compiles"] = compiles_over_sizes(models / "gray.keras")
     report["in_flight"] = in_flight_against_one_by_one(models / "gray.keras")
     report["forward_released"] = forward_released(models / "gray.keras")
+    report["on_device"] = on_device_against_engine(models / "gray.keras")
     run_cli(
         ["batch", str(images), str(work / "batch"), "-m", str(models / "gray.keras"), "--precision", "float32", "-q"]
     )

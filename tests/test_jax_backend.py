@@ -118,3 +118,9 @@ def test_on_jax_the_next_batch_starts_while_one_computes_and_changes_nothing(on_
     assert report["against_predict"] <= 1e-6, "the jitted call computes what Keras's predict does"
     assert report["difference"] == 0.0, "a batch in flight must not change any output"
     assert on_jax[1]["forward_released"], "a model's jitted call must go with the model"
+
+
+def test_on_jax_the_device_checks_on_device_call_computes_what_the_engine_does(on_jax):
+    report = on_jax[1]["on_device"]
+    assert report["float32"] <= 1e-6, "padding, cropping and clipping on the device must match the engine's"
+    assert report["uint8"] <= 0.5 / 255 + 1e-6, "8-bit output is the engine's rounded to levels"
