@@ -257,6 +257,7 @@ def stream(model: str, device: str, size: str, count: int = 12) -> dict:
         difference = max([difference] + [float(np.abs(o - e).max()) for o, e in zip(outputs, expected)])
     levels_difference = max(float(np.abs(o / 255 - e).max()) for o, e in zip(levels_out, expected))
     return {
+        "model": model,
         "images": count,
         "size": size,
         "mp_per_s": rates,
@@ -584,6 +585,8 @@ def main() -> None:
         if keras.backend.backend() == "jax":
             report = keras_predict("gray", sizes, args.device, args.seconds, args.out / "bench-gray-predict.json")
             save("keras_predict", report)
+    if "color" in args.models and keras.backend.backend() == "jax":  # three planes to copy: the copies weigh most
+        save("stream_color", stream("color", args.device, sizes[-1], 4))
     save("peak_device_mb", peak_device_mb(args.device))
     print_summary(summary)
 
@@ -617,11 +620,10 @@ def print_summary(summary: dict) -> None:
         )
         if "host_steps" in share:
             print("  its host steps: " + ", ".join(f"{k} {v:.4f} s" for k, v in share["host_steps"].items()))
-    if "stream" in summary:
-        flow = summary["stream"]
+    for flow in (summary[step] for step in ("stream", "stream_color") if step in summary):
         print(
             flow.get("error")
-            or f"{flow['images']} images of {flow['size']} one after the other (MP/s): "
+            or f"{flow['model']}, {flow['images']} images of {flow['size']} one after the other (MP/s): "
             + ", ".join(f"{name} {rate:.2f}" for name, rate in flow["mp_per_s"].items())
             + f" (outputs differ by at most {flow['max_difference']:.2g}, the 8-bit ones by "
             + f"{flow['max_difference_uint8'] * 255:.2f} levels)"
