@@ -219,12 +219,10 @@ class PhotoScorer:
     def patch_heat(self, patches: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """Patch distances spread over their windows of the working copy (the largest where they overlap), scaled
         so that the pixel threshold is 0.5."""
-        from denoiser.anomaly_features import PATCH, STRIDE, WORK
+        from denoiser.anomaly_features import PATCH, STRIDE, working_size
 
         scale = 0.5 / self.pixel_threshold if self.pixel_threshold else 1.0 / max(float(patches.max()), 1e-12)
-        ratio = WORK / min(shape)
-        work = (max(WORK, int(round(shape[0] * ratio))), max(WORK, int(round(shape[1] * ratio))))
-        heat = np.zeros(work, np.float32)
+        heat = np.zeros(working_size(*shape)[0], np.float32)
         for (row, col), value in np.ndenumerate(patches):
             window = heat[row * STRIDE : row * STRIDE + PATCH, col * STRIDE : col * STRIDE + PATCH]
             np.maximum(window, value, out=window)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-WORK = 128  # short side of the working copy
+WORK, WORK_LONG = 128, 2048  # short side of the working copy, and its long side at most (a copy's cost is bounded)
 WHOLE_GAP = 0.3  # an enlargement this near a whole factor of 2 or more goes to that factor plus this (working_copy)
 PATCH, STRIDE = 16, 8  # local patches on the working copy
 NATIVE = 512  # the noise level is estimated on at most this square of native pixels
@@ -93,15 +93,22 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def working_copy(planes: np.ndarray, short: int = WORK) -> np.ndarray:
-    """The image (`colour_planes`) resized so that its short side is `short` (area when shrinking, linear when
-    enlarging), as RGB. An enlargement near a whole factor goes WHOLE_GAP past it: a whole factor keeps the
-    original pixels on the grid, and interpolating between them empties the highest frequencies."""
-    height, width = planes.shape[:2]
-    scale = short / min(height, width)
+def working_copy(planes: np.ndarray) -> np.ndarray:
+    """The image (`colour_planes`) resized to `working_size` (area when shrinking, linear when enlarging), as RGB."""
+    (height, width), scale = working_size(*planes.shape[:2])
+    return resized_rgb(planes, height, width, scale)
+
+
+def working_size(height: int, width: int) -> tuple[tuple[int, int], float]:
+    """The working copy's size and scale: its short side WORK, its long side at most WORK_LONG (an image more than
+    WORK_LONG / WORK times as long as it is wide is stretched across to WORK). An enlargement near a whole factor
+    goes WHOLE_GAP past it: a whole factor keeps the original pixels on the grid, and interpolating between them
+    empties the highest frequencies."""
+    scale = WORK / min(height, width)
     whole = round(scale)
     scale = whole + WHOLE_GAP if whole >= 2 and abs(scale - whole) < WHOLE_GAP else scale
-    return resized_rgb(planes, max(short, int(round(height * scale))), max(short, int(round(width * scale))), scale)
+    scale = min(scale, WORK_LONG / max(height, width))
+    return (max(WORK, int(round(height * scale))), max(WORK, int(round(width * scale)))), scale
 
 
 def resized_rgb(planes: np.ndarray, height: int, width: int, scale: float) -> np.ndarray:
@@ -133,7 +140,7 @@ def noise_sigma(gray: np.ndarray) -> float:
     height, width = (gray.shape[0] // 2) * 2, (gray.shape[1] // 2) * 2
     g = gray[:height, :width]
     detail = (g[0::2, 0::2] - g[0::2, 1::2] - g[1::2, 0::2] + g[1::2, 1::2]) / 2.0
-    return float(1.4826 * np.median(np.abs(detail)))
+    return float(1.4826 * np.median(np.abs(detail))) if detail.size else 0.0  # under 2 x 2 pixels: none to measure
 
 
 def centre(gray: np.ndarray, side: int = NATIVE) -> np.ndarray:

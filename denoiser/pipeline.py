@@ -117,9 +117,9 @@ def record(
         output=None if error or output is None else str(output),
         heatmap=None if error or heatmap is None else str(heatmap),
         status=STATUS_FAILED if error else STATUS_OK,
-        score=None if result is None or np.isnan(result.score) else round(result.score, 6),
+        score=None if result is None else finite(result.score, 6),
         anomalous=None if result is None else bool(result.anomalous),
-        raw_score=None if result is None else round(result.raw, 8),
+        raw_score=None if result is None else finite(result.raw, 8),
         error=error,
         width=picture.meta.width if picture else None,
         height=picture.meta.height if picture else None,
@@ -129,6 +129,11 @@ def record(
         scorer=scorer,
         time=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def finite(value: float, digits: int) -> float | None:
+    """`value` rounded, or None where it is not finite (an uncalibrated score): JSON has no NaN."""
+    return round(value, digits) if np.isfinite(value) else None
 
 
 def write_atomic(target: Path, pixels: np.ndarray, like: Picture | None = None) -> None:

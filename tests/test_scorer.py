@@ -437,6 +437,38 @@ def test_noise_level_estimate_and_statistics_shapes(rng):
     assert local_features(rng.random((128, 256, 1))).shape == (15, 31, len(LOCAL_NAMES))
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 2, 1), (1, 5000, 3), (5000, 1, 1), (3, 40000, 3)])
+def test_the_shipped_scorer_flags_slivers_and_single_pixels_with_a_finite_score(shape, rng):
+    from denoiser.anomaly_features import WORK, WORK_LONG, working_size
+
+    (height, width), _ = working_size(*shape[:2])
+    assert min(height, width) >= WORK and max(height, width) <= WORK_LONG, "the working copy stays bounded"
+    score, heat = Scorer.load("scorer").score(rng.random(shape, dtype=np.float32), heatmap=True)
+    assert np.isfinite(score.raw) and score.anomalous and score.score == 1.0, score
+    assert heat.shape == shape[:2] and np.isfinite(heat).all()
+
+
+def test_the_working_copy_of_a_photo_keeps_its_shape():
+    from denoiser.anomaly_features import working_size
+
+    assert working_size(321, 481)[0] == (128, 192) and working_size(4000, 6000)[0] == (128, 192)
+    assert working_size(1000, 16000)[0] == (128, 2048) and working_size(1000, 20000)[0] == (128, 2048)
+
+
+def test_a_record_without_a_finite_score_is_strict_json(tmp_path):
+    from denoiser.pipeline import Job, record
+    from denoiser.scoring import Score
+
+    job = Job(tmp_path / "a.png", tmp_path / "out" / "a.png")
+    line = record(job, 0.0, result=Score(float("nan"), float("nan"), False)).line()
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    values = json.loads(line, parse_constant=refuse)
+    assert values["score"] is None and values["raw_score"] is None and values["anomalous"] is False
+
+
 def test_batch_records_score_the_input_not_the_cleaned_image(tmp_path, photo_scorer, tiny_models, rng):
     from denoiser.cli import main
     from denoiser.imageio import read_image
