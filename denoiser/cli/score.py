@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from denoiser.cli.options import limit_options, scorer_options
+from denoiser.cli.progress import counted
 from denoiser.cli.writing import writing_to
 
 
@@ -58,5 +59,5 @@ def score(input_path: Path, output: Path, **options) -> None:
                 flagged += bool(entry.anomalous)
                 if not entry.ok:
                     click.echo(f"\nfailed: {entry.input}: {entry.error}", err=True)
-    click.echo(f"{len(jobs) - failed} images scored, {flagged} anomalous, {failed} failed")
+    click.echo(f"{counted(len(jobs) - failed, 'image')} scored, {flagged} anomalous, {failed} failed")
     sys.exit(1 if failed else 0)
