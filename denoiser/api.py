@@ -106,6 +106,8 @@ def pixels_of(image) -> tuple[np.ndarray, np.ndarray | None]:
     scale = SCALES.get(array.dtype)
     if scale is None and not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"pixels are uint8, uint16 or float, not {array.dtype}")
+    if scale is None and not np.isfinite(array).all():
+        raise ValueError("float pixels must be finite: these hold NaN or infinity")
     return (array / np.float32(scale) if scale else array).astype(np.float32), alpha
 
 
@@ -128,10 +130,13 @@ def _is_pil(image) -> bool:
 
 
 def _pil_mode(image) -> str:
-    """The mode a PIL image is read in: its own for L, LA, RGB, RGBA and 16-bit gray, else RGB(A)."""
+    """The mode a PIL image is read in: its own for L, LA, RGB, RGBA and 16-bit gray; L for the other one-band modes
+    but palettes (bilevel, 32-bit); else RGBA where it has transparency, RGB where not (LAB's A band is no alpha)."""
     if image.mode in ("L", "LA", "RGB", "RGBA", "I;16"):
         return image.mode
-    return "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
+    if image.getbands() != ("P",) and len(image.getbands()) == 1:
+        return "L"
+    return "RGBA" if image.has_transparency_data else "RGB"
 
 
 def _to_pil(pixels: np.ndarray, alpha: np.ndarray | None, like):

@@ -51,6 +51,9 @@ def test_pil_images_come_back_as_pil_images_of_their_mode(photo, tiny_models):
     for image in (picture, picture.convert("L"), picture.convert("RGBA")):
         clean = denoiser.denoise(image, model=str(tiny_models["color"]), tile=32)
         assert isinstance(clean, Image.Image) and (clean.mode, clean.size) == (image.mode, image.size)
+    for mode, read_as in (("1", "L"), ("F", "L"), ("P", "RGB"), ("PA", "RGBA"), ("CMYK", "RGB"), ("LAB", "RGB")):
+        clean = denoiser.denoise(picture.convert(mode), model=str(tiny_models["color"]), tile=32)
+        assert (clean.mode, clean.size) == (read_as, picture.size), mode
 
 
 def test_score_and_read_write(photo, tiny_models, tmp_path):
@@ -70,3 +73,8 @@ def test_bad_images_are_refused_in_words(tiny_models):
         denoiser.denoise(np.zeros((2, 3, 4, 5), np.uint8), model=str(tiny_models["gray"]))
     with pytest.raises(ValueError, match="uint8, uint16 or float"):
         denoiser.denoise(np.zeros((8, 8), np.int32), model=str(tiny_models["gray"]))
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="must be finite"):
+            denoiser.denoise(np.full((8, 8), bad, np.float32), model=str(tiny_models["gray"]))
+        with pytest.raises(ValueError, match="must be finite"):
+            denoiser.score(np.full((8, 8, 3), bad))
