@@ -241,7 +241,7 @@ class Router:
         anomaly map is there. The choice is stored in the claim, so a retry writes the same path."""
         chosen = claim.folder / TARGET_FILE
         try:
-            return self.output / chosen.read_text(encoding="utf-8")
+            return self.output / chosen.read_text(encoding="utf-8", errors="surrogateescape")
         except FileNotFoundError:
             pass
         wanted = self.output / claim.relative

@@ -32,7 +32,7 @@ def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
         address = "\0" + address[1:]  # an abstract socket
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         try:
-            sock.sendto(message.encode(), socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL, address)
+            sock.sendto(message.encode(errors="backslashreplace"), socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL, address)
         except OSError as error:  # never block or fail the daemon for systemd's sake
             log.warning("cannot notify systemd (%s): %s", message, error)
             return False

@@ -8,6 +8,12 @@ from dataclasses import asdict, dataclass, fields, replace
 STATUS_OK, STATUS_FAILED = "ok", "failed"
 
 
+def json_text(value, **options) -> str:
+    """`value` as JSON text that encodes as UTF-8: a file name whose bytes were not UTF-8 (kept by the OS layer as lone
+    surrogates) keeps them as `\\u` escapes, which read back as the same name."""
+    return json.dumps(value, ensure_ascii=False, **options).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class Record:
     """What became of one input: the line scores.jsonl holds for it (README: "The scores.jsonl schema")."""
@@ -47,7 +53,7 @@ class Record:
         values = asdict(self)
         if self.claim is None:
             del values["claim"]
-        return json.dumps(values, ensure_ascii=False) + "\n"
+        return json_text(values) + "\n"
 
     @classmethod
     def parse(cls, line: str | bytes) -> Record | None:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from denoiser.records import json_text
+
 LOCK_FILE = ".denoise.lock"
 LOCK_SIZE = 4096  # the lock file is allocated once, so its state can be rewritten on a full disk
 
@@ -67,13 +69,13 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
 
 
 def write_text(target: Path, text: str) -> None:
-    """Atomically write UTF-8 text."""
-    atomic_write(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    """Atomically write UTF-8 text; bytes of a file name that were not UTF-8 (lone surrogates) go back as they were."""
+    atomic_write(target, lambda temporary: temporary.write_text(text, encoding="utf-8", errors="surrogateescape"))
 
 
 def write_json(target: Path, value: dict) -> None:
     """Atomically write indented JSON."""
-    write_text(target, json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    write_text(target, json_text(value, indent=2) + "\n")
 
 
 def copy(source: Path, target: Path) -> None:
@@ -183,7 +185,7 @@ class OutputLock:
         """Rewrite the state in place (the blocks are allocated, so this works on a full disk)."""
         if self._fd is None:
             return
-        data = json.dumps(stall._asdict(), ensure_ascii=False).encode()[: LOCK_SIZE - 1]
+        data = json_text(stall._asdict()).encode()[: LOCK_SIZE - 1]
         os.pwrite(self._fd, data.ljust(LOCK_SIZE - 1) + b"\n", 0)
 
     def release(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,21 @@ def test_help_lists_short_and_long_options():
         "--preview",
     ):
         assert flag in result.output
+
+
+def test_file_names_that_are_not_utf8_are_cleaned_recorded_and_resumed(tmp_path, tiny_models, rng):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    good, empty = os.fsdecode(b"caf\xe9.png"), os.fsdecode(b"\xff\xfe.png")  # Latin-1 names from an old share
+    write_image(folder / good, rng.integers(0, 256, (20, 20), np.uint8))
+    (folder / empty).write_bytes(b"")
+    args = ("batch", folder, out, "-m", tiny_models["gray"], "-t", "32", "-q")
+    first = CliRunner().invoke(main, [str(a) for a in args])
+    assert first.exit_code == 1 and isinstance(first.exception, SystemExit), first.output
+    lines = (out / "scores.jsonl").read_bytes().decode("utf-8").splitlines()  # strict UTF-8
+    records = {Path(r["input"]).name: r for r in map(json.loads, lines)}
+    assert records[good]["status"] == "ok" and (out / good).is_file()
+    assert records[empty]["status"] == "failed" and "empty" in records[empty]["error"]
+    again = CliRunner().invoke(main, [str(a) for a in args])
+    assert again.exit_code == 0 and "2 skipped" in again.output, again.output
+    report = CliRunner().invoke(main, ["status", str(out), "-j"])
+    assert report.exit_code == 0 and json.loads(report.output)["last_error"]["input"] == str(folder / empty)

@@ -242,6 +242,19 @@ def test_duplicate_events_and_renamed_temporaries_give_one_record(watcher, rng, 
     assert counts["twice.png"] == 1 and counts["renamed.png"] == 1 and counts["moved-in.png"] == 1
 
 
+def test_names_that_are_not_utf8_are_cleaned_or_failed_and_the_daemon_stays_up(watcher, rng):
+    inbox, output = watcher["inbox"], watcher["output"]
+    good, empty = os.fsdecode(b"na\xefve.png"), os.fsdecode(b"\xff\xfe.png")  # Latin-1 bytes from an old share
+    write_image(inbox / good, rng.integers(0, 256, (24, 24, 3), np.uint8))
+    (inbox / empty).write_bytes(b"")
+    found = wait_for(output, {good, empty}, watcher["daemon"])
+    assert found[good]["status"] == "ok" and decoded(output / good).shape == (24, 24, 3)
+    assert found[empty]["status"] == "failed" and (output / "failed" / empty).exists()
+    assert json.loads((output / "failed" / f"{empty}.error.json").read_bytes().decode("utf-8"))["input"].endswith(empty)
+    (inbox / "after-bytes.png").write_bytes(image_bytes(rng))
+    assert wait_for(output, {"after-bytes.png"}, watcher["daemon"])["after-bytes.png"]["status"] == "ok"
+
+
 def test_bad_files_fail_with_a_reason_and_the_daemon_stays_up(watcher, rng):
     inbox, output = watcher["inbox"], watcher["output"]
     good = image_bytes(rng)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from denoiser.cli.progress import counted
 from denoiser.health import Health, output_health
+from denoiser.records import json_text
 
 
 @click.command()
@@ -31,7 +32,7 @@ def status(output: Path, window: float, as_json: bool) -> None:
     except FileNotFoundError as error:
         raise click.UsageError(str(error)) from error
     if as_json:
-        click.echo(json.dumps(health.as_json(), ensure_ascii=False))
+        click.echo(json_text(health.as_json()))
     else:
         click.echo(describe(health, output / SCORES_FILE, window))
 
@@ -39,7 +40,7 @@ def status(output: Path, window: float, as_json: bool) -> None:
 def describe(health: Health, scores: Path, window: float) -> str:
     """The health report as a few lines."""
     lines = [
-        f"{scores}: {health.records} records",
+        f"{scores}: {counted(health.records, 'record')}",
         f"ok {health.ok}, failed {health.failed}, anomalous {health.anomalous}",
     ]
     if health.stalled:
