@@ -134,7 +134,7 @@ def _pil_mode(image) -> str:
     but palettes (bilevel, 32-bit); else RGBA where it has transparency, RGB where not (LAB's A band is no alpha)."""
     if image.mode in ("L", "LA", "RGB", "RGBA", "I;16"):
         return image.mode
-    if image.getbands() != ("P",) and len(image.getbands()) == 1:
+    if image.mode != "P" and len(image.getbands()) == 1:
         return "L"
     return "RGBA" if image.has_transparency_data else "RGB"
 
