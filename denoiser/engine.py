@@ -37,6 +37,8 @@ AUTO_BATCH_UNKNOWN = 4
 GPU_TILE_MAX = 8192
 # Short batches pad to 1, 2, 4, 8, then multiples of 8: at most 8 slots wasted, few shapes compiled.
 PAD_STEP = 8
+# The largest tile side Engine.warm shows TensorFlow: any three shapes make it trace one shape-generic function.
+WARM_SIDE = 64
 # Batches started before the oldest one's output is blended back: under JAX the next batch's tiles are cut and sent
 # while one computes, and its output is copied back and blended while the next computes (see Artifact.start).
 BATCHES_IN_FLIGHT = 1
@@ -312,16 +314,15 @@ class Engine:
         return max(1, self.batch_size * self.tile**2 // (shape[0] * shape[1]))
 
     def warm(self) -> None:
-        """Run full and one-tile batches of the largest tile and of two smaller ones, so the first images run at
-        full speed (TensorFlow traces one function for all shapes once it has seen three). Not under JAX: it
-        compiles each shape, so these would only cost time and memory (about a minute for an H200's tiles)."""
+        """Show TensorFlow three small tile shapes, after which it traces one shape-generic function, so that the
+        first images run without tracing. Tiles of the full size would cost a 2-core CPU 19 s a model and gain
+        nothing (docs/tiling.md). Not under JAX: it compiles each shape, so these would only cost time and memory."""
         if backend_name() == "jax":
             return
-        half = self.tile // 2
-        for shape in ((self.tile, self.tile), (half, self.tile), (self.tile, half)):
-            blank = np.zeros(shape + (self.channels,), np.float32)
-            for _ in self.denoise_many([blank] * (self.capacity(shape) + 1)):
-                pass
+        side = min(self.tile, round_up(WARM_SIDE, self.artifact.align))
+        half = round_up(side // 2, self.artifact.align)
+        for count, shape in ((1, (side, side)), (2, (half, side)), (1, (side, half))):
+            np.asarray(self._predict(np.zeros((count, *shape, self.channels), np.float32)))
 
     def denoise(self, image: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Denoise one H x W x C image."""

@@ -149,13 +149,21 @@ def test_on_jax_large_tile_sides_step_by_an_eighth_of_their_octave(gray_engine, 
         assert size <= side <= size * 1.125 + 128, "at most an eighth more a side, beyond the 128 step"
 
 
-def test_warming_runs_three_tile_shapes_on_tensorflow_and_none_under_jax(tiny_models, monkeypatch):
+def test_warming_runs_three_small_tile_shapes_on_tensorflow_and_none_under_jax(tiny_models, monkeypatch, rng):
     import keras
 
     engine = Engine(load_artifact(tiny_models["gray"]), Settings(tile=32))
     shapes = record_batch_shapes(engine)
     engine.warm()
     assert {shape[1:3] for shape in shapes} == {(32, 32), (16, 32), (32, 16)}
+    engine = Engine(load_artifact(tiny_models["gray"]), Settings(batch_size=2))
+    shapes = record_batch_shapes(engine)
+    engine.warm()
+    assert {shape[1:3] for shape in shapes} == {(64, 64), (32, 64), (64, 32)}, "not the 1280-px tiles"
+    traced = engine.artifact.model.predict_function.experimental_get_tracing_count()
+    for size in ((300, 200), (130, 70), (64, 100)):
+        engine.denoise(rng.random((*size, 1), dtype=np.float32))
+    assert engine.artifact.model.predict_function.experimental_get_tracing_count() == traced, "no tracing after"
     shapes.clear()
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     engine.warm()
