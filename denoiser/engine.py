@@ -319,7 +319,7 @@ class Engine:
         nothing (docs/tiling.md). Not under JAX: it compiles each shape, so these would only cost time and memory."""
         if backend_name() == "jax":
             return
-        side = min(self.tile, round_up(WARM_SIDE, self.artifact.align))
+        side = min(self.tile, round_up(WARM_SIDE, 2 * self.artifact.align))  # so that half a side is aligned too
         half = round_up(side // 2, self.artifact.align)
         for count, shape in ((1, (side, side)), (2, (half, side)), (1, (side, half))):
             np.asarray(self._predict(np.zeros((count, *shape, self.channels), np.float32)))
