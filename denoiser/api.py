@@ -28,6 +28,7 @@ __all__ = ["Denoiser", "Picture", "Score", "Scorer", "denoise", "load", "read", 
 read = read_image
 write = write_image
 SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+SIXTEEN_BIT = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I;16N": "=u2"}  # PIL's 16-bit gray modes, as dtypes
 
 
 def __getattr__(name: str):
@@ -95,7 +96,7 @@ def _scorer(spec: str):
 
 def pixels_of(image) -> tuple[np.ndarray, np.ndarray | None]:
     """Float32 H x W x C pixels in [0, 1] and the alpha plane (or None) of an array or PIL image."""
-    array = np.asarray(image.convert(_pil_mode(image)) if _is_pil(image) else image)
+    array = _pil_samples(image) if _is_pil(image) else np.asarray(image)
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
@@ -129,22 +130,41 @@ def _is_pil(image) -> bool:
     return hasattr(image, "getbands") and hasattr(image, "mode")
 
 
+def _pil_samples(image) -> np.ndarray:
+    """A PIL image's samples: 16-bit gray (either byte order) and 32-bit integer gray as uint16, float gray as float32
+    (in [0, 1], as float arrays), the rest as 8-bit samples of the mode it is read in (`_pil_mode`)."""
+    if image.mode in SIXTEEN_BIT:
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "I":
+        values = np.asarray(image)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError("32-bit integer pixels are read as 16-bit ones, and these lie outside 0-65535")
+        return values.astype(np.uint16)
+    if image.mode == "F":
+        return np.asarray(image, np.float32)
+    return np.asarray(image.convert(_pil_mode(image)))
+
+
 def _pil_mode(image) -> str:
-    """The mode a PIL image is read in: its own for L, LA, RGB, RGBA and 16-bit gray; L for the other one-band modes
-    but palettes (bilevel, 32-bit); else RGBA where it has transparency, RGB where not (LAB's A band is no alpha)."""
-    if image.mode in ("L", "LA", "RGB", "RGBA", "I;16"):
+    """The 8-bit mode a PIL image is read in: its own for L, LA, RGB and RGBA; L for bilevel; else RGBA where it has
+    transparency, RGB where not (LAB's A band is no alpha)."""
+    if image.mode in ("L", "LA", "RGB", "RGBA"):
         return image.mode
-    if image.mode != "P" and len(image.getbands()) == 1:
+    if image.mode == "1":
         return "L"
     return "RGBA" if image.has_transparency_data else "RGB"
 
 
 def _to_pil(pixels: np.ndarray, alpha: np.ndarray | None, like):
-    """Float pixels (and alpha) as a PIL image in the mode `like` was read in."""
+    """Float pixels (and alpha) as a PIL image: of `like`'s own mode for gray at full depth (16-bit, 32-bit, float),
+    else of the 8-bit mode it was read in."""
     from PIL import Image
 
-    if _pil_mode(like) == "I;16":
-        return Image.fromarray(np.round(pixels[..., 0] * 65535).astype(np.uint16))
+    if like.mode in SIXTEEN_BIT or like.mode == "I":
+        levels = np.round(pixels[..., 0] * 65535)
+        return Image.fromarray(levels.astype(SIXTEEN_BIT.get(like.mode, np.int32)))
+    if like.mode == "F":
+        return Image.fromarray(pixels[..., 0].astype(np.float32))
     samples = np.round(pixels * 255).astype(np.uint8)
     if alpha is not None:
         samples = np.concatenate([samples, alpha[..., None].astype(np.uint8)], axis=-1)

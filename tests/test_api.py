@@ -51,9 +51,24 @@ def test_pil_images_come_back_as_pil_images_of_their_mode(photo, tiny_models):
     for image in (picture, picture.convert("L"), picture.convert("RGBA")):
         clean = denoiser.denoise(image, model=str(tiny_models["color"]), tile=32)
         assert isinstance(clean, Image.Image) and (clean.mode, clean.size) == (image.mode, image.size)
-    for mode, read_as in (("1", "L"), ("F", "L"), ("P", "RGB"), ("PA", "RGBA"), ("CMYK", "RGB"), ("LAB", "RGB")):
+    for mode, read_as in (("1", "L"), ("P", "RGB"), ("PA", "RGBA"), ("CMYK", "RGB"), ("LAB", "RGB")):
         clean = denoiser.denoise(picture.convert(mode), model=str(tiny_models["color"]), tile=32)
         assert (clean.mode, clean.size) == (read_as, picture.size), mode
+
+
+def test_pil_images_of_16_bits_either_byte_order_32_bits_and_floats_keep_their_depth(photo, tiny_models):
+    model = denoiser.load(str(tiny_models["gray"]), tile=32)
+    levels = np.round(photo[..., 0] * 65535).astype(np.uint16)
+    expected = model.denoise(levels)
+    for dtype in (np.uint16, ">u2", np.int32):  # PIL modes I;16, I;16B (big-endian TIFFs) and I
+        image = Image.fromarray(levels.astype(dtype))
+        clean = model.denoise(image)
+        assert clean.mode == image.mode and np.array_equal(np.asarray(clean).astype(np.uint16), expected), image.mode
+    floats = photo[..., 0].copy()
+    clean = model.denoise(Image.fromarray(floats))
+    assert clean.mode == "F" and np.array_equal(np.asarray(clean), model.denoise(floats))
+    with pytest.raises(ValueError, match="outside 0-65535"):
+        model.denoise(Image.fromarray(levels.astype(np.int32) + 65536))
 
 
 def test_score_and_read_write(photo, tiny_models, tmp_path):
