@@ -235,12 +235,13 @@ def command_line() -> str:
 @workers_options()
 def denoiser(**options) -> None:
     """Train a fully convolutional denoising autoencoder on clean images and export it."""
+    from denoise_train.data import NoImages
     from denoise_train.run import Recipe, RecipeError, train_and_export
 
     options |= {"data": os.pathsep.join(options["data"]), "channels": int(options["channels"])}
     try:
         path = train_and_export(Recipe(**options), command_line())
-    except RecipeError as error:
+    except (RecipeError, NoImages) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"exported {path} and {path.with_suffix('.json')}")
 

@@ -55,11 +55,15 @@ class NoiseSettings(NamedTuple):
         return training_watermarks(logo_share=self.logo_share) if self.wm_prob > 0 else None
 
 
+class NoImages(FileNotFoundError, ValueError):
+    """A data folder without image files; a ValueError too, so the commands report it as bad input."""
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly in `folder`, sorted by name."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"no images in {folder}")
+        raise NoImages(f"no images in {folder}")
     return files
 
 

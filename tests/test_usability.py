@@ -75,3 +75,23 @@ def test_out_without_a_suffix_becomes_a_keras_file_and_another_suffix_is_refused
     refused = train("scorer", "--data", str(tmp_path), "--out", str(tmp_path / "scorer0.h5"), "--no-report")
     assert refused.exit_code == 2 and "a model is a .keras file (e.g. " in refused.output
     assert "--weights" not in refused.output
+
+
+def test_folders_without_images_or_with_other_files_are_refused_in_words(tmp_path):
+    from denoiser.cli import main
+
+    empty, mixed = tmp_path / "empty", tmp_path / "mixed"
+    empty.mkdir()
+    mixed.mkdir()
+    (mixed / "notes.txt").write_text("not an image")
+    out = str(tmp_path / "m.keras")
+    for result in (
+        train("--data", str(empty), "--out", out, "--epochs", "1", "--steps", "1"),
+        train("scorer", "--data", str(empty), "--out", out, "--no-report"),
+    ):
+        assert result.exit_code == 1 and result.output.strip() == f"Error: no images in {empty}"
+    report = str(tmp_path / "report")
+    result = CliRunner().invoke(main, ["eval", str(empty), "-o", report])
+    assert result.exit_code == 2 and f"no images in {empty}" in result.output
+    result = CliRunner().invoke(main, ["eval", str(mixed), "-o", report])
+    assert result.exit_code == 2 and "notes.txt: not an image file" in result.output

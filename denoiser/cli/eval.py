@@ -59,13 +59,19 @@ def eval_command(
     """
     from denoiser import baselines as classical
     from denoiser.evaluate import evaluate, load_clean, markdown, per_image, write_report
+    from denoiser.imageio import ImageError
     from denoiser.noise import parse_noise
 
     try:
         specs = parse_noise(noise)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--noise") from error
-    clean = load_clean(clean_dir)
+    try:
+        clean = load_clean(clean_dir)
+    except ImageError as error:
+        raise click.UsageError(f"{clean_dir} holds a file that is not a readable image: {error}") from error
+    if not clean:
+        raise click.UsageError(f"no images in {clean_dir}")
     channels = {image.shape[-1] for image in clean.values()}
     if len(channels) != 1:
         raise click.UsageError(f"{clean_dir} mixes gray and colour images; evaluate them separately")
