@@ -61,8 +61,9 @@ def test_bench_reports_each_size(tmp_path, tiny_models):
 
 
 def test_bench_refuses_a_bad_size():
-    result = CliRunner().invoke(main, ["bench", "-s", "big"])
-    assert result.exit_code == 2 and "WIDTHxHEIGHT" in result.output
+    for size in ("big", "0x5", "5x0"):
+        result = CliRunner().invoke(main, ["bench", "-s", size])
+        assert result.exit_code == 2 and "WIDTHxHEIGHT" in result.output, size
 
 
 def test_bench_refuses_a_missing_model(tmp_path):

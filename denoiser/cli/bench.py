@@ -16,8 +16,8 @@ def parse_size(_ctx, _param, values: tuple[str, ...]) -> list[tuple[int, int]]:
     sizes = []
     for value in values:
         width, _, height = value.lower().partition("x")
-        if not (width.isdigit() and height.isdigit()):
-            raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT")
+        if not (width.isdigit() and height.isdigit()) or not (int(width) and int(height)):
+            raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT, each at least 1")
         sizes.append((int(height), int(width)))
     return sizes
 
