@@ -20,6 +20,7 @@ from denoiser.engine import Settings
 from denoiser.imageio import Picture, read_image, write_image
 from denoiser.quiet import quiet_tensorflow
 from denoiser.scoring import Score
+from denoiser.settings import check
 
 quiet_tensorflow()  # a notebook meets no TensorFlow start-up notices either, unless TF_CPP_MIN_LOG_LEVEL is set
 
@@ -47,6 +48,11 @@ class Denoiser:
     def __init__(self, model: str | None = None, scorer: str | None = None, **settings):
         from denoiser.pipeline import Models
 
+        unknown = sorted(set(settings) - set(Settings._fields))
+        if unknown:
+            raise TypeError(f"unknown settings {', '.join(unknown)}; they are {', '.join(Settings._fields)}")
+        for name, value in settings.items():
+            check(name, value)  # the command line's rules and words
         self.models = Models(Settings(**settings), model, scorer)
 
     def denoise(self, image):
@@ -99,8 +105,8 @@ def pixels_of(image) -> tuple[np.ndarray, np.ndarray | None]:
     array = _pil_samples(image) if _is_pil(image) else np.asarray(image)
     if array.ndim == 2:
         array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"an image is H x W or H x W x C with C from 1 to 4, not {array.shape}")
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or not array.shape[0] or not array.shape[1]:
+        raise ValueError(f"an image is H x W or H x W x C with C from 1 to 4 and H, W from 1, not {array.shape}")
     alpha = None
     if array.shape[-1] in (2, 4):
         array, alpha = array[..., :-1], array[..., -1]

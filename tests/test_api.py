@@ -88,6 +88,14 @@ def test_bad_images_are_refused_in_words(tiny_models):
         denoiser.denoise(np.zeros((2, 3, 4, 5), np.uint8), model=str(tiny_models["gray"]))
     with pytest.raises(ValueError, match="uint8, uint16 or float"):
         denoiser.denoise(np.zeros((8, 8), np.int32), model=str(tiny_models["gray"]))
+    with pytest.raises(ValueError, match="H, W from 1"):
+        denoiser.score(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match="tile must be at least 16"):
+        denoiser.load(str(tiny_models["gray"]), tile=0)
+    with pytest.raises(ValueError, match="batch_size must be at least 1, or auto"):
+        denoiser.load(str(tiny_models["gray"]), batch_size=0)
+    with pytest.raises(TypeError, match="unknown settings tiles"):
+        denoiser.load(str(tiny_models["gray"]), tiles=64)
     for bad in (np.nan, np.inf):
         with pytest.raises(ValueError, match="must be finite"):
             denoiser.denoise(np.full((8, 8), bad, np.float32), model=str(tiny_models["gray"]))
