@@ -474,6 +474,7 @@ def finish_open(batch: list[Claim], run: Run, recorded: dict[str, Record]) -> No
             max_bytes=run.config.max_bytes,
             heatmaps=run.config.heatmaps,
             progress=run.counters.beat,
+            single_frame=run.config.after == "delete",  # a multi-frame original would take its other frames along
         )
         with closing(process(jobs, run.models, options)) as records:
             for claim, entry in zip(claims, records):

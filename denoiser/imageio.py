@@ -18,7 +18,7 @@ import math
 import os
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -140,6 +140,7 @@ class ImageMeta:
     dpi: tuple[float, float] | None = None
     palette: bytes | None = None  # mode "P": the RGB palette, 3 bytes per entry
     transparency: Any = None  # PNG tRNS as Pillow gives it: index, per-entry alpha bytes or colour key
+    frames: int = 1  # frames or pages in the file (APNG, animated WebP, multi-page TIFF): only the first is read
     options: dict = field(default_factory=dict, compare=False, repr=False)  # format-specific encoder settings
 
     @property
@@ -317,6 +318,7 @@ def _read_pillow(data: bytes, fmt: str, name: str, max_pixels: int, **extra) -> 
         dpi=_dpi(info.get("dpi")),
         palette=palette,
         transparency=info.get("transparency"),
+        frames=getattr(im, "n_frames", 1),
     )
     fields.update(format_fields, **extra)
     return samples, _meta(fmt, mode, im.size, **fields)
@@ -495,6 +497,8 @@ def _png_fields(chunks: list[tuple[bytes, bytes]], name: str) -> dict:
     if len(found.get(b"pHYs", b"")) == 9:
         x, y, unit = struct.unpack(">IIB", found[b"pHYs"])
         fields["dpi"] = _dpi((x * 0.0254, y * 0.0254)) if unit == 1 else None
+    if len(found.get(b"acTL", b"")) == 8:  # an animated PNG: its frame count
+        fields["frames"] = max(1, struct.unpack(">I", found[b"acTL"][:4])[0])
     fields["options"] = {"chunks": tuple((k, v) for k, v in chunks if k in _PNG_COPY + (b"tRNS",))}
     return fields
 
@@ -540,7 +544,8 @@ def _read_tiff(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.nd
             page = tif.pages.first
             _check_size(page.imagewidth, page.imagelength, max_pixels, name)
             if page.bitspersample == 16:
-                return _read_tiff16(page, data, name)
+                samples, meta = _read_tiff16(page, data, name)
+                return samples, replace(meta, frames=len(tif.pages))
     except ImageError:
         raise
     except _DECODE_ERRORS as e:

@@ -54,6 +54,7 @@ class Options(NamedTuple):
     prefetch: int = 2  # decoded images held ahead of inference (decoding is far faster than inference)
     heatmaps: bool = False  # write each image's anomaly map beside its output
     progress: Callable[[], object] | None = None  # called after each batch of tiles (the daemon's watchdog)
+    single_frame: bool = False  # refuse files of several frames, where the original is deleted after cleaning
 
 
 class Models:
@@ -172,7 +173,13 @@ def _decode(job: Job, options: Options) -> _Decoded:
             raise ImageError(job.refusal)
         if not job.source.is_file():
             raise ImageError("not a regular file")
-        return _Decoded(job, started, read_image(job.source, options.max_pixels, options.max_bytes), None)
+        picture = read_image(job.source, options.max_pixels, options.max_bytes)
+        if options.single_frame and picture.meta.frames > 1:
+            raise ImageError(
+                f"{job.source.name}: {picture.meta.frames} frames or pages, of which only the first is cleaned; "
+                "refused, as the original would be deleted after cleaning"
+            )
+        return _Decoded(job, started, picture, None)
     except ImageError as error:
         return _Decoded(job, started, None, str(error))
 

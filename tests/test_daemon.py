@@ -6,6 +6,7 @@ last one stops it with SIGTERM), and one `python -m denoised` process is killed 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -360,6 +361,26 @@ def test_kill_9_at_random_moments_then_restart_gives_each_input_one_outcome(tmp_
     assert not list(output.rglob("*.tmp")) and not (tmp_path / "not-this").exists()
     assert [p.name for p in (inbox / ".denoised-work").iterdir()] == [".lock"]
     assert [p.name for p in inbox.iterdir()] == [".denoised-work"]
+
+
+def test_after_delete_fails_a_multi_frame_file_rather_than_lose_its_other_frames(tmp_path, tiny_models, rng):
+    inbox, output = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    args = [DENOISE, "watch", inbox, output, "-a", "delete", "-m", tiny_models["color"], "-t", "32", "-s", "0.5"]
+    daemon = Daemon(args, tmp_path / "daemon.log")
+    try:
+        daemon.wait_ready()
+        pages = [Image.fromarray(rng.integers(0, 256, (24, 24, 3), np.uint8)) for _ in range(3)]
+        buffer = io.BytesIO()
+        pages[0].save(buffer, "TIFF", save_all=True, append_images=pages[1:])
+        (inbox / "scan.tif").write_bytes(buffer.getvalue())
+        write_image(inbox / "one.png", rng.integers(0, 256, (24, 24, 3), np.uint8))
+        found = wait_for(output, {"scan.tif", "one.png"}, daemon)
+        assert found["scan.tif"]["status"] == "failed" and "3 frames or pages" in found["scan.tif"]["error"]
+        assert (output / "failed" / "scan.tif").read_bytes() == buffer.getvalue(), "every page kept"
+        assert found["one.png"]["status"] == "ok" and not (output / "processed" / "one.png").exists()
+    finally:
+        daemon.stop()
 
 
 def test_unwritable_output_or_bad_settings_exit_2_with_a_message(tmp_path):

@@ -327,6 +327,22 @@ def test_multiframe_uses_first_frame(tmp_path, rng):
     first, second, _ = roundtrip(tmp_path, buffer.getvalue())
     np.testing.assert_array_equal(np.rint(first.pixels * 255).astype(np.uint8), np.asarray(frames[0]))
     assert_same(first, second)
+    assert (first.meta.frames, second.meta.frames) == (2, 1), "the file's frames are counted; one is written"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "TIFF16"])
+def test_the_frames_of_a_file_are_counted(tmp_path, rng, fmt):
+    path = tmp_path / "frames.img"
+    if fmt == "TIFF16":
+        with tifffile.TiffWriter(path) as tif:
+            for _ in range(3):
+                tif.write(rng.integers(0, 65536, (H, W), np.uint16), photometric="minisblack")
+    else:
+        frames = [Image.frombytes("RGB", (W, H), u8(rng, 3).tobytes()) for _ in range(3)]
+        frames[0].save(path, fmt, save_all=True, append_images=frames[1:], duration=100)
+    assert read_image(path).meta.frames == 3
+    write_image(tmp_path / "one.img", read_image(path).pixels, read_image(path))
+    assert read_image(tmp_path / "one.img").meta.frames == 1
 
 
 def test_write_clips_and_rounds(tmp_path, rng):
