@@ -273,6 +273,8 @@ def device_call(model, tile: tuple[int, int], shape: tuple[int, int]):
     import jax
     import jax.numpy as jnp
 
+    from denoiser.artifact import jax_weights
+
     (rows, columns), (height, width) = tile, shape
 
     def run(trained, other, image):
@@ -284,9 +286,7 @@ def device_call(model, tile: tuple[int, int], shape: tuple[int, int]):
         return jnp.round(y * 255).astype(jnp.uint8) if levels else y
 
     call = jax.jit(run)
-    return lambda image: call(
-        [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], image
-    )
+    return lambda image: call(*jax_weights(model), image)
 
 
 def host_share(model: str, device: str, size: str) -> dict:

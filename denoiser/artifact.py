@@ -43,10 +43,14 @@ def jax_forward(model) -> Any:
 
         held = weakref.ref(model)
         call = jax.jit(lambda trained, other, batch: held().stateless_call(trained, other, batch, training=False)[0])
-        _JAX_FORWARDS[model] = lambda batch: call(
-            [v.value for v in held().trainable_variables], [v.value for v in held().non_trainable_variables], batch
-        )
+        _JAX_FORWARDS[model] = lambda batch: call(*jax_weights(held()), batch)
     return _JAX_FORWARDS[model]
+
+
+def jax_weights(model) -> tuple[list, list]:
+    """The model's trainable and other weights, for its `stateless_call`, read afresh (Keras's predict donates and
+    replaces their buffers)."""
+    return [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
 
 
 class ModelRefused(FileNotFoundError, ValueError):
