@@ -84,6 +84,10 @@ def new_claim_id() -> str:
     return f"{time.time_ns():x}-{secrets.token_hex(4)}"
 
 
+class InboxLost(Exception):
+    """INBOX or its work area is no longer the folder this daemon locked: removed, moved or mounted over."""
+
+
 class WorkArea:
     """INBOX/.denoised-work/: claims live here, on the inbox's own filesystem, so claiming is one rename."""
 
@@ -107,6 +111,19 @@ class WorkArea:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def check(self) -> None:
+        """InboxLost when the locked work area is no longer at INBOX/.denoised-work: events there would never come."""
+        if self._lock_fd is None:
+            return
+        try:
+            held = os.fstat(self._lock_fd)
+            os.lstat(self.root / LOCK_FILE)
+            if held.st_nlink:
+                return
+        except FileNotFoundError:
+            pass
+        raise InboxLost(f"INBOX {self.inbox} or its {WORK_DIR} was removed, moved or mounted over")
 
     def claim(self, path: Path) -> Claim | None:
         """Move an inbox file into a new claim folder; None when it is gone or a folder."""

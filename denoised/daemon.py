@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from denoised.claims import Claim, Router, WorkArea, inside, refusal, scored_claims
+from denoised.claims import Claim, InboxLost, Router, WorkArea, inside, refusal, scored_claims
 from denoised.config import Config, StartupError
 from denoised.intake import InboxEvents, Intake, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
@@ -132,13 +132,17 @@ class Run(NamedTuple):
 
 
 def run_daemon(load: Callable[[], Config]) -> int:
-    """Serve with log lines on stderr; 0 after SIGTERM/SIGINT, 2 with a message when it cannot start."""
+    """Serve with log lines on stderr; 0 after SIGTERM/SIGINT, 2 with a message when it cannot start, 1 when the
+    inbox it watches is gone (systemd then starts it again on the folder now there)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     try:
         return serve(load)
     except StartupError as error:
         log.error("cannot start: %s", error)
         return 2
+    except InboxLost as error:
+        log.error("stopped: %s; start again to watch the folder now there", error)
+        return 1
 
 
 def serve(load: Callable[[], Config]) -> int:
@@ -488,12 +492,14 @@ def finish_open(batch: list[Claim], run: Run, recorded: dict[str, Record]) -> No
 
 def retrying(run: Run, action: Callable[[], T]) -> T:
     """`action()`, called again after an OSError with backoff (1 s doubling to a minute) while the cause is shown
-    in the log, the metrics and `denoise status`; progress is reported to the watchdog while waiting."""
+    in the log, the metrics and `denoise status`; progress is reported to the watchdog while waiting. InboxLost
+    instead when the error came from the work area's removal, which no retry mends."""
     delay, stalled = 1.0, False
     while True:
         try:
             result = action()
         except OSError as error:
+            run.work.check()
             reason = cause(error, {"OUTPUT": run.config.output, "INBOX": run.config.inbox})
             log.error("%s: %s; retrying in %.0f s", reason, error, delay)
             show_stall(run, reason)

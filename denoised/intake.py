@@ -159,8 +159,8 @@ def start_observer(inbox: Path, handler: FileSystemEventHandler, recursive: bool
 class Intake(threading.Thread):
     """Claims complete inbox files and queues them: leftovers of an earlier run first, then the sweep, then events.
 
-    The queue is bounded, so a busy daemon leaves files unclaimed in the inbox. A failure here is kept
-    in `error` for the main loop to raise.
+    The queue is bounded, so a busy daemon leaves files unclaimed in the inbox. A failure here (InboxLost among
+    them) is kept in `error` for the main loop to raise.
     """
 
     def __init__(
@@ -186,6 +186,7 @@ class Intake(threading.Thread):
             self.settler.maybe(path)
         tick = min(0.25, max(self.settler.settle / 4, 0.02))
         while not self._stopped.is_set():
+            self.work.check()
             for path in self.settler.due():
                 claim = self._claim(path)
                 if claim is not None and not self._put(claim):

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -381,6 +382,23 @@ def test_after_delete_fails_a_multi_frame_file_rather_than_lose_its_other_frames
         assert found["one.png"]["status"] == "ok" and not (output / "processed" / "one.png").exists()
     finally:
         daemon.stop()
+
+
+def test_a_removed_inbox_stops_the_daemon_with_exit_1_rather_than_leave_it_deaf(tmp_path, tiny_models, rng):
+    inbox, output = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    daemon = Daemon([DENOISE, "watch", inbox, output, "-m", tiny_models["color"], "-t", "32"], tmp_path / "daemon.log")
+    try:
+        daemon.wait_ready()
+        write_image(inbox / "one.png", rng.integers(0, 256, (24, 24, 3), np.uint8))
+        wait_for(output, {"one.png"}, daemon)
+        shutil.rmtree(inbox)
+        inbox.mkdir()
+        assert daemon.process.wait(30) == 1
+        assert f"stopped: INBOX {inbox} or its .denoised-work was removed" in daemon.text()
+    finally:
+        if daemon.process.poll() is None:
+            daemon.stop()
 
 
 def test_unwritable_output_or_bad_settings_exit_2_with_a_message(tmp_path):

@@ -19,7 +19,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from denoised.claims import Claim, Router, WorkArea, inbox_files, is_candidate, refusal, scored_claims
+from denoised.claims import (
+    Claim,
+    InboxLost,
+    Router,
+    WorkArea,
+    inbox_files,
+    is_candidate,
+    refusal,
+    scored_claims,
+)
 from denoised.config import Config, StartupError, load_config
 from denoised.daemon import (
     MAX_ATTEMPTS,
@@ -32,6 +41,7 @@ from denoised.daemon import (
     prepare,
     recover,
     reload,
+    retrying,
     stop_thread,
 )
 from denoised.intake import InboxEvents, Settler, start_observer
@@ -319,6 +329,34 @@ def test_refusals(folders, tmp_path):
     assert reasons["real.png"] is None and reasons["in.png"] is None
     assert "points outside INBOX" in reasons["out.png"] and "FIFO" in reasons["pipe.png"]
     assert "escapes OUTPUT" in reasons["escape/sub/e.png"]
+
+
+@pytest.mark.parametrize("accident", ["inbox removed and made again", "inbox moved away", "work area removed"])
+def test_a_lost_inbox_is_reported_and_not_retried(folders, tmp_path, accident):
+    """Events from a new folder at INBOX's path never reach the old watch: the daemon must notice, not wait."""
+    inbox, _ = folders
+    work = WorkArea(inbox)
+    work.lock()
+    try:
+        work.check()
+        if accident == "inbox removed and made again":
+            shutil.rmtree(inbox)
+            inbox.mkdir()
+        elif accident == "inbox moved away":
+            inbox.rename(tmp_path / "elsewhere")
+            inbox.mkdir()
+        else:
+            shutil.rmtree(inbox / ".denoised-work")
+        with pytest.raises(InboxLost, match="removed, moved or mounted over"):
+            work.check()
+
+        def route():
+            raise FileNotFoundError(2, "No such file or directory", str(inbox / ".denoised-work"))
+
+        with pytest.raises(InboxLost):
+            retrying(SimpleNamespace(work=work), route)
+    finally:
+        work.unlock()
 
 
 def test_scored_claims_reads_only_the_wanted_records(tmp_path):
