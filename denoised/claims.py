@@ -26,7 +26,7 @@ from denoiser import storage
 from denoiser.anomaly import heatmap_path
 from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, reserved
 from denoiser.records import Record
-from denoiser.storage import remove_stale_temporaries
+from denoiser.storage import FolderLost, remove_stale_temporaries
 
 WORK_DIR = ".denoised-work"
 KEPT_DIR = ".denoised-kept"
@@ -84,10 +84,6 @@ def new_claim_id() -> str:
     return f"{time.time_ns():x}-{secrets.token_hex(4)}"
 
 
-class InboxLost(Exception):
-    """INBOX or its work area is no longer the folder this daemon locked: removed, moved or mounted over."""
-
-
 class WorkArea:
     """INBOX/.denoised-work/: claims live here, on the inbox's own filesystem, so claiming is one rename."""
 
@@ -113,7 +109,7 @@ class WorkArea:
             self._lock_fd = None
 
     def check(self) -> None:
-        """InboxLost when the locked work area is no longer at INBOX/.denoised-work: events there would never come."""
+        """FolderLost when the locked work area is no longer at INBOX/.denoised-work: events there would never come."""
         if self._lock_fd is None:
             return
         try:
@@ -123,7 +119,7 @@ class WorkArea:
                 return
         except FileNotFoundError:
             pass
-        raise InboxLost(f"INBOX {self.inbox} or its {WORK_DIR} was removed, moved or mounted over")
+        raise FolderLost(f"INBOX {self.inbox} or its {WORK_DIR} was removed, moved or mounted over")
 
     def claim(self, path: Path) -> Claim | None:
         """Move an inbox file into a new claim folder; None when it is gone or a folder."""

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from denoised.claims import Claim, InboxLost, Router, WorkArea, inside, refusal, scored_claims
+from denoised.claims import Claim, Router, WorkArea, inside, refusal, scored_claims
 from denoised.config import Config, StartupError
 from denoised.intake import InboxEvents, Intake, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
@@ -39,7 +39,7 @@ from denoiser.pipeline import (
     record,
 )
 from denoiser.records import Record
-from denoiser.storage import OutputLock, Stall, cause
+from denoiser.storage import FolderLost, OutputLock, Stall, cause
 
 T = TypeVar("T")
 MAX_BACKOFF = 60.0  # seconds between retries of a write that failed for the disk's sake (a full OUTPUT)
@@ -132,16 +132,16 @@ class Run(NamedTuple):
 
 
 def run_daemon(load: Callable[[], Config]) -> int:
-    """Serve with log lines on stderr; 0 after SIGTERM/SIGINT, 2 with a message when it cannot start, 1 when the
-    inbox it watches is gone (systemd then starts it again on the folder now there)."""
+    """Serve with log lines on stderr; 0 after SIGTERM/SIGINT, 2 with a message when it cannot start, 1 when INBOX's
+    work area or OUTPUT's scores.jsonl is gone (systemd then starts it again on the folders now there)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     try:
         return serve(load)
     except StartupError as error:
         log.error("cannot start: %s", error)
         return 2
-    except InboxLost as error:
-        log.error("stopped: %s; start again to watch the folder now there", error)
+    except FolderLost as error:
+        log.error("stopped: %s; start again to use the folders now there", error)
         return 1
 
 
@@ -483,16 +483,16 @@ def finish_open(batch: list[Claim], run: Run, recorded: dict[str, Record]) -> No
         with closing(process(jobs, run.models, options)) as records:
             for claim, entry in zip(claims, records):
                 finish(claim, entry, run, recorded)
-    except (Shutdown, Reload, OSError):
+    except (Shutdown, Reload, OSError, FolderLost):
         for claim in claims:
             with suppress(OSError):
-                run.work.count_attempt(claim, -1)  # a clean stop or a full disk is not the file's fault
+                run.work.count_attempt(claim, -1)  # a clean stop, a full disk or a lost folder is not the file's fault
         raise
 
 
 def retrying(run: Run, action: Callable[[], T]) -> T:
     """`action()`, called again after an OSError with backoff (1 s doubling to a minute) while the cause is shown
-    in the log, the metrics and `denoise status`; progress is reported to the watchdog while waiting. InboxLost
+    in the log, the metrics and `denoise status`; progress is reported to the watchdog while waiting. FolderLost
     instead when the error came from the work area's removal, which no retry mends."""
     delay, stalled = 1.0, False
     while True:

@@ -159,7 +159,7 @@ def start_observer(inbox: Path, handler: FileSystemEventHandler, recursive: bool
 class Intake(threading.Thread):
     """Claims complete inbox files and queues them: leftovers of an earlier run first, then the sweep, then events.
 
-    The queue is bounded, so a busy daemon leaves files unclaimed in the inbox. A failure here (InboxLost among
+    The queue is bounded, so a busy daemon leaves files unclaimed in the inbox. A failure here (FolderLost among
     them) is kept in `error` for the main loop to raise.
     """
 

@@ -22,7 +22,7 @@ from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, 
 from denoiser.locations import record_key
 from denoiser.records import STATUS_FAILED, STATUS_OK, Record
 from denoiser.scoring import Score
-from denoiser.storage import append_line, atomic_write, is_per_input
+from denoiser.storage import FolderLost, append_line, atomic_write, is_per_input
 
 SCORES_FILE = "scores.jsonl"
 PROCESSED, FAILED, ANOMALIES = "processed", "failed", "anomalies"  # the daemon's routing folders in OUTPUT
@@ -326,7 +326,10 @@ class ScoresLog:
                 os.fsync(handle.fileno())
 
     def append(self, entry: Record) -> None:
-        """Append one record; an OSError (a full disk) leaves the file as it was."""
+        """Append one record; an OSError (a full disk) leaves the file as it was. FolderLost once scores.jsonl has
+        been deleted (with OUTPUT, say): records appended to it would be lost."""
+        if not os.fstat(self._fd).st_nlink:
+            raise FolderLost(f"{self.path} was removed while records were written to it")
         try:
             append_line(self._fd, entry.line().encode())
         except OSError as error:

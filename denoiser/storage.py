@@ -151,6 +151,10 @@ def cause(error: OSError, folders: dict[str, Path]) -> str:
     return f"{what} on {where}" if where else f"{what} ({error.filename or error})"
 
 
+class FolderLost(Exception):
+    """A folder or file this process writes to was removed, moved away or mounted over: no retry mends that."""
+
+
 class Stall(NamedTuple):
     """What the process writing an OUTPUT is waiting on, as `denoise status` reads it from the lock file."""
 

@@ -384,14 +384,24 @@ def test_after_delete_fails_a_multi_frame_file_rather_than_lose_its_other_frames
         daemon.stop()
 
 
-def test_a_removed_inbox_stops_the_daemon_with_exit_1_rather_than_leave_it_deaf(tmp_path, tiny_models, rng):
+def test_a_removed_output_or_inbox_stops_the_daemon_with_exit_1_and_a_restart_finishes(tmp_path, tiny_models, rng):
+    """Neither a record appended to a deleted scores.jsonl nor a watch on a deleted inbox may go on unnoticed."""
     inbox, output = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
-    daemon = Daemon([DENOISE, "watch", inbox, output, "-m", tiny_models["color"], "-t", "32"], tmp_path / "daemon.log")
+    args = [DENOISE, "watch", inbox, output, "-m", tiny_models["color"], "-t", "32"]
+    daemon = Daemon(args, tmp_path / "daemon.log")
     try:
         daemon.wait_ready()
         write_image(inbox / "one.png", rng.integers(0, 256, (24, 24, 3), np.uint8))
         wait_for(output, {"one.png"}, daemon)
+        shutil.rmtree(output)
+        write_image(inbox / "two.png", rng.integers(0, 256, (24, 24, 3), np.uint8))
+        assert daemon.process.wait(30) == 1
+        assert f"stopped: {output / 'scores.jsonl'} was removed while records were written" in daemon.text()
+        daemon = Daemon(args, tmp_path / "daemon.log")
+        daemon.wait_ready(starts=2)
+        assert [Path(r["input"]).name for r in wait_for(output, {"two.png"}, daemon).values()] == ["two.png"]
+        assert len(records(output)) == 1 and (output / "processed" / "two.png").exists()
         shutil.rmtree(inbox)
         inbox.mkdir()
         assert daemon.process.wait(30) == 1

@@ -21,7 +21,6 @@ from click.testing import CliRunner
 
 from denoised.claims import (
     Claim,
-    InboxLost,
     Router,
     WorkArea,
     inbox_files,
@@ -50,7 +49,7 @@ from denoised.systemd import notify, render_unit, watchdog_interval
 from denoiser.cli import main
 from denoiser.pipeline import SCORES_FILE, ScoresLog
 from denoiser.records import Record
-from denoiser.storage import OutputLock
+from denoiser.storage import FolderLost, OutputLock
 from tests.helpers import write_image
 
 
@@ -347,13 +346,13 @@ def test_a_lost_inbox_is_reported_and_not_retried(folders, tmp_path, accident):
             inbox.mkdir()
         else:
             shutil.rmtree(inbox / ".denoised-work")
-        with pytest.raises(InboxLost, match="removed, moved or mounted over"):
+        with pytest.raises(FolderLost, match="removed, moved or mounted over"):
             work.check()
 
         def route():
             raise FileNotFoundError(2, "No such file or directory", str(inbox / ".denoised-work"))
 
-        with pytest.raises(InboxLost):
+        with pytest.raises(FolderLost):
             retrying(SimpleNamespace(work=work), route)
     finally:
         work.unlock()

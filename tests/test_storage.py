@@ -64,6 +64,27 @@ def test_a_torn_last_line_is_cut_when_the_log_is_opened(tmp_path):
     assert [json.loads(line)["input"] for line in path.read_text().splitlines()] == ["a.png", "b.png"]
 
 
+def test_a_removed_log_stops_the_command_and_a_rotated_one_takes_records_until_reopened(tmp_path):
+    """Lines appended to a deleted file would vanish; logrotate's rename keeps the file, so it stays writable."""
+    from denoiser.cli.writing import DISK_ERROR_EXIT, DiskStop, writing_to
+
+    output = tmp_path / "out"
+    with writing_to(output) as log:
+        log.append(Record("a.png"))
+        (output / "scores.jsonl").rename(output / "scores.jsonl.1")
+        log.append(Record("b.png"))
+    assert [Record.parse(line).input for line in (output / "scores.jsonl.1").read_text().splitlines()] == [
+        "a.png",
+        "b.png",
+    ]
+    with pytest.raises(DiskStop, match="scores.jsonl was removed while records were written") as stop:
+        with writing_to(output) as log:
+            (output / "scores.jsonl").unlink()
+            log.append(Record("c.png"))
+    assert stop.value.exit_code == DISK_ERROR_EXIT
+    assert not (output / "scores.jsonl").exists()
+
+
 def test_the_output_lock_refuses_a_second_writer_and_carries_the_stall_cause(tmp_path):
     with storage.OutputLock(tmp_path) as lock:
         with pytest.raises(BlockingIOError):

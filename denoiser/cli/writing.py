@@ -23,9 +23,10 @@ class DiskStop(click.ClickException):
 
 @contextmanager
 def writing_to(output: Path) -> Iterator[ScoresLog]:
-    """Lock OUTPUT and open its scores.jsonl for the block; an OSError in it stops the command with its cause."""
+    """Lock OUTPUT and open its scores.jsonl for the block; an OSError in it, or scores.jsonl removed, stops the
+    command with its cause."""
     from denoiser.pipeline import SCORES_FILE, ScoresLog
-    from denoiser.storage import OutputLock, cause
+    from denoiser.storage import FolderLost, OutputLock, cause
 
     lock = OutputLock(output)
     try:
@@ -42,5 +43,7 @@ def writing_to(output: Path) -> Iterator[ScoresLog]:
             f"stopped: {cause(error, {'OUTPUT': output})} (writing {error.filename}). "
             "No partial file was left; free space and run the same command again to resume."
         ) from error
+    except FolderLost as error:
+        raise DiskStop(f"stopped: {error}. Run the same command again to start a new one.") from error
     finally:
         lock.release()
