@@ -18,6 +18,7 @@ from watchdog.observers.polling import PollingObserver
 from denoised.claims import Claim, WorkArea, inbox_files, is_candidate
 
 log = logging.getLogger("denoised")
+SWEEP_SECONDS = 60.0  # INBOX is swept this often too, for files whose events were lost (watch limit, queue overflow)
 
 
 def signature(path: Path) -> tuple | None:
@@ -157,7 +158,8 @@ def start_observer(inbox: Path, handler: FileSystemEventHandler, recursive: bool
 
 
 class Intake(threading.Thread):
-    """Claims complete inbox files and queues them: leftovers of an earlier run first, then the sweep, then events.
+    """Claims complete inbox files and queues them: leftovers of an earlier run first, then what events and a sweep
+    every SWEEP_SECONDS report (inotify misses files once its watch limit is reached or its queue overflows).
 
     The queue is bounded, so a busy daemon leaves files unclaimed in the inbox. A failure here (FolderLost among
     them) is kept in `error` for the main loop to raise.
@@ -182,11 +184,13 @@ class Intake(threading.Thread):
         for claim in self.leftovers:
             if not self._put(claim):
                 return
-        for path in inbox_files(self.work.inbox, self.work.inbox, self.recursive):
-            self.settler.maybe(path)
-        tick = min(0.25, max(self.settler.settle / 4, 0.02))
+        tick, swept = min(0.25, max(self.settler.settle / 4, 0.02)), float("-inf")
         while not self._stopped.is_set():
             self.work.check()
+            if time.monotonic() - swept >= SWEEP_SECONDS:
+                swept = time.monotonic()
+                for path in inbox_files(self.work.inbox, self.work.inbox, self.recursive):
+                    self.settler.maybe(path)
             for path in self.settler.due():
                 claim = self._claim(path)
                 if claim is not None and not self._put(claim):

@@ -19,15 +19,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from denoised.claims import (
-    Claim,
-    Router,
-    WorkArea,
-    inbox_files,
-    is_candidate,
-    refusal,
-    scored_claims,
-)
+from denoised import intake
+from denoised.claims import Claim, Router, WorkArea, inbox_files, is_candidate, refusal, scored_claims
 from denoised.config import Config, StartupError, load_config
 from denoised.daemon import (
     MAX_ATTEMPTS,
@@ -43,7 +36,7 @@ from denoised.daemon import (
     retrying,
     stop_thread,
 )
-from denoised.intake import InboxEvents, Settler, start_observer
+from denoised.intake import InboxEvents, Intake, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
 from denoised.systemd import notify, render_unit, watchdog_interval
 from denoiser.cli import main
@@ -195,6 +188,26 @@ def test_watch_threads_are_named_denoise_and_stop(folders, polling):
         stop_thread(observer)
     time.sleep(0.2)
     assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]
+
+
+def test_files_whose_events_were_lost_are_found_by_the_periodic_sweep(folders, monkeypatch):
+    """No observer at all here: what inotify misses (watch limit, queue overflow) the sweep still takes."""
+    inbox, _ = folders
+    monkeypatch.setattr(intake, "SWEEP_SECONDS", 0.5)
+    write_image(inbox / "early.png", np.zeros((4, 4), np.uint8))
+    work, claims = WorkArea(inbox), queue.Queue()
+    work.lock()
+    taker = Intake(work, Settler(0.1), claims, [], recursive=True)
+    taker.start()
+    try:
+        assert claims.get(timeout=5).relative == Path("early.png"), "the first sweep, at start"
+        (inbox / "sub").mkdir()
+        write_image(inbox / "sub" / "late.png", np.zeros((4, 4), np.uint8))
+        assert claims.get(timeout=5).relative == Path("sub/late.png")
+    finally:
+        stop_thread(taker)
+        work.unlock()
+    assert taker.error is None
 
 
 # claims and recovery
