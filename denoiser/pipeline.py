@@ -172,7 +172,7 @@ def _decode(job: Job, options: Options) -> _Decoded:
         if job.refusal:
             raise ImageError(job.refusal)
         if not job.source.is_file():
-            raise ImageError("not a regular file")
+            raise ImageError("not a regular file" if os.path.lexists(job.source) else "gone before it was read")
         picture = read_image(job.source, options.max_pixels, options.max_bytes)
         if options.single_frame and picture.meta.frames > 1:
             raise ImageError(

@@ -143,6 +143,14 @@ def test_bad_inputs_fail_with_reasons_and_others_go_through(tmp_path, tiny_model
     assert sorted(p.name for p in out.iterdir()) == [".denoise.lock", "scores.jsonl", "whole.png"], "no partial outputs"
 
 
+def test_an_input_gone_before_it_was_read_fails_saying_so(tmp_path):
+    from denoiser.pipeline import Job, Options, _decode
+
+    (tmp_path / "folder.png").mkdir()
+    errors = [_decode(Job(tmp_path / name, tmp_path / "o.png"), Options()).error for name in ("gone.png", "folder.png")]
+    assert errors == ["gone before it was read", "not a regular file"]
+
+
 def test_fail_fast_stops_at_first_failure(tmp_path, tiny_models, rng):
     folder = tmp_path / "in"
     folder.mkdir()
