@@ -185,24 +185,31 @@ class Intake(threading.Thread):
             if not self._put(claim):
                 return
         tick, swept = min(0.25, max(self.settler.settle / 4, 0.02)), float("-inf")
+        refused: dict[Path, str] = {}  # why each file still in the inbox could not be taken, as last logged
         while not self._stopped.is_set():
             self.work.check()
             if time.monotonic() - swept >= SWEEP_SECONDS:
-                swept = time.monotonic()
-                for path in inbox_files(self.work.inbox, self.work.inbox, self.recursive):
+                swept, present = time.monotonic(), set(inbox_files(self.work.inbox, self.work.inbox, self.recursive))
+                for path in present:
                     self.settler.maybe(path)
+                refused = {path: reason for path, reason in refused.items() if path in present}
             for path in self.settler.due():
-                claim = self._claim(path)
+                claim = self._claim(path, refused)
                 if claim is not None and not self._put(claim):
                     return
             self.settler.wait(tick)
 
-    def _claim(self, path: Path) -> Claim | None:
+    def _claim(self, path: Path, refused: dict[Path, str]) -> Claim | None:
+        """Claim a due file; why it cannot be is logged once a file and reason, as each sweep tries it again."""
         try:
-            return self.work.claim(path)
+            claim = self.work.claim(path)
         except OSError as error:
-            log.warning("cannot take %s, leaving it in the inbox: %s", path, error)
+            if refused.get(path) != str(error):
+                log.warning("cannot take %s, leaving it in the inbox: %s", path, error)
+            refused[path] = str(error)
             return None
+        refused.pop(path, None)
+        return claim
 
     def _put(self, claim: Claim) -> bool:
         """Queue a claim, waiting for room; False when stopped first (the claim stays in the work area)."""

@@ -210,6 +210,34 @@ def test_files_whose_events_were_lost_are_found_by_the_periodic_sweep(folders, m
     assert taker.error is None
 
 
+def test_a_file_that_cannot_be_taken_is_logged_once_and_tried_again_by_each_sweep(folders, monkeypatch, caplog):
+    inbox, _ = folders
+    monkeypatch.setattr(intake, "SWEEP_SECONDS", 0.2)
+    write_image(inbox / "stuck.png", np.zeros((4, 4), np.uint8))
+    work, claims = WorkArea(inbox), queue.Queue()
+    work.lock()
+    take, tries = work.claim, []
+
+    def refuse(path):
+        tries.append(path)
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(work, "claim", refuse)
+    taker = Intake(work, Settler(0.05), claims, [], recursive=False)
+    taker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(tries) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        monkeypatch.setattr(work, "claim", take)
+        assert claims.get(timeout=5).relative == Path("stuck.png"), "taken once it can be"
+    finally:
+        stop_thread(taker)
+        work.unlock()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "denoised" and "cannot take" in r.getMessage()]
+    assert len(tries) >= 4 and len(warnings) == 1 and "Operation not permitted" in warnings[0]
+
+
 # claims and recovery
 
 
