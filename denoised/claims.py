@@ -27,7 +27,7 @@ from denoiser import storage
 from denoiser.anomaly import heatmap_path
 from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, reserved
 from denoiser.records import Record
-from denoiser.storage import FolderLost, remove_stale_temporaries
+from denoiser.storage import FolderLost, fitted_name, remove_stale_temporaries
 
 WORK_DIR = ".denoised-work"
 KEPT_DIR = ".denoised-kept"
@@ -265,7 +265,7 @@ class Router:
             pass
         wanted = self.output / claim.relative
         if os.path.lexists(wanted) or os.path.lexists(heatmap_path(wanted)):
-            wanted = wanted.with_name(f"{wanted.stem}.{claim.id}{wanted.suffix}")
+            wanted = wanted.with_name(fitted_name(wanted.stem, f".{claim.id}{wanted.suffix}"))
         storage.write_text(chosen, str(wanted.relative_to(self.output)))
         return wanted
 
@@ -283,9 +283,9 @@ class Router:
                 storage.copy(cleaned, self.output / ANOMALIES / cleaned.relative_to(self.output))
             self._dispose(claim)
         else:
-            destination = self._free(claim, self.output / FAILED, ERROR_SUFFIX)
+            destination = self._free(claim, self.output / FAILED, sidecar=True)
             storage.write_json(
-                destination.with_name(destination.name + ERROR_SUFFIX),
+                sidecar_path(destination),
                 {
                     "input": entry.input,
                     "claim": claim.id,
@@ -303,17 +303,22 @@ class Router:
         else:
             move(claim.file, self._free(claim, self.output / PROCESSED))
 
-    def _free(self, claim: Claim, root: Path, sidecar: str | None = None) -> Path:
-        """`root/REL`, unless a different file is there (or at its `sidecar` name, unless that is this claim's) or it
+    def _free(self, claim: Claim, root: Path, sidecar: bool = False) -> Path:
+        """`root/REL`, unless a different file is there (or at its sidecar's name, unless that is this claim's) or it
         escapes `root`: then `root/STEM.ID.SUFFIX` beside it."""
         wanted = root / claim.relative
         free = not os.path.lexists(wanted) or same_file_content(claim.file, wanted)
         if sidecar:
-            free = free and own_sidecar(wanted.with_name(wanted.name + sidecar), claim)
+            free = free and own_sidecar(sidecar_path(wanted), claim)
         if inside(wanted.parent, root) and free:
             return wanted
-        fallback = wanted.with_name(f"{wanted.stem}.{claim.id}{wanted.suffix}")
+        fallback = wanted.with_name(fitted_name(wanted.stem, f".{claim.id}{wanted.suffix}"))
         return fallback if inside(fallback.parent, root) else root / fallback.name
+
+
+def sidecar_path(failed: Path) -> Path:
+    """The error file beside a failed input: `NAME.error.json`."""
+    return failed.with_name(fitted_name(failed.name, ERROR_SUFFIX))
 
 
 def own_sidecar(path: Path, claim: Claim) -> bool:

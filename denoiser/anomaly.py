@@ -21,6 +21,7 @@ import numpy as np
 
 from denoiser.artifact import load_keras, read_card, resolve_model
 from denoiser.scoring import Calibration, Score, normalise
+from denoiser.storage import fitted_name
 
 BANK_ENTRY = "denoise-banks.npz"
 WHITENING = "_map"  # suffix of the photo scorer's Dense layers that map statistics
@@ -302,4 +303,4 @@ HEATMAP_SUFFIX = ".heatmap.png"
 
 def heatmap_path(target: Path) -> Path:
     """Where the anomaly map for an output goes: beside it, as `<name>.heatmap.png`."""
-    return target.with_name(f"{target.name}{HEATMAP_SUFFIX}")
+    return target.with_name(fitted_name(target.name, HEATMAP_SUFFIX))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from denoiser.records import json_text
 
 LOCK_FILE = ".denoise.lock"
 LOCK_SIZE = 4096  # the lock file is allocated once, so its state can be rewritten on a full disk
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs, tmpfs)
 
 # errors that belong to one input's name, not to the disk: such an input fails, the others go on
 PER_INPUT_ERRNOS = frozenset(
@@ -26,9 +28,19 @@ PER_INPUT_ERRNOS = frozenset(
 )
 
 
+def fitted_name(head: str, tail: str) -> str:
+    """`head + tail`, or where that is longer than NAME_MAX bytes, `head` cut short and marked with a hash of it:
+    names made from an input's name (temporaries, sidecars, `STEM.ID.SUFFIX`) must fit where the input's did."""
+    whole, raw_head = head + tail, os.fsencode(head)
+    if len(os.fsencode(whole)) <= NAME_MAX:
+        return whole
+    mark = "~" + hashlib.sha1(raw_head).hexdigest()[:8]
+    return os.fsdecode(raw_head[: NAME_MAX - len(os.fsencode(tail)) - len(mark)]) + mark + tail
+
+
 def temporary_path(target: Path) -> Path:
     """The hidden name a write to `target` goes through (recognised by `remove_stale_temporaries`)."""
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    return target.with_name(fitted_name(f".{target.name}", f".{os.getpid()}.tmp"))
 
 
 def fsync_dir(folder: Path) -> None:

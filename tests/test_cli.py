@@ -219,3 +219,14 @@ def test_file_names_that_are_not_utf8_are_cleaned_recorded_and_resumed(tmp_path,
     assert again.exit_code == 0 and "2 skipped" in again.output, again.output
     report = CliRunner().invoke(main, ["status", str(out), "-j"])
     assert report.exit_code == 0 and json.loads(report.output)["last_error"]["input"] == str(folder / empty)
+
+
+def test_a_name_of_250_bytes_is_cleaned_with_its_anomaly_map(tmp_path, tiny_models, rng):
+    """Its temporary `.NAME.PID.tmp` and its map `NAME.heatmap.png` are longer than a file name may be."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    name = "é" * 123 + ".png"
+    write_image(folder / name, rng.integers(0, 256, (20, 20), np.uint8))
+    code, text, records = run("batch", folder, out, "-m", tiny_models["gray"], "-t", "32", "-q", "-H")
+    assert code == 0 and records[0]["status"] == "ok", text
+    assert (out / name).is_file() and Path(records[0]["heatmap"]).is_file()
+    assert Path(records[0]["heatmap"]).name.endswith(".heatmap.png")

@@ -338,6 +338,29 @@ def test_failures_go_to_failed_with_their_reason(folders):
     assert reason["reason"] == "not an image" and reason["claim"] == claim.id and reason["time"]
 
 
+def test_long_names_are_routed_twice_over_with_names_that_fit(folders):
+    """A second file of a 246-character name needs `STEM.ID.png` and the failed one `NAME.error.json`: both too long."""
+    inbox, output = folders
+    work, router = WorkArea(inbox), Router(inbox, output, "processed")
+    name, failed_ids = "n" * 246 + ".png", []
+    for round in range(2):
+        write_image(inbox / name, np.full((4, 4), round, np.uint8))
+        claim = work.claim(inbox / name)
+        target = router.target(claim)
+        write_image(target, np.full((4, 4), round, np.uint8))
+        router.route(claim, ok_record(claim, output).but(output=str(target)))
+        (inbox / name).write_bytes(b"junk %d" % round)
+        failed = work.claim(inbox / name)
+        router.route(failed, Record(str(inbox / name), status="failed", error="not an image"))
+        failed_ids.append(failed.id)
+    for folder, count in ((output, 2), (output / "processed", 2), (output / "failed", 4)):
+        names = [p.name for p in folder.iterdir() if p.is_file()]
+        assert len(names) == count and all(len(os.fsencode(n)) <= 255 for n in names), names
+    reasons = [json.loads(p.read_text()) for p in (output / "failed").glob("*.error.json")]
+    assert sorted(r["claim"] for r in reasons) == sorted(failed_ids)
+    assert sorted(p.read_bytes() for p in (output / "failed").glob("*.png")) == [b"junk 0", b"junk 1"]
+
+
 @pytest.mark.parametrize(
     "after, where", [("delete", None), ("keep", "in/.denoised-kept/a.png"), ("processed", "out/processed/a.png")]
 )

@@ -47,6 +47,21 @@ def test_an_append_that_does_not_fit_leaves_whole_lines_only(tmp_path):
     assert Record.parse(path.read_text().splitlines()[-1]) == Record("after.png"), "nothing glued on"
 
 
+def test_names_made_from_a_long_name_fit_and_stay_apart(tmp_path):
+    """A name of 250 bytes is valid; its temporary `.NAME.PID.tmp` would not be, nor would `NAME.error.json`."""
+    assert storage.fitted_name("a.png", ".error.json") == "a.png.error.json"
+    for unit in ("a", "é", "\udcff"):  # ASCII, two-byte UTF-8, a byte that is not UTF-8
+        head = unit * (250 // len(os.fsencode(unit)))
+        names = {storage.fitted_name(head + end, ".error.json") for end in ("x", "y")}
+        assert len(names) == 2 and all(name.endswith(".error.json") for name in names)
+        assert all(len(os.fsencode(name)) == storage.NAME_MAX for name in names)
+    target = tmp_path / ("b" * 246 + ".png")
+    storage.write_text(target, "whole")
+    assert target.read_text() == "whole" and sorted(tmp_path.iterdir()) == [target], "no temporary left"
+    storage.atomic_write(target, lambda temporary: temporary.write_text("x"))
+    assert storage.temporary_path(target).name.startswith(".bbb") and target.read_text() == "x"
+
+
 def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "out.png"
     target.write_bytes(b"old")
