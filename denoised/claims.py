@@ -282,18 +282,26 @@ class Router:
             if entry.anomalous and cleaned.exists():
                 storage.copy(cleaned, self.output / ANOMALIES / cleaned.relative_to(self.output))
             self._dispose(claim)
-        else:
-            destination = self._free(claim, self.output / FAILED, sidecar=True)
-            storage.write_json(
-                sidecar_path(destination),
-                {
-                    "input": entry.input,
-                    "claim": claim.id,
-                    "reason": entry.error,
-                    "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                },
-            )
-            move(claim.file, destination)
+            return
+        try:
+            self._file_failure(claim, entry, self._free(claim, self.output / FAILED, sidecar=True))
+        except OSError as error:
+            if not storage.is_per_input(error):
+                raise
+            self._file_failure(claim, entry, self.output / FAILED / plain_name(claim))
+
+    def _file_failure(self, claim: Claim, entry: Record, destination: Path) -> None:
+        """The failed input at `destination`, its reason beside it in `NAME.error.json`."""
+        storage.write_json(
+            sidecar_path(destination),
+            {
+                "input": entry.input,
+                "claim": claim.id,
+                "reason": entry.error,
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+        move(claim.file, destination)
 
     def _dispose(self, claim: Claim) -> None:
         if self.after == "delete":
@@ -314,6 +322,12 @@ class Router:
             return wanted
         fallback = wanted.with_name(fitted_name(wanted.stem, f".{claim.id}{wanted.suffix}"))
         return fallback if inside(fallback.parent, root) else root / fallback.name
+
+
+def plain_name(claim: Claim) -> str:
+    """`ID.SUFFIX`, a name any filesystem takes, for a failed input whose own name OUTPUT's filesystem refuses."""
+    suffix = claim.relative.suffix
+    return claim.id + (suffix if suffix[1:].isascii() and suffix[1:].isalnum() else "")
 
 
 def sidecar_path(failed: Path) -> Path:

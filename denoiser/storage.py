@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -62,22 +63,43 @@ def fsync_file(path: Path) -> None:
 
 
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(temporary)`, fsync it, rename it over `target` and fsync the folder; no partial target ever."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Call `write(temporary)`, fsync it, rename it over `target` and fsync the folder; no partial target ever.
+
+    A name the filesystem refuses (`a:b.png` on exFAT, which says ENOENT) raises EINVAL, an input's own error."""
     temporary = temporary_path(target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         write(temporary)
         if not temporary.is_symlink():
             fsync_file(temporary)
         os.replace(temporary, target)
         fsync_dir(target.parent)
     except OSError as error:
+        if refused_name(error, target):
+            raise OSError(errno.EINVAL, "the filesystem refuses this file or folder name", str(target)) from error
         if error.filename is None:  # a write() names no file
             raise OSError(error.errno, error.strerror, str(target)) from error
         raise
     finally:
         if os.path.lexists(temporary):
             temporary.unlink()
+
+
+def refused_name(error: OSError, target: Path) -> bool:
+    """Whether ENOENT making `target` (its temporary, or a folder on its way) came from a name its filesystem
+    refuses: the folder the failing path was made in exists and takes a file of a plain name."""
+    if error.errno != errno.ENOENT or error.filename is None:
+        return False
+    failed = Path(os.fsdecode(error.filename))
+    if failed not in (target, temporary_path(target)) and failed not in target.parents:
+        return False
+    probe = failed.parent / f".denoise-probe.{threading.get_ident()}.{os.getpid()}.tmp"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def write_text(target: Path, text: str) -> None:

@@ -58,6 +58,31 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
+@pytest.fixture
+def exfat_disk(tmp_path):
+    """A 16 MiB exFAT filesystem (FUSE, on a loop device) at tmp_path/exfat: it refuses names such as `a:b.png`."""
+    image, disk = tmp_path / "exfat.img", tmp_path / "exfat"
+    disk.mkdir()
+    with open(image, "wb") as handle:
+        handle.truncate(16 << 20)
+    tools = [shutil.which(name) for name in ("mkfs.exfat", "losetup", "mount.exfat-fuse")]
+    if not all(tools):
+        pytest.skip("exFAT needs mkfs.exfat (exfatprogs), losetup and mount.exfat-fuse (exfat-fuse)")
+    loop = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True)
+    if loop.returncode != 0:
+        pytest.skip(f"no loop device here: {loop.stderr.strip()}")
+    device = loop.stdout.strip()
+    try:
+        subprocess.run(["mkfs.exfat", device], capture_output=True, check=True)
+        mounted = subprocess.run(["mount.exfat-fuse", device, str(disk)], capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount exFAT here: {mounted.stderr.strip()}")
+        yield disk
+        subprocess.run(["umount", str(disk)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True)
+
+
 def fill(disk: Path, leave: int) -> Path:
     """A file that leaves about `leave` bytes free on `disk`."""
     stats = os.statvfs(disk)
@@ -148,6 +173,40 @@ def test_batch_on_a_full_disk_stops_leaving_nothing_partial_and_a_rerun_finishes
     finished = CliRunner().invoke(main, command)
     assert finished.exit_code == 0, finished.output
     assert Counter(Path(entry["input"]).name for entry in lines(out)) == Counter(names)
+
+
+def test_batch_fails_an_input_whose_name_outputs_filesystem_refuses_and_cleans_the_rest(exfat_disk, tmp_path, rng):
+    source, out = tmp_path / "in", exfat_disk / "out"
+    for name in ("a:b.png", "ok.png"):
+        (source / name).parent.mkdir(exist_ok=True)
+        (source / name).write_bytes(image_bytes(rng, 32))
+    result = CliRunner().invoke(main, ["batch", str(source), str(out), "-q"])
+    assert result.exit_code == 1, result.output
+    found = by_name(out)
+    assert found["ok.png"][0]["status"] == "ok" and (out / "ok.png").is_file()
+    assert "the filesystem refuses this file or folder name" in found["a:b.png"][0]["error"]
+    assert not temporaries(out) and not list(out.glob(".denoise-probe*"))
+
+
+def test_daemon_files_an_input_whose_name_outputs_filesystem_refuses_under_its_claim(exfat_disk, tmp_path, rng):
+    """It used to retry that file's copy into failed/ for ever, and no other file was taken."""
+    inbox, output = tmp_path / "inbox", exfat_disk / "out"
+    inbox.mkdir()
+    daemon = Daemon([DENOISE, "watch", inbox, output, "-r", "-s", "0.5"], tmp_path / "daemon.log", ENV)
+    try:
+        daemon.wait_ready()
+        (inbox / "d:x").mkdir()
+        for name in ("a:b.png", "d:x/c.png", "ok.png"):
+            (inbox / name).write_bytes(image_bytes(rng, 32))
+        found = {Path(entry["input"]).name: entry for entry in wait_records(output, 3, daemon)}
+    finally:
+        daemon.stop()
+    assert found["ok.png"]["status"] == "ok" and (output / "processed" / "ok.png").is_file()
+    for name in ("a:b.png", "c.png"):
+        entry = found[name]
+        assert entry["status"] == "failed" and "refuses this file or folder name" in entry["error"]
+        kept = output / "failed" / f"{entry['claim']}.png"
+        assert kept.is_file() and json.loads(Path(f"{kept}.error.json").read_text())["input"] == entry["input"]
 
 
 # the daemon
