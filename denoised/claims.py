@@ -111,7 +111,8 @@ class WorkArea:
             self._lock_fd = None
 
     def check(self) -> None:
-        """FolderLost when the locked work area is no longer at INBOX/.denoised-work: events there would never come."""
+        """FolderLost when the locked work area is no longer at INBOX/.denoised-work: events there would never come.
+        Another error (a network share that does not answer) tells nothing, so it passes."""
         if self._lock_fd is None:
             return
         try:
@@ -121,6 +122,8 @@ class WorkArea:
                 return
         except FileNotFoundError:
             pass
+        except OSError:
+            return
         raise FolderLost(f"INBOX {self.inbox} or its {WORK_DIR} was removed, moved or mounted over")
 
     def claim(self, path: Path) -> Claim | None:

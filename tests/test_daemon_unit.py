@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -418,6 +419,23 @@ def test_a_lost_inbox_is_reported_and_not_retried(folders, tmp_path, accident):
 
         with pytest.raises(FolderLost):
             retrying(SimpleNamespace(work=work), route)
+    finally:
+        work.unlock()
+
+
+def test_an_inbox_that_does_not_answer_is_not_taken_for_lost(folders, monkeypatch):
+    """A network share that is slow or gone for a while says ESTALE or EIO: the daemon waits rather than stop."""
+    inbox, _ = folders
+    work = WorkArea(inbox)
+    work.lock()
+
+    def stale(path, *args, **kwargs):
+        raise OSError(errno.ESTALE, "Stale file handle", str(path))
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "lstat", stale)
+            work.check()
     finally:
         work.unlock()
 
