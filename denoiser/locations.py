@@ -14,7 +14,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,6 +55,50 @@ def local(location: str) -> str:
 def record_key(location: str) -> str:
     """What identifies an input across runs in scores.jsonl: a URL as it is, a local path made absolute."""
     return location if is_url(location) else os.path.abspath(location)
+
+
+class Recorded(NamedTuple):
+    """What OUTPUT's records say: which inputs have a record, and whose output each recorded output path is."""
+
+    inputs: set[str]  # record_key of each input
+    outputs: dict[str, str]  # record_key of an output, casefolded -> record_key of its input
+
+
+def recorded(entries: Iterable[Record]) -> Recorded:
+    """The inputs and outputs these records name."""
+    inputs, outputs = set(), {}
+    for entry in entries:
+        inputs.add(record_key(entry.input))
+        if entry.output:
+            outputs[record_key(entry.output).casefold()] = record_key(entry.input)
+    return Recorded(inputs, outputs)
+
+
+def to_do(items: list, known: Recorded, redo: bool) -> list:
+    """The jobs or tasks to run: those whose input has no record (all with `redo`), each with a target of its own."""
+    return own_targets(
+        [item for item in items if redo or record_key(str(item.source)) not in known.inputs], known.outputs
+    )
+
+
+def own_targets(items: list, outputs: dict[str, str]) -> list:
+    """The jobs or tasks, each whose target is another input's output (recorded, or of an earlier item) moved to
+    STEM.KEY.SUFFIX, KEY a hash of its input: no input's output replaces another's. Targets are compared
+    casefolded, since exFAT, FAT and macOS disks take `A.png` and `a.png` for one file."""
+    from denoiser.storage import fitted_name
+
+    owners, owned = dict(outputs), []
+    for item in items:
+        source, target = record_key(str(item.source)), str(item.target)
+        if owners.setdefault(record_key(target).casefold(), source) != source:
+            folder, name = posixpath.split(target) if is_url(target) else os.path.split(target)
+            stem, suffix = posixpath.splitext(name)
+            tag = hashlib.sha1(source.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+            target = join(folder, fitted_name(stem, f".{tag}{suffix}"))
+            owners[record_key(target).casefold()] = source
+            item = item._replace(target=type(item.target)(target))
+        owned.append(item)
+    return owned
 
 
 def extra_error(what: str, extra: str) -> MissingExtra:
@@ -191,15 +235,9 @@ class ObjectScores:
         self.pending: list[str] = []
         self.sequence, self.last = 0, time.monotonic()
 
-    def inputs(self) -> set[str]:
-        """The keys (record_key) of the inputs that already have a record, in scores.jsonl or a part."""
-        keys = set()
-        for path in self._logs():
-            for line in self._lines(path):
-                entry = Record.parse(line)
-                if entry:
-                    keys.add(record_key(entry.input))
-        return keys
+    def recorded(self) -> Recorded:
+        """The inputs and outputs of the records in scores.jsonl and the parts."""
+        return recorded(filter(None, (Record.parse(line) for path in self._logs() for line in self._lines(path))))
 
     def append(self, entry: Record) -> None:
         """Hold a record; put the held ones as a part when a checkpoint is due."""

@@ -19,7 +19,7 @@ from denoiser.anomaly import HEATMAP_SUFFIX, Scorer, heatmap_image, heatmap_path
 from denoiser.artifact import DEFAULT_SCORER, default_model_path, resolve_model
 from denoiser.engine import Engine, Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, Picture, read_image, write_image
-from denoiser.locations import record_key
+from denoiser.locations import Recorded, recorded
 from denoiser.records import STATUS_FAILED, STATUS_OK, Record
 from denoiser.scoring import Score
 from denoiser.storage import FolderLost, append_line, atomic_write, is_per_input
@@ -335,10 +335,10 @@ class ScoresLog:
         except OSError as error:
             raise OSError(error.errno, error.strerror, str(self.path)) from error
 
-    def inputs(self) -> set[str]:
-        """The keys of the inputs that already have a record: absolute paths, and URLs as they are."""
+    def recorded(self) -> Recorded:
+        """The inputs and outputs of the records in the file."""
         with open(self.path, encoding="utf-8") as lines:
-            return {record_key(entry.input) for entry in map(Record.parse, lines) if entry}
+            return recorded(filter(None, map(Record.parse, lines)))
 
     def close(self) -> None:
         os.close(self._fd)

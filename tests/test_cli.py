@@ -230,3 +230,37 @@ def test_a_name_of_250_bytes_is_cleaned_with_its_anomaly_map(tmp_path, tiny_mode
     assert code == 0 and records[0]["status"] == "ok", text
     assert (out / name).is_file() and Path(records[0]["heatmap"]).is_file()
     assert Path(records[0]["heatmap"]).name.endswith(".heatmap.png")
+
+
+def test_an_output_of_another_input_is_never_replaced(tmp_path, tiny_models, rng):
+    """Two cameras' folders into one OUTPUT both hold IMG_0001.png: the second gets IMG_0001.KEY.png."""
+    first, second, out = tmp_path / "cam1", tmp_path / "cam2", tmp_path / "out"
+    for folder in (first, second):
+        write_image(folder / "IMG_0001.png", rng.integers(0, 256, (20, 20), np.uint8))
+    args = ("-m", tiny_models["gray"], "-t", "32", "-q")
+    run("batch", first, out, *args)
+    kept = (out / "IMG_0001.png").read_bytes()
+    code, text, records = run("batch", second, out, *args)
+    assert code == 0 and (out / "IMG_0001.png").read_bytes() == kept, text
+    moved = Path(records[1]["output"])
+    assert moved.parent == out and moved.name.startswith("IMG_0001.") and moved.suffix == ".png" and moved.is_file()
+    assert run("batch", second, out, *args)[2] == records, "a rerun skips it"
+    code, text, again = run("batch", second, out, *args, "-f")
+    assert again[2]["output"] == str(moved) and (out / "IMG_0001.png").read_bytes() == kept, "a redo keeps its name"
+
+
+def test_targets_are_owned_once_also_where_case_is_not_told_apart():
+    """exFAT, FAT and macOS disks take A.png and a.png for one file; URLs are handled the same way."""
+    from denoiser.locations import Task, own_targets
+    from denoiser.pipeline import Job
+
+    upper, lower = own_targets(
+        [Job(Path("/in/A.png"), Path("/out/A.png")), Job(Path("/in/a.png"), Path("/out/a.png"))], {}
+    )
+    assert upper.target == Path("/out/A.png") and lower.target.name.startswith("a.") and lower.target.suffix == ".png"
+    assert lower.target != Path("/out/a.png")
+    owners = {"s3://out/x.png": "s3://in/a/x.png"}
+    (other,) = own_targets([Task("s3://in/b/x.png", "s3://out/x.png")], owners)
+    (own,) = own_targets([Task("s3://in/a/x.png", "s3://out/x.png")], owners)
+    assert other.target.startswith("s3://out/x.") and other.target.endswith(".png") and other.target != own.target
+    assert own.target == "s3://out/x.png", "an input's own output stays where it is"

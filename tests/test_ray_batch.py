@@ -307,7 +307,7 @@ def test_object_store_records_resume_from_parts_and_merge_once(cluster):
     [part] = bucket_objects("parts", f"out/{PARTS}/").values()
     assert part == Record("s3://in/a.png").line().encode() and not bucket_objects("parts", "out/scores")
     with ObjectScores("s3://parts/out") as log:
-        assert log.inputs() == {"s3://in/a.png"}
+        assert log.recorded().inputs == {"s3://in/a.png"}
         log.append(Record("s3://in/b.png"))
     assert set(bucket_objects("parts", "out/")) == {"scores.jsonl"}
     lines = bucket_objects("parts", "out/scores.jsonl")[""].splitlines()

@@ -43,7 +43,7 @@ def batch(input_path: Path, output: Path, **options) -> None:
     """
     if wants_driver(input_path, output, options):
         return run_driver(input_path, output, options)
-    from denoiser.locations import record_key
+    from denoiser.locations import to_do
     from denoiser.pipeline import Models, Options, check_jobs, mirror_jobs, process
     from denoiser.storage import remove_stale_temporaries
 
@@ -57,8 +57,7 @@ def batch(input_path: Path, output: Path, **options) -> None:
         raise click.BadParameter(str(error), param_hint="--model/--scorer") from error
     started = time.perf_counter()
     with writing_to(output) as log:
-        recorded = set() if options["overwrite"] else log.inputs()
-        todo = [job for job in jobs if record_key(str(job.source)) not in recorded]
+        todo = to_do(jobs, log.recorded(), options["overwrite"])
         for folder in {job.target.parent for job in todo}:
             remove_stale_temporaries(folder)  # left by a run that was killed mid-write
         run = Options(options["max_pixels"], max_bytes=options["max_bytes"], heatmaps=options["heatmaps"])

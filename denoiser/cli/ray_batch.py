@@ -18,7 +18,7 @@ import click
 from denoiser.cli.options import settings_from
 from denoiser.cli.progress import conclude, drive
 from denoiser.cli.writing import DiskStop, writing_to
-from denoiser.locations import MissingExtra, is_url, local, mirror_tasks, record_key
+from denoiser.locations import MissingExtra, is_url, local, mirror_tasks, to_do
 from denoiser.records import Record
 
 
@@ -68,8 +68,7 @@ def run_driver(input_path, output, options: dict) -> None:
     tasks, config, plan = _prepare(source, target, options)
     started = time.perf_counter()
     with records_at(target) as log:
-        recorded = set() if options["overwrite"] else log.inputs()
-        todo = [task for task in tasks if record_key(task.source) not in recorded]
+        todo = to_do(tasks, log.recorded(), options["overwrite"])
         _clean_temporaries(todo)
         with closing(_records(todo, config, plan)) as records:
             tally = drive(records, log, len(todo), options)
