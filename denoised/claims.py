@@ -258,16 +258,18 @@ class Router:
     def __init__(self, inbox: Path, output: Path, after: str):
         self.inbox, self.output, self.after = inbox, output, after
 
-    def target(self, claim: Claim) -> Path:
+    def target(self, claim: Claim, taken: Iterable[Path] = ()) -> Path:
         """Where the cleaned image goes: OUTPUT/REL, or OUTPUT/STEM.ID.SUFFIX when another input's output or
-        anomaly map is there. The choice is stored in the claim, so a retry writes the same path."""
+        anomaly map is there, or another claim of the batch has `taken` that name (compared casefolded, as exFAT,
+        FAT and macOS disks compare names). The choice is stored in the claim, so a retry writes the same path."""
         chosen = claim.folder / TARGET_FILE
         try:
             return self.output / chosen.read_text(encoding="utf-8", errors="surrogateescape")
         except FileNotFoundError:
             pass
         wanted = self.output / claim.relative
-        if os.path.lexists(wanted) or os.path.lexists(heatmap_path(wanted)):
+        busy = str(wanted).casefold() in {str(path).casefold() for path in taken}
+        if busy or os.path.lexists(wanted) or os.path.lexists(heatmap_path(wanted)):
             wanted = wanted.with_name(fitted_name(wanted.stem, f".{claim.id}{wanted.suffix}"))
         storage.write_text(chosen, str(wanted.relative_to(self.output)))
         return wanted

@@ -468,7 +468,8 @@ def finish_open(batch: list[Claim], run: Run, recorded: dict[str, Record]) -> No
                 log.warning("claimed file %s vanished from the work area", claim.file)
             run.work.release(claim)
         else:
-            jobs.append(Job(claim.file, run.router.target(claim), refusal(claim, run.config.inbox, run.config.output)))
+            target = run.router.target(claim, [job.target for job in jobs])
+            jobs.append(Job(claim.file, target, refusal(claim, run.config.inbox, run.config.output)))
             claims.append(claim)
     try:
         for claim in claims:

@@ -339,6 +339,16 @@ def test_failures_go_to_failed_with_their_reason(folders):
     assert reason["reason"] == "not an image" and reason["claim"] == claim.id and reason["time"]
 
 
+def test_a_name_another_claim_of_the_batch_takes_but_for_case_gets_its_own(folders):
+    """On exFAT, FAT and macOS disks A.png and a.png are one file; a batch chooses targets before either exists."""
+    inbox, output = folders
+    work, router = WorkArea(inbox), Router(inbox, output, "processed")
+    write_image(inbox / "a.png", np.zeros((4, 4), np.uint8))
+    claim = work.claim(inbox / "a.png")
+    target = router.target(claim, [output / "A.png"])
+    assert target == output / f"a.{claim.id}.png" and router.target(claim) == target, "kept for a retry"
+
+
 def test_long_names_are_routed_twice_over_with_names_that_fit(folders):
     """A second file of a 246-character name needs `STEM.ID.png` and the failed one `NAME.error.json`: both too long."""
     inbox, output = folders

@@ -209,6 +209,24 @@ def test_daemon_files_an_input_whose_name_outputs_filesystem_refuses_under_its_c
         assert kept.is_file() and json.loads(Path(f"{kept}.error.json").read_text())["input"] == entry["input"]
 
 
+def test_daemon_gives_names_equal_but_for_case_their_own_outputs_on_a_disk_blind_to_case(exfat_disk, tmp_path):
+    inbox, output = tmp_path / "inbox", exfat_disk / "out"
+    inbox.mkdir()
+    daemon = Daemon([DENOISE, "watch", inbox, output, "-L", "3000"], tmp_path / "daemon.log", ENV)
+    rng = np.random.default_rng(5)
+    try:
+        daemon.wait_ready()
+        for name in ("A.png", "a.png"):  # renamed in, so both are claimed at once and batched together
+            (tmp_path / name).write_bytes(image_bytes(rng, 32))
+            os.rename(tmp_path / name, inbox / name)
+        found = wait_records(output, 2, daemon)
+    finally:
+        daemon.stop()
+    outputs = {Path(entry["input"]).name: Path(entry["output"]) for entry in found}
+    assert outputs["A.png"].name.casefold() != outputs["a.png"].name.casefold()
+    assert all(path.is_file() for path in outputs.values()) and not temporaries(output)
+
+
 # the daemon
 
 
