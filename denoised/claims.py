@@ -27,7 +27,7 @@ from denoiser import storage
 from denoiser.anomaly import heatmap_path
 from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, reserved
 from denoiser.records import Record
-from denoiser.storage import FolderLost, fitted_name, remove_stale_temporaries
+from denoiser.storage import FolderLost, fitted_name, remove_stale_temporaries, tagged_name
 
 WORK_DIR = ".denoised-work"
 KEPT_DIR = ".denoised-kept"
@@ -270,7 +270,7 @@ class Router:
         wanted = self.output / claim.relative
         busy = str(wanted).casefold() in {str(path).casefold() for path in taken}
         if busy or os.path.lexists(wanted) or os.path.lexists(heatmap_path(wanted)):
-            wanted = wanted.with_name(fitted_name(wanted.stem, f".{claim.id}{wanted.suffix}"))
+            wanted = wanted.with_name(tagged_name(wanted.name, claim.id))
         storage.write_text(chosen, str(wanted.relative_to(self.output)))
         return wanted
 
@@ -325,7 +325,7 @@ class Router:
             free = free and own_sidecar(sidecar_path(wanted), claim)
         if inside(wanted.parent, root) and free:
             return wanted
-        fallback = wanted.with_name(fitted_name(wanted.stem, f".{claim.id}{wanted.suffix}"))
+        fallback = wanted.with_name(tagged_name(wanted.name, claim.id))
         return fallback if inside(fallback.parent, root) else root / fallback.name
 
 

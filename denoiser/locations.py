@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from denoiser.records import Record
+from denoiser.storage import tagged_name
 
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}  # URL scheme -> the extra that brings its backend
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -85,16 +86,13 @@ def own_targets(items: list, outputs: dict[str, str]) -> list:
     """The jobs or tasks, each whose target is another input's output (recorded, or of an earlier item) moved to
     STEM.KEY.SUFFIX, KEY a hash of its input: no input's output replaces another's. Targets are compared
     casefolded, since exFAT, FAT and macOS disks take `A.png` and `a.png` for one file."""
-    from denoiser.storage import fitted_name
-
     owners, owned = dict(outputs), []
     for item in items:
         source, target = record_key(str(item.source)), str(item.target)
         if owners.setdefault(record_key(target).casefold(), source) != source:
             folder, name = posixpath.split(target) if is_url(target) else os.path.split(target)
-            stem, suffix = posixpath.splitext(name)
             tag = hashlib.sha1(source.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-            target = join(folder, fitted_name(stem, f".{tag}{suffix}"))
+            target = join(folder, tagged_name(name, tag))
             owners[record_key(target).casefold()] = source
             item = item._replace(target=type(item.target)(target))
         owned.append(item)

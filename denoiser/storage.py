@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from denoiser.records import json_text
@@ -37,6 +37,12 @@ def fitted_name(head: str, tail: str) -> str:
         return whole
     mark = "~" + hashlib.sha1(raw_head).hexdigest()[:8]
     return os.fsdecode(raw_head[: NAME_MAX - len(os.fsencode(tail)) - len(mark)]) + mark + tail
+
+
+def tagged_name(name: str, tag: str) -> str:
+    """`STEM.TAG.SUFFIX` for a file name `STEM.SUFFIX`, fitted to NAME_MAX: a second output's name beside the first."""
+    path = PurePosixPath(name)
+    return fitted_name(path.stem, f".{tag}{path.suffix}")
 
 
 def temporary_path(target: Path) -> Path:
