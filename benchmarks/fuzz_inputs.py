@@ -27,8 +27,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP")
-EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp"}
+FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP", "HEIF", "AVIF")
+EXTENSIONS = {
+    "PNG": ".png",
+    "JPEG": ".jpg",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+    "BMP": ".bmp",
+    "HEIF": ".heic",
+    "AVIF": ".avif",
+}
+# ISO BMFF boxes of a HEIF or AVIF file whose 32-bit size field a mutation may change
+BMFF_BOXES = (b"ftyp", b"meta", b"hdlr", b"pitm", b"iloc", b"iinf", b"iprp", b"ipco", b"ispe", b"ipma", b"mdat")
 # values a lying width or height field takes: zero, one, huge, past 16 and 32 bits signed, and random
 LIES = (0, 1, 30_000, 65_535, 0x7FFF_FFFF, 0xFFFF_FFFF)
 BOMB_BYTES = 64 << 20  # what a planted zlib stream inflates to
@@ -94,6 +104,15 @@ def _png_text_info():
     return info
 
 
+def _heif(array: np.ndarray, mode: str, **params) -> bytes:
+    import pillow_heif
+
+    buffer = io.BytesIO()
+    size = (array.shape[1], array.shape[0])
+    pillow_heif.from_bytes(mode=mode, size=size, data=array.tobytes()).save(buffer, quality=80, **params)
+    return buffer.getvalue()
+
+
 def _png16_rgb(array: np.ndarray, icc: bytes) -> bytes:
     """A 16-bit RGB PNG from OpenCV with an iCCP chunk spliced in after IHDR."""
     import cv2
@@ -141,6 +160,12 @@ def make_seeds(rng: np.random.Generator) -> list[Seed]:
         Seed("bmp-gray", "BMP", _pillow(gray, "BMP")),
         Seed("bmp-1bit", "BMP", _pillow(gray, "BMP", "1")),
         Seed("bmp-rgba", "BMP", _pillow(rgba, "BMP")),
+        Seed("heif-rgb-icc-exif", "HEIF", _heif(rgb, "RGB", icc_profile=icc, exif=exif)),
+        Seed("heif-rgba", "HEIF", _heif(rgba, "RGBA")),
+        Seed("heif-gray16", "HEIF", _heif(gray16, "L;16")),
+        Seed("avif-rgb-icc-exif", "AVIF", _pillow(rgb, "AVIF", quality=80, icc_profile=icc, exif=exif)),
+        Seed("avif-rgba", "AVIF", _pillow(rgba, "AVIF")),
+        Seed("avif-gray", "AVIF", _pillow(gray, "AVIF")),
     ]
 
 
@@ -273,6 +298,9 @@ def _size_fields(out: bytearray, fmt: str) -> list[Callable[[int], None]]:
         order, entries = _tiff_entries(bytes(out))
         by_tag = {entry.tag: entry for entry in entries}
         return [lambda v, e=by_tag[tag]: _set_tiff_value(out, order, e, v) for tag in (256, 257) if tag in by_tag]
+    if fmt in ("HEIF", "AVIF"):  # the ispe box: version and flags, then the width and height
+        ispe = bytes(out).index(b"ispe")
+        return [put(ispe + 8, 4, "big"), put(ispe + 12, 4, "big")]
     return _webp_size_fields(out, put)
 
 
@@ -320,6 +348,9 @@ def _length_field(out: bytearray, fmt: str, rng: np.random.Generator) -> tuple[i
         return (entry.pos + 4, order + "I") if rng.random() < 0.5 else (entry.value_pos, order + "I")
     if fmt == "BMP":
         return int(rng.choice([2, 10, 14, 34, 46])), "<I"
+    if fmt in ("HEIF", "AVIF"):
+        starts = [pos - 4 for pos in map(bytes(out).find, BMFF_BOXES) if pos >= 4]
+        return int(rng.choice(starts)), ">I"
     return int(rng.choice([4, 16])), "<I"  # WebP: the RIFF size or the first chunk's size
 
 
@@ -377,10 +408,23 @@ def found_cases(seeds: list[Seed]) -> list[Case]:
     resolution = struct.unpack(order + "I", tiff[pointer : pointer + 4])[0]
     tiff[resolution + 4 : resolution + 8] = bytes(4)  # XResolution n/0
     png = plant_chunk(by_name["png-gray-text"], b"iCCP", b"no separator")
+    pages = bytearray(by_name["tiff-gray-deflate"])
+    order, entries = _tiff_entries(bytes(pages))
+    pages += bytes(len(pages) & 1)
+    pages[entries[-1].pos + 12 : entries[-1].pos + 16] = struct.pack(order + "I", len(pages))
+    pages += struct.pack(order + "HHHIHHI", 1, 259, 3, 1, 1, 0, 0)  # a second page with no width or height
+    heif = bytearray(by_name["heif-gray16"])
+    heif[heif.index(b"ipma") + 13] ^= 0xB4  # the image's properties given to an item that does not exist
+    avif = bytearray(by_name["avif-rgba"])
+    mdat = avif.index(b"mdat")
+    avif[mdat + 14 : mdat + 44] = bytes(b ^ 0x5A for b in avif[mdat + 14 : mdat + 44])  # AV1 data libavif rejects
     return [
         Case("found-png-iccp-without-nul.png", "PNG", png),
         Case("found-jpeg-short-sof.jpg", "JPEG", bytes(jpeg)),
         Case("found-tiff16-zero-resolution.tif", "TIFF", bytes(tiff)),
+        Case("found-tiff-page-without-size.tif", "TIFF", bytes(pages)),
+        Case("found-heif-no-image-left.heic", "HEIF", bytes(heif)),
+        Case("found-avif-undecodable.avif", "AVIF", bytes(avif)),
     ]
 
 

@@ -26,6 +26,7 @@ from denoised.config import Config, StartupError
 from denoised.intake import InboxEvents, Intake, Settler, start_observer
 from denoised.metrics import Counters, MetricsServer
 from denoised.systemd import WARM_UP_SECONDS, WatchdogPinger, extend_timeout, notify, reloading_message, watchdog_sec
+from denoiser.imageio import ImageError, probe
 from denoiser.pipeline import (
     ANOMALIES,
     FAILED,
@@ -434,14 +435,11 @@ def next_claim(claims: queue.Queue, intake: Intake, counters: Counters) -> Claim
 def footprint(path: Path, models: Models) -> tuple[int, float]:
     """(channels, tiles) an image will take, from its header, counted in tiles of the largest size as batches
     are (by area); (0, 1) when that cannot be read."""
-    from PIL import Image
-
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):
             return 0, 1  # never open a FIFO, device or link here
-        with Image.open(path) as image:
-            (width, height), channels = image.size, len(image.getbands())
-    except (OSError, ValueError, Image.DecompressionBombError):
+        width, height, channels = probe(path)
+    except (OSError, ImageError):
         return 0, 1
     engine = models.for_channels(channels)
     plan = engine.plan(height, width)

@@ -1,13 +1,15 @@
 """Image file I/O: read an image as float pixels and write results back like the source.
 
-Supported formats are PNG, JPEG, TIFF, BMP and WebP.  The output keeps the input's
-format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI everywhere
+Supported formats are PNG, JPEG, TIFF, BMP, WebP, HEIF (HEIC) and AVIF.  The output keeps the
+input's format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI everywhere
 the format has them, plus JPEG quantization tables, subsampling, progressive mode,
 comment and XMP; WebP lossless/lossy and XMP; PNG text, gamma/chromaticity/sRGB/cICP,
-sBIT and tIME chunks; TIFF compression and descriptive tags (see _TIFF_TAGS).  Not
-carried: JPEG IPTC/Photoshop (APP13) blocks, PNG bKGD/sPLT/hIST, other TIFF private tags,
-and for 16-bit TIFF the EXIF/GPS sub-IFDs.  Pixels are never rotated: the EXIF
-Orientation tag is carried, so the output displays like the input.
+sBIT and tIME chunks; TIFF compression and descriptive tags (see _TIFF_TAGS); HEIF chroma
+subsampling, colour profile (nclx) and XMP; AVIF XMP.  Not carried: JPEG IPTC/Photoshop
+(APP13) blocks, PNG bKGD/sPLT/hIST, other TIFF private tags, for 16-bit TIFF the EXIF/GPS
+sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails.  Pixels are never rotated: the
+EXIF Orientation tag is carried, so the output displays like the input; HEIF is the exception,
+as libheif applies its rotation and mirroring while decoding and the Orientation is reset to 1.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
+import pillow_heif
 import tifffile
 from PIL import (
+    AvifImagePlugin,
     BmpImagePlugin,
     Image,
     JpegImagePlugin,
@@ -34,7 +38,8 @@ from PIL import (
     WebPImagePlugin,
 )
 
-FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP")
+FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "HEIF", "AVIF")
+_SUPPORTED = "PNG, JPEG, TIFF, BMP, WebP, HEIF (HEIC), AVIF"  # for error messages
 
 DEFAULT_MAX_PIXELS = 100_000_000
 # A 100-MP 16-bit RGBA TIFF stored uncompressed, the largest image the pixel limit lets in, is 800 MB: 1 GiB leaves
@@ -65,6 +70,7 @@ _PLUGINS = {
     "TIFF": TiffImagePlugin.TiffImageFile,
     "BMP": BmpImagePlugin.BmpImageFile,
     "WEBP": WebPImagePlugin.WebPImageFile,
+    "AVIF": AvifImagePlugin.AvifImageFile,
 }
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -75,7 +81,13 @@ _MAGIC = (
     (b"MM\x00+", "TIFF"),
     (b"BM", "BMP"),
 )
-# what the decoders raise on malformed data (Pillow, tifffile, OpenCV, zlib)
+# ISO BMFF brands in the ftyp box; AVIF's are looked for first, as AVIF files list HEIF's generic mif1 too
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+# HEIF modes as pillow-heif gives them (10- and 12-bit samples scaled to 16 bits) -> ours
+_HEIF_MODES = {"L": "L", "RGB": "RGB", "RGBA": "RGBA", "I;16": "L;16", "RGB;16": "RGB;16", "RGBA;16": "RGBA;16"}
+_HEIF_NCLX = ("color_primaries", "transfer_characteristics", "matrix_coefficients", "full_range_flag")
+# what the decoders raise on malformed data (Pillow, tifffile, OpenCV, zlib; libavif and libheif: RuntimeError)
 _DECODE_ERRORS = (
     OSError,
     SyntaxError,
@@ -88,9 +100,10 @@ _DECODE_ERRORS = (
     struct.error,
     zlib.error,
     cv2.error,
+    RuntimeError,
 )
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
-_ENCODE_ERRORS = (OSError, ValueError, KeyError, TypeError, struct.error, zlib.error, cv2.error)
+_ENCODE_ERRORS = (OSError, ValueError, KeyError, TypeError, struct.error, zlib.error, cv2.error, RuntimeError)
 
 # PNG ancillary chunks copied verbatim (colour space, text, time); iCCP, eXIf and pHYs
 # are rebuilt from ImageMeta; bKGD, sPLT, hIST and APNG chunks are dropped.
@@ -130,7 +143,7 @@ class ImageError(ValueError):
 class ImageMeta:
     """Everything write_image needs to write pixels back like the source file."""
 
-    format: str  # "PNG", "JPEG", "TIFF", "BMP" or "WEBP"
+    format: str  # one of FORMATS
     mode: str  # a key of MODES, e.g. "L", "RGBA", "P", "CMYK", "L;16", "RGB;16"
     bits: int  # bits per sample: 1 (mode "1"), 8 or 16
     width: int
@@ -140,7 +153,7 @@ class ImageMeta:
     dpi: tuple[float, float] | None = None
     palette: bytes | None = None  # mode "P": the RGB palette, 3 bytes per entry
     transparency: Any = None  # PNG tRNS as Pillow gives it: index, per-entry alpha bytes or colour key
-    frames: int = 1  # frames or pages in the file (APNG, animated WebP, multi-page TIFF): only the first is read
+    frames: int = 1  # images in the file (APNG frames, TIFF pages, HEIF depth and gain maps): only the first is read
     options: dict = field(default_factory=dict, compare=False, repr=False)  # format-specific encoder settings
 
     @property
@@ -168,9 +181,23 @@ def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFA
     path = Path(path)
     data = _read_file(path, max_bytes)
     fmt = _sniff(data, path.name)
-    reader = {"PNG": _read_png, "TIFF": _read_tiff}.get(fmt, _read_pillow)
+    reader = {"PNG": _read_png, "TIFF": _read_tiff, "HEIF": _read_heif, "AVIF": _read_avif}.get(fmt, _read_pillow)
     samples, meta = reader(data, fmt, path.name, max_pixels)
     return _picture(samples, meta)
+
+
+def probe(path) -> tuple[int, int, int]:
+    """(width, height, colour channels) from an image file's header, decoding no pixels; ImageError if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            if _bmff_format(handle.read(1024)) == "HEIF":
+                handle.seek(0)
+                heif, _ = _open_heif(handle.read(), "HEIF", Path(path).name)
+                return (*heif.size, MODES[_HEIF_MODES.get(heif.mode, "RGB")][0])
+        with Image.open(path) as im:
+            return (*im.size, MODES.get(im.mode, (len(im.getbands()),))[0])
+    except (*_DECODE_ERRORS, *_BOMB) as e:
+        raise ImageError(f"{Path(path).name}: cannot read the image header ({e})") from None
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
@@ -209,10 +236,23 @@ def _sniff(data: bytes, name: str) -> str:
             return fmt
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
+    if bmff := _bmff_format(data):
+        return bmff
     other = _pillow_format_name(data)
     if other:
-        raise ImageError(f"{name}: unsupported image format {other} (supported: PNG, JPEG, TIFF, BMP, WebP)")
-    raise ImageError(f"{name}: not an image file (or not a supported format: PNG, JPEG, TIFF, BMP, WebP)")
+        raise ImageError(f"{name}: unsupported image format {other} (supported: {_SUPPORTED})")
+    raise ImageError(f"{name}: not an image file (or not a supported format: {_SUPPORTED})")
+
+
+def _bmff_format(data: bytes) -> str | None:
+    """AVIF or HEIF from the major and compatible brands of an ISO BMFF file's ftyp box, or None."""
+    if data[4:8] != b"ftyp":
+        return None
+    end = min(struct.unpack(">I", data[:4])[0], len(data), 1024)
+    brands = {data[8:12]} | {data[pos : pos + 4] for pos in range(16, end - 3, 4)}
+    if brands & _AVIF_BRANDS:
+        return "AVIF"
+    return "HEIF" if brands & _HEIF_BRANDS else None
 
 
 def _pillow_format_name(data: bytes) -> str | None:
@@ -318,10 +358,18 @@ def _read_pillow(data: bytes, fmt: str, name: str, max_pixels: int, **extra) -> 
         dpi=_dpi(info.get("dpi")),
         palette=palette,
         transparency=info.get("transparency"),
-        frames=getattr(im, "n_frames", 1),
+        frames=_frame_count(im, fmt, name),
     )
     fields.update(format_fields, **extra)
     return samples, _meta(fmt, mode, im.size, **fields)
+
+
+def _frame_count(im: Image.Image, fmt: str, name: str) -> int:
+    """The frames or pages of a Pillow image; a file whose later pages cannot be read is corrupt."""
+    try:
+        return getattr(im, "n_frames", 1)
+    except _DECODE_ERRORS as e:
+        raise _corrupt(name, fmt, e) from None
 
 
 def _pillow_samples(im: Image.Image, fmt: str, name: str, bit_depth: int) -> tuple[np.ndarray, str, bytes | None]:
@@ -435,6 +483,14 @@ def _tiff_exif(im: Image.Image) -> bytes | None:
     return None
 
 
+def _avif_fields(im: Image.Image, data: bytes) -> dict:
+    """AVIF: written at quality 90; XMP is carried."""
+    options: dict[str, Any] = {"quality": 90}
+    if im.info.get("xmp"):
+        options["xmp"] = im.info["xmp"]
+    return {"options": options}
+
+
 def _no_fields(im: Image.Image, data: bytes) -> dict:
     """Formats whose metadata is all in the common fields."""
     return {}
@@ -443,6 +499,7 @@ def _no_fields(im: Image.Image, data: bytes) -> dict:
 _FORMAT_FIELDS = {
     "JPEG": _jpeg_fields,
     "WEBP": _webp_fields,
+    "AVIF": _avif_fields,
     "TIFF": _tiff_fields,
     "BMP": _no_fields,
     "PNG": _no_fields,
@@ -532,6 +589,48 @@ def _read_png16(data: bytes, name: str, colour: int, size, fields: dict) -> tupl
     else:
         samples, mode = image[..., [2, 1, 0]], "RGB;16"
     return np.ascontiguousarray(samples), _meta("PNG", mode, size, **fields)
+
+
+# ---------------------------------------------------------------- HEIF and AVIF
+
+
+def _read_heif(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
+    """Read the primary image of a HEIF (HEIC) file with pillow-heif; 10 and 12 bits come as 16-bit samples."""
+    heif, images = _open_heif(data, fmt, name)
+    _check_size(*heif.size, max_pixels, name)
+    if heif.mode not in _HEIF_MODES:
+        raise _unsupported(name, heif.mode)
+    try:
+        samples = np.asarray(heif)
+    except _DECODE_ERRORS as e:
+        raise _corrupt(name, fmt, str(e).strip()) from None
+    info = heif.info
+    with contextlib.suppress(*_DECODE_ERRORS):
+        pillow_heif.set_orientation(info)  # libheif has rotated the pixels already
+    options: dict[str, Any] = {"quality": 90}
+    options.update((key, info[key]) for key in ("chroma", "xmp") if info.get(key))
+    options.update((key, info["nclx_profile"][key]) for key in _HEIF_NCLX if info.get("nclx_profile"))
+    size = (samples.shape[1], samples.shape[0])
+    maps = len(info.get("depth_images") or ()) + sum(map(len, (info.get("aux") or {}).values()))
+    fields = dict(icc_profile=info.get("icc_profile") or None, exif=info.get("exif") or None, frames=images + maps)
+    return samples, _meta(fmt, _HEIF_MODES[heif.mode], size, options=options, **fields)
+
+
+def _open_heif(data: bytes, fmt: str, name: str) -> tuple[pillow_heif.HeifImage, int]:
+    """The primary image of a HEIF or AVIF file (not decoded yet) and the number of top-level images."""
+    try:
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+        return heif[heif.primary_index], len(heif)
+    except _DECODE_ERRORS as e:
+        raise _corrupt(name, fmt, str(e).strip()) from None
+
+
+def _read_avif(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
+    """Read an 8-bit AVIF with Pillow; Pillow decodes 10 and 12 bits at 8, so those are refused rather than cut."""
+    bits = _open_heif(data, fmt, name)[0].info["bit_depth"]
+    if bits > 8:
+        raise ImageError(f"{name}: {bits}-bit AVIF is not supported (8-bit only); convert it to a 16-bit PNG or TIFF")
+    return _read_pillow(data, fmt, name, max_pixels)
 
 
 # ---------------------------------------------------------------- TIFF
@@ -738,6 +837,8 @@ def write_image(path, pixels: np.ndarray, like: Picture) -> None:
         encoder = _encode_png16
     elif meta.format == "TIFF" and meta.bits == 16:
         encoder = _encode_tiff16
+    elif meta.format == "HEIF":
+        encoder = _encode_heif
     else:
         encoder = _encode_pillow
     try:
@@ -787,6 +888,14 @@ def _encode_pillow(samples: np.ndarray, meta: ImageMeta) -> bytes:
         options["pnginfo"] = _pnginfo(meta.options.get("chunks", ()))
     buffer = io.BytesIO()
     _pillow_image(samples, meta).save(buffer, format=meta.format, **options)
+    return buffer.getvalue()
+
+
+def _encode_heif(samples: np.ndarray, meta: ImageMeta) -> bytes:
+    """Encode HEIF (HEVC) with pillow-heif: 16-bit samples as 10 bits, the source's chroma and colour profile."""
+    heif = pillow_heif.from_bytes(mode=meta.mode, size=(meta.width, meta.height), data=samples.tobytes())
+    buffer = io.BytesIO()
+    heif.save(buffer, exif=meta.exif, icc_profile=meta.icc_profile, **meta.options)
     return buffer.getvalue()
 
 

@@ -176,7 +176,7 @@ def _decode(job: Job, options: Options) -> _Decoded:
         picture = read_image(job.source, options.max_pixels, options.max_bytes)
         if options.single_frame and picture.meta.frames > 1:
             raise ImageError(
-                f"{job.source.name}: {picture.meta.frames} frames or pages, of which only the first is cleaned; "
+                f"{job.source.name}: {picture.meta.frames} frames, pages or maps, of which only the first is kept; "
                 "refused, as the original would be deleted after cleaning"
             )
         return _Decoded(job, started, picture, None)

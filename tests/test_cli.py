@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -60,6 +61,22 @@ def test_batch_mirrors_folder_and_writes_scores(inbox, tmp_path, tiny_models):
     with Image.open(out / "colour photo.jpg") as im:
         assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (48, 64))
     assert "3 images" in text and "0 failed" in text and "MP/s" in text
+
+
+def test_batch_cleans_heic_and_avif_into_their_own_formats(tmp_path, rng, tiny_models):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    phone = pillow_heif.from_bytes(
+        mode="RGB", size=(48, 64), data=rng.integers(0, 256, (64, 48, 3), np.uint8).tobytes()
+    )
+    phone.save(folder / "IMG_0001.HEIC", quality=90)
+    write_image(folder / "web.avif", rng.integers(0, 256, (40, 50, 3), np.uint8), quality=90)
+    code, text, records = run("batch", folder, tmp_path / "out", "-m", tiny_models["color"], "-t", "32", "-q")
+    assert code == 0, text
+    assert [r["status"] for r in records] == ["ok", "ok"], records
+    assert pillow_heif.open_heif(tmp_path / "out" / "IMG_0001.HEIC").size == (48, 64)
+    with Image.open(tmp_path / "out" / "web.avif") as im:
+        assert (im.format, im.size) == ("AVIF", (50, 40))
 
 
 def test_not_recursive_skips_subfolders(inbox, tmp_path, tiny_models):

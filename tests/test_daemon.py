@@ -377,7 +377,7 @@ def test_after_delete_fails_a_multi_frame_file_rather_than_lose_its_other_frames
         (inbox / "scan.tif").write_bytes(buffer.getvalue())
         write_image(inbox / "one.png", rng.integers(0, 256, (24, 24, 3), np.uint8))
         found = wait_for(output, {"scan.tif", "one.png"}, daemon)
-        assert found["scan.tif"]["status"] == "failed" and "3 frames or pages" in found["scan.tif"]["error"]
+        assert found["scan.tif"]["status"] == "failed" and "3 frames, pages or maps" in found["scan.tif"]["error"]
         assert (output / "failed" / "scan.tif").read_bytes() == buffer.getvalue(), "every page kept"
         assert found["one.png"]["status"] == "ok" and not (output / "processed" / "one.png").exists()
     finally:

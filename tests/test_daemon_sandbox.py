@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 import pytest
 
 from denoised.config import Config
@@ -207,14 +208,17 @@ def test_tensorflow_cleans_images_inside_the_units_sandbox(tmp_path, tiny_models
         try:
             started = receive_until(sink, "READY=1", daemon, log)
             assert started[0].startswith("EXTEND_TIMEOUT_USEC=")
-            write_image(config.inbox / "a.png", np.random.default_rng(0).integers(0, 256, (48, 48), np.uint8))
+            pixels = np.random.default_rng(0).integers(0, 256, (48, 48, 3), np.uint8)
+            write_image(config.inbox / "a.png", pixels[..., 0])
+            pillow_heif.from_bytes(mode="RGB", size=(48, 48), data=pixels.tobytes()).save(config.inbox / "b.heic")
+            write_image(config.inbox / "c.avif", pixels)  # libheif, x265 and libavif under the filter too
             scores = config.output / "scores.jsonl"
-            while not scores.exists() or not scores.read_text().endswith("\n"):
+            while not scores.exists() or scores.read_text().count("\n") < 3:
                 assert daemon.poll() is None, log.read_text()[-3000:]
                 time.sleep(0.1)
-            entry = json.loads(scores.read_text().splitlines()[0])
-            assert entry["status"] == "ok", entry
-            assert (config.output / "a.png").exists()
+            entries = [json.loads(line) for line in scores.read_text().splitlines()]
+            assert [entry["status"] for entry in entries] == ["ok"] * 3, entries
+            assert all((config.output / name).exists() for name in ("a.png", "b.heic", "c.avif"))
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(60) == 0, log.read_text()[-3000:]
         finally:

@@ -38,6 +38,6 @@ def test_mutated_files_each_end_as_one_record(tmp_path, tiny_models):
     status = {Path(r["input"]).name: r["status"] for r in records}
     seeds = [name for name in cases if "-seed." in name]
     assert len(seeds) == len(make_seeds(np.random.default_rng(0))) and all(status[n] == "ok" for n in seeds)
-    assert sum(name.startswith("found-") for name in cases) == 3  # what crashed read_image before its fixes
+    assert sum(name.startswith("found-") for name in cases) == 6  # what crashed read_image before its fixes
     outcomes = Counter((cases[name].fmt, outcome) for name, outcome in status.items())
     assert all(outcomes[fmt, "ok"] and outcomes[fmt, "failed"] for fmt in FORMATS), outcomes

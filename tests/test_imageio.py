@@ -9,11 +9,12 @@ import zlib
 
 import cv2
 import numpy as np
+import pillow_heif
 import pytest
 import tifffile
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from denoiser.imageio import ImageError, ImageMeta, Picture, _samples, read_image, write_image
+from denoiser.imageio import ImageError, ImageMeta, Picture, _samples, probe, read_image, write_image
 
 H, W = 20, 28
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -135,6 +136,15 @@ def build_16bit(rng, mode: str, fmt: str, **options):
         )
         data = buffer.getvalue()
     return data, array[..., :colours], array[..., -1] if has_alpha else None
+
+
+def build_heif(rng, mode: str, **options):
+    """A HEIF (HEVC) file from random samples; 16-bit modes are stored as 10 bits."""
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode.removesuffix(";16")]
+    array = (u16 if mode.endswith(";16") else u8)(rng, channels)
+    buffer = io.BytesIO()
+    pillow_heif.from_bytes(mode=mode, size=(W, H), data=array.tobytes()).save(buffer, quality=90, **options)
+    return buffer.getvalue()
 
 
 LOSSLESS_CASES = [
@@ -312,6 +322,86 @@ def test_webp_round_trip(tmp_path, rng, mode, lossless):
             np.testing.assert_array_equal(second.alpha, first.alpha)
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "L;16", "RGB;16", "RGBA;16"])
+def test_heif_round_trip(tmp_path, rng, mode):
+    data = build_heif(rng, mode, chroma=444)
+    first, second, out = roundtrip(tmp_path, data)
+    source = np.asarray(pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False))
+    source = source.reshape(H, W, -1)[..., : first.meta.channels] / (65535 if mode.endswith(";16") else 255)
+    np.testing.assert_allclose(first.pixels, source, atol=1e-6)
+    assert (first.meta.format, first.meta.mode, first.meta.bits) == ("HEIF", mode, 16 if mode.endswith(";16") else 8)
+    assert (second.meta.format, second.meta.mode, second.meta.bits) == ("HEIF", mode, first.meta.bits)
+    assert np.abs(second.pixels - first.pixels).mean() < 0.03
+    assert (first.alpha is None) == (second.alpha is None) == (mode[3:4] != "A")
+    written = pillow_heif.open_heif(out, convert_hdr_to_8bit=False).info
+    assert written["bit_depth"] == (10 if mode.endswith(";16") else 8)
+    assert written.get("chroma") == (None if mode.startswith("L") else 444)
+
+
+def test_heif_metadata_carried_and_rotation_applied(tmp_path, rng):
+    nclx = {"color_primaries": 9, "transfer_characteristics": 16, "matrix_coefficients": 9, "full_range_flag": 1}
+    data = build_heif(rng, "RGB;16", exif=exif_bytes(6), icc_profile=ICC, xmp=b"<x:xmpmeta/>", **nclx)
+    first, second, out = roundtrip(tmp_path, data)
+    assert (first.meta.width, first.meta.height) == (H, W), "libheif turns the pixels as the file says"
+    written = pillow_heif.open_heif(out).info
+    exif = Image.Exif()
+    exif.load(written["exif"])
+    assert (exif[274], exif[271]) == (1, "TestCam"), "so the output says they are upright"
+    assert (second.meta.width, second.meta.height) == (H, W)
+    assert written["icc_profile"] == ICC and written["xmp"] == b"<x:xmpmeta/>"
+    without_icc = roundtrip(tmp_path, build_heif(rng, "RGB", **nclx), name="nclx.img")[2]
+    profile = pillow_heif.open_heif(without_icc).info["nclx_profile"]
+    assert {key: profile[key] for key in nclx} == nclx
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_avif_round_trip(tmp_path, rng, mode):
+    data, colours, alpha = build_8bit(rng, mode, "AVIF", quality=90, exif=exif_bytes(6), xmp=b"<x:xmpmeta/>")
+    first, second, out = roundtrip(tmp_path, data)
+    assert (first.meta.format, first.meta.mode, first.meta.bits) == ("AVIF", mode, 8)
+    assert (second.meta.format, second.meta.mode) == ("AVIF", mode)
+    assert first.pixels.shape[:2] == (H, W), "pixels are not turned: the Orientation is carried"
+    assert np.abs(second.pixels - first.pixels).mean() < 0.03
+    with Image.open(out) as im:
+        assert (im.getexif().get(274), im.getexif().get(271), im.info["xmp"]) == (6, "TestCam", b"<x:xmpmeta/>")
+    if alpha is not None:
+        assert np.abs(second.alpha.astype(int) - first.alpha).mean() < 8
+
+
+def test_avif_above_8_bits_is_refused(tmp_path, rng):
+    data = bytearray(build_8bit(rng, "RGB", "AVIF")[0])
+    data[data.index(b"av1C") + 6] |= 0x40  # the AV1 configuration's high_bitdepth flag: a 10-bit stream
+    assert "10-bit AVIF is not supported" in bad(tmp_path, "ten.avif", bytes(data))
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_heif_and_avif_told_apart_by_brand(tmp_path, rng, fmt):
+    """Either may give the generic HEIF brand mif1 as its major brand; AVIF's list of brands holds avif."""
+    data = bytearray(build_8bit(rng, "RGB", "AVIF")[0] if fmt == "AVIF" else build_heif(rng, "RGB"))
+    data[8:12] = b"mif1"
+    (tmp_path / "photo.jpg").write_bytes(bytes(data))
+    assert read_image(tmp_path / "photo.jpg").meta.format == fmt
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "channels"),
+    [
+        ("PNG", "L", 1),
+        ("TIFF", "RGBA", 3),
+        ("JPEG", "CMYK", 4),
+        ("AVIF", "RGB", 3),
+        ("HEIF", "RGBA", 3),
+        ("HEIF", "L", 1),
+    ],
+)
+def test_probe_reads_the_size_and_colour_channels_from_the_header(tmp_path, rng, fmt, mode, channels):
+    (tmp_path / "x.img").write_bytes(build_heif(rng, mode) if fmt == "HEIF" else build_8bit(rng, mode, fmt)[0])
+    assert probe(tmp_path / "x.img") == (W, H, channels)
+    (tmp_path / "x.img").write_bytes(b"not an image\n" * 10)
+    with pytest.raises(ImageError, match="cannot read the image header"):
+        probe(tmp_path / "x.img")
+
+
 def test_format_from_content_not_extension(tmp_path, rng):
     data, _, _ = build_8bit(rng, "RGB", "PNG")
     first, second, out = roundtrip(tmp_path, data, name="really-a-png.jpg")
@@ -330,10 +420,15 @@ def test_multiframe_uses_first_frame(tmp_path, rng):
     assert (first.meta.frames, second.meta.frames) == (2, 1), "the file's frames are counted; one is written"
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "TIFF16"])
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "TIFF16", "HEIF"])
 def test_the_frames_of_a_file_are_counted(tmp_path, rng, fmt):
     path = tmp_path / "frames.img"
-    if fmt == "TIFF16":
+    if fmt == "HEIF":
+        images = pillow_heif.from_bytes(mode="RGB", size=(W, H), data=u8(rng, 3).tobytes())
+        for _ in range(2):
+            images.add_frombytes(mode="RGB", size=(W, H), data=u8(rng, 3).tobytes())
+        images.save(path, quality=90)
+    elif fmt == "TIFF16":
         with tifffile.TiffWriter(path) as tif:
             for _ in range(3):
                 tif.write(rng.integers(0, 65536, (H, W), np.uint16), photometric="minisblack")
@@ -530,8 +625,10 @@ def test_empty_file(tmp_path):
         lambda rng: build_16bit(rng, "RGB;16", "TIFF")[0],
         lambda rng: build_16bit(rng, "RGB;16", "TIFF", compression="zlib")[0],
         lambda rng: build_8bit(rng, "RGB", "WEBP")[0],
+        lambda rng: build_heif(rng, "RGB"),
+        lambda rng: build_8bit(rng, "RGB", "AVIF")[0],
     ],
-    ids=["png", "jpeg", "png16", "tiff", "tiff16", "tiff16-deflate", "webp"],
+    ids=["png", "jpeg", "png16", "tiff", "tiff16", "tiff16-deflate", "webp", "heif", "avif"],
 )
 def test_truncated(tmp_path, rng, build):
     data = build(rng)
@@ -556,8 +653,10 @@ def test_unsupported_format(tmp_path, rng):
         lambda rng: build_16bit(rng, "RGB;16", "PNG")[0],
         lambda rng: build_16bit(rng, "RGB;16", "TIFF")[0],
         lambda rng: build_8bit(rng, "RGB", "WEBP")[0],
+        lambda rng: build_heif(rng, "RGB"),
+        lambda rng: build_8bit(rng, "RGB", "AVIF")[0],
     ],
-    ids=["png", "jpeg", "png16", "tiff16", "webp"],
+    ids=["png", "jpeg", "png16", "tiff16", "webp", "heif", "avif"],
 )
 def test_over_pixel_limit(tmp_path, rng, build):
     message = bad(tmp_path, "big.img", build(rng), max_pixels=H * W - 1)
