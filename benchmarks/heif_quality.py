@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from denoiser.imageio import HEIF_QUALITY, read_image, write_image
+from denoiser.imageio import read_image, write_image
 
 
 def measure(path: Path, quality: int, folder: Path) -> tuple[int, float, float]:
@@ -37,9 +37,9 @@ def measure(path: Path, quality: int, folder: Path) -> tuple[int, float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("photos", nargs="+", type=Path)
-    parser.add_argument("--quality", nargs="+", type=int, default=[50, 70, HEIF_QUALITY, 90])
+    parser.add_argument("--quality", nargs="+", type=int, default=[50, 70, 75, 90])
     args = parser.parse_args(argv)
-    print(f"{'photo':<24} {'size':>11} {'input bytes':>12} {'quality':>8} {'bytes':>10} {'ratio':>6} {'PSNR':>9} {'s':>6}")
+    print(f"{'photo':<24} {'size':>11} {'input bytes':>12} {'quality':>8} {'bytes':>10} {'ratio':>6} {'PSNR':>9}", "s")
     with tempfile.TemporaryDirectory() as folder:
         for path in args.photos:
             meta = read_image(path).meta
