@@ -22,11 +22,10 @@ import struct
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
-import pillow_heif
 import tifffile
 from PIL import (
     AvifImagePlugin,
@@ -37,6 +36,9 @@ from PIL import (
     TiffImagePlugin,
     WebPImagePlugin,
 )
+
+if TYPE_CHECKING:
+    import pillow_heif  # imported where a HEIF file is met, so that the rest needs no libheif (the GPU check's kit)
 
 FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "HEIF", "AVIF")
 _SUPPORTED = "PNG, JPEG, TIFF, BMP, WebP, HEIF (HEIC), AVIF"  # for error messages
@@ -609,7 +611,7 @@ def _read_heif(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.nd
         raise _corrupt(name, fmt, str(e).strip()) from None
     info = heif.info
     with contextlib.suppress(*_DECODE_ERRORS):
-        pillow_heif.set_orientation(info)  # libheif has rotated the pixels already
+        _pillow_heif().set_orientation(info)  # libheif has rotated the pixels already
     options: dict[str, Any] = {"quality": HEIF_QUALITY}
     options.update((key, info[key]) for key in ("chroma", "xmp") if info.get(key))
     options.update((key, info["nclx_profile"][key]) for key in _HEIF_NCLX if info.get("nclx_profile"))
@@ -622,10 +624,17 @@ def _read_heif(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.nd
 def _open_heif(data: bytes, fmt: str, name: str) -> tuple[pillow_heif.HeifImage, int]:
     """The primary image of a HEIF or AVIF file (not decoded yet) and the number of top-level images."""
     try:
-        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+        heif = _pillow_heif().open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
         return heif[heif.primary_index], len(heif)
     except _DECODE_ERRORS as e:
         raise _corrupt(name, fmt, str(e).strip()) from None
+
+
+def _pillow_heif():
+    """The pillow-heif module, imported on first use."""
+    import pillow_heif
+
+    return pillow_heif
 
 
 def _read_avif(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
@@ -896,7 +905,7 @@ def _encode_pillow(samples: np.ndarray, meta: ImageMeta) -> bytes:
 
 def _encode_heif(samples: np.ndarray, meta: ImageMeta) -> bytes:
     """Encode HEIF (HEVC) with pillow-heif: 16-bit samples as 10 bits, the source's chroma and colour profile."""
-    heif = pillow_heif.from_bytes(mode=meta.mode, size=(meta.width, meta.height), data=samples.tobytes())
+    heif = _pillow_heif().from_bytes(mode=meta.mode, size=(meta.width, meta.height), data=samples.tobytes())
     buffer = io.BytesIO()
     heif.save(buffer, exif=meta.exif, icc_profile=meta.icc_profile, **meta.options)
     return buffer.getvalue()

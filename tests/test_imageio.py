@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -719,6 +722,18 @@ def test_write_errors(tmp_path, rng):
     assert not (tmp_path / "missing-dir").exists()
     with pytest.raises(ImageError, match="expected"):
         write_image(tmp_path / "out.png", picture.pixels[..., :1], picture)
+
+
+def test_formats_other_than_heif_need_no_pillow_heif(tmp_path, rng):
+    """The GPU check's kit carries no pillow-heif: imageio imports it only for a HEIF file."""
+    (tmp_path / "a.png").write_bytes(build_8bit(rng, "RGB", "PNG")[0])
+    code = (
+        "import sys; sys.modules['pillow_heif'] = None; from denoiser.imageio import read_image, write_image; "
+        "picture = read_image(sys.argv[1]); write_image(sys.argv[2], picture.pixels, picture)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code, tmp_path / "a.png", tmp_path / "b.png"], check=True, cwd=root)
+    assert read_image(tmp_path / "b.png").meta.format == "PNG"
 
 
 def test_module_has_no_heavy_imports():
