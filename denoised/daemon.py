@@ -403,7 +403,7 @@ def batches(claims: queue.Queue, intake: Intake, run: Run) -> Iterator[list[Clai
             yield [first]
             continue
         deadline = time.monotonic() + run.config.max_latency / 1000
-        batch, needs = [first], [footprint(first.file, run.models)]
+        batch, needs = [first], [footprint(first.file, run)]
         while (tiles := sum(tiles for _, tiles in needs)) < BACKLOG_BATCHES * run.config.batch_size:
             wait = max(deadline - time.monotonic(), 0) if tiles < run.config.batch_size else 0
             try:
@@ -414,7 +414,7 @@ def batches(claims: queue.Queue, intake: Intake, run: Run) -> Iterator[list[Clai
                 held = claim
                 break
             batch.append(claim)
-            needs.append(footprint(claim.file, run.models))
+            needs.append(footprint(claim.file, run))
         yield [batch[i] for i in sorted(range(len(batch)), key=lambda i: needs[i][0])]
 
 
@@ -432,16 +432,16 @@ def next_claim(claims: queue.Queue, intake: Intake, counters: Counters) -> Claim
         counters.set_idle(False)
 
 
-def footprint(path: Path, models: Models) -> tuple[int, float]:
+def footprint(path: Path, run: Run) -> tuple[int, float]:
     """(channels, tiles) an image will take, from its header, counted in tiles of the largest size as batches
     are (by area); (0, 1) when that cannot be read."""
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):
             return 0, 1  # never open a FIFO, device or link here
-        width, height, channels = probe(path)
+        width, height, channels = probe(path, run.config.max_bytes)
     except (OSError, ImageError):
         return 0, 1
-    engine = models.for_channels(channels)
+    engine = run.models.for_channels(channels)
     plan = engine.plan(height, width)
     return channels, plan.count * plan.tile[0] * plan.tile[1] / engine.tile**2
 

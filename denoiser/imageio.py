@@ -191,18 +191,22 @@ def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFA
     return _picture(samples, meta)
 
 
-def probe(path) -> tuple[int, int, int]:
-    """(width, height, colour channels) from an image file's header, decoding no pixels; ImageError if unreadable."""
+def probe(path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[int, int, int]:
+    """(width, height, colour channels) from an image file's header, decoding no pixels; ImageError if unreadable.
+
+    libheif parses a HEIF file from all of its bytes, so one over max_bytes is refused as read_image refuses it.
+    """
+    path = Path(path)
     try:
         with open(path, "rb") as handle:
-            if _bmff_format(handle.read(1024)) == "HEIF":
-                handle.seek(0)
-                heif, _ = _open_heif(handle.read(), "HEIF", Path(path).name)
-                return (*heif.size, MODES[_HEIF_MODES.get(heif.mode, "RGB")][0])
+            heif = _bmff_format(handle.read(1024)) == "HEIF"
+        if heif:
+            image, _ = _open_heif(_read_file(path, max_bytes), "HEIF", path.name)
+            return (*image.size, MODES[_HEIF_MODES.get(image.mode, "RGB")][0])
         with Image.open(path) as im:
             return (*im.size, MODES.get(im.mode, (len(im.getbands()),))[0])
     except (*_DECODE_ERRORS, *_BOMB) as e:
-        raise ImageError(f"{Path(path).name}: cannot read the image header ({e})") from None
+        raise ImageError(f"{path.name}: cannot read the image header ({e})") from None
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
