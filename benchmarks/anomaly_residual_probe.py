@@ -6,9 +6,11 @@ whose residual is high everywhere, keeps a low excess. Its scale is the excess's
 of the photo scorer's fitting files (160-256 px, clean or noisy as `denoise_train.scorer` trains), as the scorer's
 own components are scaled. Measured on the validation damaged crops of `anomaly_benchmark.py --split validation
 --damaged 2` (same files and seed): the shipped scorer's raw score and damage component, the excess, and the larger
-of each of those two and the scaled excess, which is what a fifth component would give.
+of each of those two and the scaled excess, which is what a fifth component would give. `--scratch-blur SIGMA`
+blurs each scratch (the difference it makes) by a Gaussian of SIGMA pixels, as a scanner's optics would: the
+benchmark draws them without anti-aliasing.
 
-    python benchmarks/anomaly_residual_probe.py ../shared/data
+    python benchmarks/anomaly_residual_probe.py ../shared/data [--scratch-blur 0.8]
 """
 
 from __future__ import annotations
@@ -45,9 +47,19 @@ def excess_scale(models, data: Path) -> float:
     return float(np.quantile([excess(models, crop.astype(np.float32)) for crop in crops], 0.99))
 
 
+def soften(item: S.Damaged, sigma: float) -> S.Damaged:
+    """A scratched crop with its scratch blurred by a Gaussian of sigma pixels; other damage as it is."""
+    if item.kind != "scratch" or not sigma:
+        return item
+    normal = item.normal.astype(np.float32)
+    line = cv2.GaussianBlur(item.damaged.astype(np.float32) - normal, (0, 0), sigma)
+    return item._replace(damaged=np.clip(np.rint(normal + line.reshape(normal.shape)), 0, 255).astype(np.uint8))
+
+
 @click.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def main(data: Path) -> None:
+@click.option("--scratch-blur", type=float, default=0.0, help="Gaussian sigma in pixels for each scratch")
+def main(data: Path, scratch_blur: float) -> None:
     """Print validation damage AUROCs of the residual's excess, alone and beside the photo scorer."""
     from denoiser.engine import Settings
     from denoiser.pipeline import Models
@@ -56,6 +68,7 @@ def main(data: Path) -> None:
     scorer = models.scorer
     scale = excess_scale(models, data)
     damaged = S.damaged_samples(split_files(data, "validation")[::2], 2, SEEDS["validation"] + 2)
+    damaged = [soften(item, scratch_blur) for item in damaged]
     rows = []
     for item in damaged:
         row = {}
