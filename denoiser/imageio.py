@@ -205,6 +205,8 @@ def probe(path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[int, int, int]:
             return (*image.size, MODES[_HEIF_MODES.get(image.mode, "RGB")][0])
         with Image.open(path) as im:
             return (*im.size, MODES.get(im.mode, (len(im.getbands()),))[0])
+    except ImageError:
+        raise
     except (*_DECODE_ERRORS, *_BOMB) as e:
         raise ImageError(f"{path.name}: cannot read the image header ({e})") from None
 
