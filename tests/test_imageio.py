@@ -496,6 +496,7 @@ def check_exif_icc(path, exif_expected=True, icc_expected=True):
         ("TIFF", "RGB"),
         ("TIFF", "CMYK"),
         ("PNG", "LA"),
+        ("AVIF", "RGB"),
     ],
 )
 def test_exif_and_icc_carried_8bit(tmp_path, rng, fmt, mode):
