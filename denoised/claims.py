@@ -34,7 +34,9 @@ KEPT_DIR = ".denoised-kept"
 LOCK_FILE = ".lock"
 ATTEMPTS_FILE = ".attempts"
 TARGET_FILE = ".target"  # the output path chosen for a claim, relative to OUTPUT, fixed before it is processed
-TEMPORARY_SUFFIXES = (".part", ".tmp", ".crdownload")
+# names a program writes under and renames when done: browsers, WinSCP, Resilio Sync, qBittorrent and uTorrent
+TEMPORARY_SUFFIXES = (".part", ".tmp", ".crdownload", ".filepart", ".!sync", ".!qB", ".!ut")
+DOWNLOAD_BUNDLE = ".download"  # Safari downloads into NAME.download/ and replaces the folder with the file
 ERROR_SUFFIX = ".error.json"
 CLAIM_FIELD = re.compile(r'"claim":\s*"([^"\\]*)"')  # a record's claim ID, as its line holds it (plain hex)
 
@@ -56,14 +58,17 @@ class Claim(NamedTuple):
 
 
 def is_candidate(inbox: Path, path: Path, recursive: bool) -> bool:
-    """Whether an inbox path may be taken: not hidden, not a temporary name, not in a subfolder unless recursive."""
+    """Whether an inbox path may be taken: not hidden, not a temporary name, not in a subfolder unless recursive
+    (nor in a download bundle)."""
     try:
         parts = path.relative_to(inbox).parts
     except ValueError:
         return False
     if not parts or (len(parts) > 1 and not recursive):
         return False
-    return not any(part.startswith(".") for part in parts) and not path.name.endswith(TEMPORARY_SUFFIXES)
+    if any(part.startswith(".") for part in parts) or any(part.endswith(DOWNLOAD_BUNDLE) for part in parts[:-1]):
+        return False
+    return not path.name.endswith(TEMPORARY_SUFFIXES)
 
 
 def inbox_files(inbox: Path, folder: Path, recursive: bool) -> Iterator[Path]:
