@@ -95,6 +95,15 @@ def _pillow(array: np.ndarray, fmt: str, mode: str | None = None, **params) -> b
     return buffer.getvalue()
 
 
+def _mpo(first: np.ndarray, second: np.ndarray) -> bytes:
+    """A JPEG with a second image after it (MPO), as phones store gain and depth maps."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(first).save(buffer, "MPO", save_all=True, append_images=[Image.fromarray(second)], quality=90)
+    return buffer.getvalue()
+
+
 def _png_text_info():
     from PIL import PngImagePlugin
 
@@ -147,6 +156,7 @@ def make_seeds(rng: np.random.Generator) -> list[Seed]:
         Seed("jpeg-rgb-icc-exif", "JPEG", _pillow(rgb, "JPEG", icc_profile=icc, exif=exif)),
         Seed("jpeg-progressive", "JPEG", _pillow(rgb, "JPEG", progressive=True, subsampling=2)),
         Seed("jpeg-cmyk", "JPEG", _pillow(rgb, "JPEG", "CMYK")),
+        Seed("jpeg-mpo", "JPEG", _mpo(rgb, gray)),
         Seed("tiff-rgb-lzw-icc", "TIFF", _pillow(rgb, "TIFF", compression="tiff_lzw", icc_profile=icc)),
         Seed("tiff-gray-deflate", "TIFF", _pillow(gray, "TIFF", compression="tiff_adobe_deflate", dpi=(72, 72))),
         Seed("tiff-rgba-packbits", "TIFF", _pillow(rgba, "TIFF", compression="packbits")),

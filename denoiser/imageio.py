@@ -71,7 +71,7 @@ MODES = {
 
 _PLUGINS = {
     "PNG": PngImagePlugin.PngImageFile,
-    "JPEG": JpegImagePlugin.JpegImageFile,
+    "JPEG": JpegImagePlugin.jpeg_factory,  # an MPO (a JPEG with gain or depth maps after it) counts its images
     "TIFF": TiffImagePlugin.TiffImageFile,
     "BMP": BmpImagePlugin.BmpImageFile,
     "WEBP": WebPImagePlugin.WebPImageFile,
@@ -158,7 +158,7 @@ class ImageMeta:
     dpi: tuple[float, float] | None = None
     palette: bytes | None = None  # mode "P": the RGB palette, 3 bytes per entry
     transparency: Any = None  # PNG tRNS as Pillow gives it: index, per-entry alpha bytes or colour key
-    frames: int = 1  # images in the file (APNG frames, TIFF pages, HEIF depth and gain maps): only the first is read
+    frames: int = 1  # images in the file (APNG frames, TIFF pages, HEIF and MPO gain or depth maps): the first is read
     options: dict = field(default_factory=dict, compare=False, repr=False)  # format-specific encoder settings
 
     @property
@@ -306,9 +306,9 @@ def _unsupported(name: str, mode: str) -> ImageError:
 
 
 def _open_pillow(data: bytes, fmt: str, name: str, max_pixels: int) -> Image.Image:
-    """Open (not decode) with Pillow's plugin for fmt and check the size from the header.
+    """Open (not decode) with Pillow's plugin (or JPEG's factory) for fmt and check the size from the header.
 
-    The plugin class is used directly rather than Image.open, so Pillow's global
+    The plugin is used directly rather than Image.open, so Pillow's global
     decompression-bomb limit never fires; max_pixels is the only limit.
     """
     try:

@@ -426,8 +426,9 @@ def test_multiframe_uses_first_frame(tmp_path, rng):
     assert (first.meta.frames, second.meta.frames) == (2, 1), "the file's frames are counted; one is written"
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "TIFF16", "HEIF"])
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "TIFF16", "HEIF", "MPO"])
 def test_the_frames_of_a_file_are_counted(tmp_path, rng, fmt):
+    """MPO: a JPEG with more images after it, as phones store gain and depth maps."""
     path = tmp_path / "frames.img"
     if fmt == "HEIF":
         images = pillow_heif.from_bytes(mode="RGB", size=(W, H), data=u8(rng, 3).tobytes())
