@@ -139,6 +139,17 @@ def _tiff16(array: np.ndarray, **params) -> bytes:
     return buffer.getvalue()
 
 
+def _tiff_subifd(first: np.ndarray, second: np.ndarray) -> bytes:
+    """A TIFF with a second full-size image in a SubIFD of its first page, as camera raws hold their sensor data."""
+    import tifffile
+
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as tif:
+        tif.write(first, photometric="rgb", subifds=1)
+        tif.write(second, photometric="rgb")
+    return buffer.getvalue()
+
+
 def make_seeds(rng: np.random.Generator) -> list[Seed]:
     """Small valid files: gray, colour, alpha, palette, 16-bit where the format has it, with EXIF, ICC and text."""
     gray, rgb, rgba = _pixels(rng, (19, 23)), _pixels(rng, (17, 21, 3)), _pixels(rng, (16, 20, 4))
@@ -163,6 +174,7 @@ def make_seeds(rng: np.random.Generator) -> list[Seed]:
         Seed("tiff-gray16", "TIFF", _tiff16(gray16, resolution=(300, 300), resolutionunit="INCH")),
         Seed("tiff-rgb16-deflate-icc", "TIFF", _tiff16(rgb16, compression="zlib", predictor=True, iccprofile=icc)),
         Seed("tiff-rgb16-tiled", "TIFF", _tiff16(rgb16, tile=(16, 16), compression="zlib")),
+        Seed("tiff-rgb-subifd", "TIFF", _tiff_subifd(rgb, rgb[::-1])),
         Seed("webp-lossless", "WEBP", _pillow(rgb, "WEBP", lossless=True)),
         Seed("webp-lossy-icc-exif", "WEBP", _pillow(rgb, "WEBP", quality=80, icc_profile=icc, exif=exif)),
         Seed("webp-rgba", "WEBP", _pillow(rgba, "WEBP", lossless=True)),

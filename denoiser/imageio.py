@@ -10,6 +10,7 @@ subsampling, colour profile (nclx) and XMP; AVIF XMP.  Not carried: JPEG IPTC/Ph
 sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails.  Pixels are never rotated: the
 EXIF Orientation tag is carried, so the output displays like the input; HEIF is the exception,
 as libheif applies its rotation and mirroring while decoding and the Orientation is reset to 1.
+Camera raw files (sensor data, whose first TIFF page is often a preview) are refused.
 """
 
 from __future__ import annotations
@@ -86,6 +87,24 @@ _MAGIC = (
     (b"MM\x00+", "TIFF"),
     (b"BM", "BMP"),
 )
+# Camera raw formats by their signature (offset, bytes); TIFF-based raws without one of their own (DNG, NEF, ARW,
+# PEF, ...) are told by their layout (_tiff_subimages). Sensor data is not an image, and the preview that Pillow
+# would read from a raw file is not the photo.
+_RAW_SIGNATURES = (
+    (0, b"IIRO", "Olympus ORF"),
+    (0, b"IIRS", "Olympus ORF"),
+    (0, b"MMOR", "Olympus ORF"),
+    (0, b"IIU\x00", "Panasonic RW2"),
+    (0, b"FUJIFILMCCD-RAW", "Fujifilm RAF"),
+    (0, b"FOVb", "Sigma X3F"),
+    (0, b"\x00MRM", "Minolta MRW"),
+    (6, b"HEAPCCDR", "Canon CRW"),
+    (4, b"ftypcrx ", "Canon CR3"),
+    (8, b"CR\x02", "Canon CR2"),
+    (8, b"IIII", "Phase One IIQ"),
+)
+_RAW_PHOTOMETRIC = (32803, 34892)  # TIFF photometric interpretations of sensor data: CFA and LinearRaw (DNG)
+_DNG_VERSION = 50706
 # ISO BMFF brands in the ftyp box; AVIF's are looked for first, as AVIF files list HEIF's generic mif1 too
 _AVIF_BRANDS = {b"avif", b"avis"}
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
@@ -242,6 +261,9 @@ def _check_bytes(size: int, max_bytes: int, name: str) -> None:
 
 def _sniff(data: bytes, name: str) -> str:
     """The format from the file's signature bytes, whatever its extension."""
+    for offset, magic, kind in _RAW_SIGNATURES:
+        if data[offset : offset + len(magic)] == magic:
+            raise _camera_raw(name, kind)
     for magic, fmt in _MAGIC:
         if data.startswith(magic):
             return fmt
@@ -298,6 +320,11 @@ def _too_large_for_pillow(name: str, err: BaseException) -> ImageError:
 def _corrupt(name: str, fmt: str, err: BaseException) -> ImageError:
     """The error for a file whose data cannot be decoded."""
     return ImageError(f"{name}: corrupt or truncated {fmt} file ({err})")
+
+
+def _camera_raw(name: str, kind: str) -> ImageError:
+    """The error for a camera raw file, which holds sensor data rather than an image."""
+    return ImageError(f"{name}: camera raw ({kind}) is not supported; develop it into a TIFF, PNG or JPEG first")
 
 
 def _unsupported(name: str, mode: str) -> ImageError:
@@ -659,15 +686,36 @@ def _read_tiff(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.nd
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages.first
+            subimages = _tiff_subimages(page, name)
             _check_size(page.imagewidth, page.imagelength, max_pixels, name)
             if page.bitspersample == 16:
                 samples, meta = _read_tiff16(page, data, name)
-                return samples, replace(meta, frames=len(tif.pages))
+                return samples, replace(meta, frames=len(tif.pages) + subimages)
     except ImageError:
         raise
     except _DECODE_ERRORS as e:
         raise _corrupt(name, fmt, e) from None
-    return _read_pillow(data, fmt, name, max_pixels)
+    samples, meta = _read_pillow(data, fmt, name, max_pixels)
+    return samples, replace(meta, frames=meta.frames + subimages)
+
+
+def _tiff_subimages(page, name: str) -> int:
+    """The full-size images in the first page's SubIFDs; a camera raw (DNG, NEF, ARW, PEF, ...) is an ImageError.
+
+    A raw file's first page is a small preview, or the sensor data itself, with the sensor data in a SubIFD.
+    """
+    subs = list(page.pages or ()) if page.subifds else []
+    if _DNG_VERSION in page.tags:
+        raise _camera_raw(name, "DNG")
+    if page.is_reduced or any(int(sub.photometric or 0) in _RAW_PHOTOMETRIC for sub in (page, *subs)):
+        raise _camera_raw(name, f"TIFF-based{_tiff_make(page)}")
+    return sum(not sub.is_reduced for sub in subs)
+
+
+def _tiff_make(page) -> str:
+    """ ", MAKER" from the TIFF Make tag, or ""."""
+    make = str(page.tags.valueof(271, "")).strip()
+    return f", {make}" if make else ""
 
 
 def _read_tiff16(page, data: bytes, name: str) -> tuple[np.ndarray, ImageMeta]:

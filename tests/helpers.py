@@ -57,3 +57,26 @@ def tiny_residual(**changes):
     from denoise_train.run import Recipe
 
     return Recipe("d", "o", preset="residual", depth=2, width=4, batch_size=2, patch=16)._replace(**changes)
+
+
+def tiff_raw(rng, layout: str, size: tuple[int, int] = (48, 64)) -> bytes:
+    """A TIFF laid out as camera raws are: a DNG or a NEF (a small preview first, the sensor data in a SubIFD), or a
+    PEF (the sensor data first)."""
+    import io
+
+    import numpy as np
+    import tifffile
+
+    buffer = io.BytesIO()
+    sensor = rng.integers(0, 4096, (2 * size[0], 2 * size[1]), np.uint16)
+    preview = rng.integers(0, 256, (*size, 3), np.uint8)
+    cfa = [(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)]
+    make = [(271, "s", 0, "NIKON CORPORATION", True)]
+    with tifffile.TiffWriter(buffer) as tif:
+        if layout == "PEF":
+            tif.write(sensor, photometric=32803, extratags=cfa + make)
+        else:
+            dng = [(50706, "B", 4, (1, 4, 0, 0), True)] if layout == "DNG" else []
+            tif.write(preview, photometric="rgb", subfiletype=1, subifds=1, extratags=dng + make)
+            tif.write(sensor, photometric=32803, extratags=cfa)
+    return buffer.getvalue()

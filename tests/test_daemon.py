@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from denoiser.cli import main
-from tests.helpers import write_image
+from tests.helpers import tiff_raw, write_image
 
 DENOISE = Path(sys.executable).with_name("denoise")
 READY_LINE = " watching "
@@ -364,7 +364,9 @@ def test_kill_9_at_random_moments_then_restart_gives_each_input_one_outcome(tmp_
     assert [p.name for p in inbox.iterdir()] == [".denoised-work"]
 
 
-def test_after_delete_fails_a_multi_frame_file_rather_than_lose_its_other_frames(tmp_path, tiny_models, rng):
+def test_after_delete_fails_a_multi_frame_file_or_a_camera_raw_rather_than_lose_what_it_holds(
+    tmp_path, tiny_models, rng
+):
     inbox, output = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
     args = [DENOISE, "watch", inbox, output, "-a", "delete", "-m", tiny_models["color"], "-t", "32", "-s", "0.5"]
@@ -375,10 +377,14 @@ def test_after_delete_fails_a_multi_frame_file_rather_than_lose_its_other_frames
         buffer = io.BytesIO()
         pages[0].save(buffer, "TIFF", save_all=True, append_images=pages[1:])
         (inbox / "scan.tif").write_bytes(buffer.getvalue())
+        raw = tiff_raw(rng, "NEF", (24, 24))  # Pillow would read its preview as the image
+        (inbox / "photo.nef").write_bytes(raw)
         write_image(inbox / "one.png", rng.integers(0, 256, (24, 24, 3), np.uint8))
-        found = wait_for(output, {"scan.tif", "one.png"}, daemon)
+        found = wait_for(output, {"scan.tif", "photo.nef", "one.png"}, daemon)
         assert found["scan.tif"]["status"] == "failed" and "3 frames, pages or maps" in found["scan.tif"]["error"]
         assert (output / "failed" / "scan.tif").read_bytes() == buffer.getvalue(), "every page kept"
+        assert found["photo.nef"]["status"] == "failed" and "camera raw" in found["photo.nef"]["error"]
+        assert (output / "failed" / "photo.nef").read_bytes() == raw and not (output / "photo.nef").exists()
         assert found["one.png"]["status"] == "ok" and not (output / "processed" / "one.png").exists()
     finally:
         daemon.stop()

@@ -18,6 +18,7 @@ import tifffile
 from PIL import Image, ImageCms, JpegImagePlugin
 
 from denoiser.imageio import ImageError, ImageMeta, Picture, _samples, probe, read_image, write_image
+from tests.helpers import tiff_raw
 
 H, W = 20, 28
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -651,6 +652,41 @@ def test_text_file_named_png(tmp_path):
 def test_unsupported_format(tmp_path, rng):
     data = pillow_bytes(Image.frombytes("RGB", (W, H), u8(rng, 3).tobytes()), "GIF")
     assert "unsupported image format GIF" in bad(tmp_path, "a.gif", data)
+
+
+# the first 16 bytes of camera raw files (exiftool's test images, whose image data is stripped)
+RAW_HEADERS = {
+    "Canon CR2": "49492a00100000004352020058210000",
+    "Canon CR3": "00000018667479706372782000000001",
+    "Canon CRW": "49491a00000048454150434344520200",
+    "Fujifilm RAF": "46554a4946494c4d4343442d52415720",
+    "Minolta MRW": "004d524d00000a0c0050524400000018",
+    "Panasonic RW2": "494955001800000088e774d8f8251d4d",
+    "Phase One IIQ": "49492a00080a00004949494943776152",
+    "Sigma X3F": "464f5662020002003032303031323334",
+    "Olympus ORF": "49495253080000000000000000000000",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RAW_HEADERS))
+def test_camera_raw_told_by_its_signature(tmp_path, kind):
+    data = bytes.fromhex(RAW_HEADERS[kind]) + bytes(4096)
+    assert f"camera raw ({kind}) is not supported" in bad(tmp_path, "photo.raw", data)
+
+
+@pytest.mark.parametrize(("layout", "kind"), [("DNG", "DNG"), ("NEF", "TIFF-based, NIKON"), ("PEF", "TIFF-based")])
+def test_camera_raw_told_by_its_tiff_layout_not_read_as_its_preview(tmp_path, rng, layout, kind):
+    assert f"camera raw ({kind}" in bad(tmp_path, "photo.tif", tiff_raw(rng, layout))
+
+
+@pytest.mark.parametrize(("subfiletype", "frames"), [(0, 2), (1, 1)])
+def test_a_tiff_counts_the_full_size_images_of_its_subifds(tmp_path, rng, subfiletype, frames):
+    """A second full-size image in a SubIFD counts as a frame; a reduced-resolution one (a thumbnail) does not."""
+    path = tmp_path / "sub.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(u8(rng, 3), photometric="rgb", subifds=1)
+        tif.write(u8(rng, 3), photometric="rgb", subfiletype=subfiletype)
+    assert read_image(path).meta.frames == frames
 
 
 @pytest.mark.parametrize(
