@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from denoiser import storage
 from denoiser.anomaly import heatmap_path
-from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, reserved
+from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, left_alone, reserved
 from denoiser.records import Record
 from denoiser.storage import FolderLost, fitted_name, remove_stale_temporaries, tagged_name
 
@@ -58,15 +58,15 @@ class Claim(NamedTuple):
 
 
 def is_candidate(inbox: Path, path: Path, recursive: bool) -> bool:
-    """Whether an inbox path may be taken: not hidden, not a temporary name, not in a subfolder unless recursive
-    (nor in a download bundle)."""
+    """Whether an inbox path may be taken: not hidden nor a companion (`left_alone`), not a temporary name, not in a
+    subfolder unless recursive (nor in a download bundle)."""
     try:
         parts = path.relative_to(inbox).parts
     except ValueError:
         return False
     if not parts or (len(parts) > 1 and not recursive):
         return False
-    if any(part.startswith(".") for part in parts) or any(part.endswith(DOWNLOAD_BUNDLE) for part in parts[:-1]):
+    if left_alone(parts) or any(part.endswith(DOWNLOAD_BUNDLE) for part in parts[:-1]):
         return False
     return not path.name.endswith(TEMPORARY_SUFFIXES)
 

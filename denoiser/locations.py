@@ -130,7 +130,7 @@ def heatmap_location(target: str) -> str:
 
 
 def mirror_tasks(source: str, output: str, recursive: bool = False) -> list[Task]:
-    """Tasks for a file or a folder's files (not dotfiles) under a path or URL, mirrored under `output`.
+    """Tasks for a file or a folder's files (none `left_alone`) under a path or URL, mirrored under `output`.
 
     Raises ValueError when an output would land on an input, FileNotFoundError when `source` does not exist.
     """
@@ -165,6 +165,8 @@ def _local_names(source: Path, recursive: bool) -> list[tuple[str, str]]:
 
 def _remote_names(source: str, output: str, recursive: bool) -> list[tuple[str, str]]:
     """(URL, relative path) of the objects under a URL prefix, or of the one object it names, sorted."""
+    from denoiser.pipeline import left_alone
+
     fs, root = filesystem(source)
     fs.invalidate_cache()
     if fs.isfile(root):
@@ -180,7 +182,7 @@ def _remote_names(source: str, output: str, recursive: bool) -> list[tuple[str, 
     for path in sorted(found):
         relative = posixpath.relpath(path, root)
         url = fs.unstrip_protocol(path)
-        if any(part.startswith(".") for part in relative.split("/")) or (nested and url.startswith(nested)):
+        if left_alone(relative.split("/")) or (nested and url.startswith(nested)):
             continue
         names.append((url, relative))
     return names

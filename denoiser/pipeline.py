@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -27,6 +27,23 @@ from denoiser.storage import FolderLost, append_line, atomic_write, is_per_input
 SCORES_FILE = "scores.jsonl"
 PROCESSED, FAILED, ANOMALIES = "processed", "failed", "anomalies"  # the daemon's routing folders in OUTPUT
 RESERVED_TOP = (SCORES_FILE, PROCESSED, FAILED, ANOMALIES)  # OUTPUT's top-level names the tool writes itself
+
+
+# Files that come with photos and are no images: sidecars (Google Takeout's JSON, XMP, Apple's edits, raw converters'
+# settings), the videos of Live Photos and cameras with their thumbnails, voice memos, and Windows' thumbnail caches
+# and folder settings. Batch, watch and the Ray path leave them alone, as they leave hidden files.
+COMPANION_SUFFIXES = (
+    *(".json", ".xmp", ".aae", ".pp3", ".dop", ".on1", ".xml"),
+    *(".mov", ".mp4", ".m4v", ".avi", ".mts", ".m2ts", ".3gp", ".mkv", ".webm", ".lrv", ".thm"),
+    *(".wav", ".m4a"),
+)
+COMPANION_NAMES = ("thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r")
+
+
+def left_alone(parts: Sequence[str]) -> bool:
+    """Whether an input at this relative path is passed over: hidden (a part starts with a dot) or a companion."""
+    name = parts[-1].lower() if parts else ""
+    return any(part.startswith(".") for part in parts) or name in COMPANION_NAMES or name.endswith(COMPANION_SUFFIXES)
 
 
 class Job(NamedTuple):
@@ -76,7 +93,7 @@ class Models:
 
 
 def mirror_jobs(source: Path, output: Path, recursive: bool = False) -> list[Job]:
-    """Jobs for a file or a folder's files (not dotfiles), mirroring relative paths under `output`."""
+    """Jobs for a file or a folder's files (none `left_alone`), mirroring relative paths under `output`."""
     if source.is_file():
         return [Job(source, output / source.name, reserved(Path(source.name)))]
     pattern = "**/*" if recursive else "*"
@@ -84,7 +101,7 @@ def mirror_jobs(source: Path, output: Path, recursive: bool = False) -> list[Job
     jobs = []
     for path in sorted(source.glob(pattern)):
         relative = path.relative_to(source)
-        if any(part.startswith(".") for part in relative.parts) or path.is_dir():
+        if left_alone(relative.parts) or path.is_dir():
             continue
         if nested_output in path.resolve().parents:
             continue

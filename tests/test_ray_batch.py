@@ -22,6 +22,7 @@ from PIL import Image, ImageCms
 
 from denoiser.cli import main
 from denoiser.distributed import Worker
+from denoiser.pipeline import left_alone
 from denoiser.records import Record
 from tests.helpers import write_image
 
@@ -89,6 +90,9 @@ def mixed_folder(folder: Path, rng) -> Path:
     (folder / "truncated.png").write_bytes(whole[: len(whole) // 2])
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.png").write_bytes(b"not an image\n")
+    (folder / "photo.jpg.json").write_text("{}")  # companions: left alone, neither run nor recorded
+    (folder / "sub" / "IMG_0001.MOV").write_bytes(b"\0\0\0\x14ftypqt  ")
+    (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
     return folder
 
 
@@ -252,7 +256,9 @@ def test_inputs_from_a_bucket_outputs_and_scores_to_a_bucket(cluster, tiny_model
     entries = [json.loads(line) for line in written.pop("scores.jsonl").splitlines()]
     assert written == outputs(tmp_path / "local"), "outputs put as local batch writes them, and no parts left"
     assert sorted(e["input"] for e in entries) == sorted(
-        f"s3://inbox/photos/{p.relative_to(source).as_posix()}" for p in source.rglob("*") if p.is_file()
+        f"s3://inbox/photos/{p.relative_to(source).as_posix()}"
+        for p in source.rglob("*")
+        if p.is_file() and not left_alone(p.relative_to(source).parts)
     )
     ok = [e for e in entries if e["status"] == "ok"]
     assert all(e["output"] == e["input"].replace("s3://inbox/photos/", "s3://clean/run/") for e in ok)
