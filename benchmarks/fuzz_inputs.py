@@ -168,6 +168,7 @@ def make_seeds(rng: np.random.Generator) -> list[Seed]:
         Seed("jpeg-progressive", "JPEG", _pillow(rgb, "JPEG", progressive=True, subsampling=2)),
         Seed("jpeg-cmyk", "JPEG", _pillow(rgb, "JPEG", "CMYK")),
         Seed("jpeg-mpo", "JPEG", _mpo(rgb, gray)),
+        Seed("jpeg-motion", "JPEG", _pillow(rgb, "JPEG", quality=90) + b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom" * 4),
         Seed("tiff-rgb-lzw-icc", "TIFF", _pillow(rgb, "TIFF", compression="tiff_lzw", icc_profile=icc)),
         Seed("tiff-gray-deflate", "TIFF", _pillow(gray, "TIFF", compression="tiff_adobe_deflate", dpi=(72, 72))),
         Seed("tiff-rgba-packbits", "TIFF", _pillow(rgba, "TIFF", compression="packbits")),

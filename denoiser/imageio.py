@@ -1,14 +1,14 @@
 """Image file I/O: read an image as float pixels and write results back like the source.
 
-Supported formats are PNG, JPEG, TIFF, BMP, WebP, HEIF (HEIC) and AVIF.  The output keeps the
-input's format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI everywhere
-the format has them, plus JPEG quantization tables, subsampling, progressive mode,
-comment and XMP; WebP lossless/lossy and XMP; PNG text, gamma/chromaticity/sRGB/cICP,
-sBIT and tIME chunks; TIFF compression and descriptive tags (see _TIFF_TAGS); HEIF chroma
-subsampling, colour profile (nclx) and XMP; AVIF XMP.  Not carried: JPEG IPTC/Photoshop
-(APP13) blocks, PNG bKGD/sPLT/hIST, other TIFF private tags, for 16-bit TIFF the EXIF/GPS
-sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails.  Pixels are never rotated: the
-EXIF Orientation tag is carried, so the output displays like the input; HEIF is the exception,
+Supported formats are PNG, JPEG, TIFF, BMP, WebP, HEIF (HEIC) and AVIF. The output keeps the input's
+format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI everywhere the format
+has them, plus JPEG quantization tables, subsampling, progressive mode, comment, XMP and what
+follows the image (a motion photo's video); WebP lossless/lossy and XMP; PNG text,
+gamma/chromaticity/sRGB/cICP, sBIT and tIME chunks; TIFF compression and descriptive tags (see
+_TIFF_TAGS); HEIF chroma subsampling, colour profile (nclx) and XMP; AVIF XMP. Not carried: JPEG
+IPTC/Photoshop (APP13) blocks, PNG bKGD/sPLT/hIST, other TIFF private tags, for 16-bit TIFF the
+EXIF/GPS sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails. Pixels are never rotated:
+the EXIF Orientation tag is carried, so the output displays like the input; HEIF is the exception,
 as libheif applies its rotation and mirroring while decoding and the Orientation is reset to 1.
 Camera raw files (sensor data, whose first TIFF page is often a preview) are refused.
 """
@@ -19,6 +19,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
@@ -103,6 +104,8 @@ _RAW_SIGNATURES = (
     (8, b"CR\x02", "Canon CR2"),
     (8, b"IIII", "Phase One IIQ"),
 )
+# a JPEG marker: 0xFF and a code that is neither a stuffed zero, a restart nor another fill byte
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _RAW_PHOTOMETRIC = (32803, 34892)  # TIFF photometric interpretations of sensor data: CFA and LinearRaw (DNG)
 _DNG_VERSION = 50706
 # ISO BMFF brands in the ftyp box; AVIF's are looked for first, as AVIF files list HEIF's generic mif1 too
@@ -463,7 +466,8 @@ def _meta(fmt: str, mode: str, size: tuple[int, int], **fields) -> ImageMeta:
 
 
 def _jpeg_fields(im: Image.Image, data: bytes) -> dict:
-    """JPEG: quantization tables, chroma subsampling, progressive, comment and XMP."""
+    """JPEG: quantization tables, chroma subsampling, progressive, comment, XMP, and what follows the image (a motion
+    photo's video) unless it is an MPO's images, whose index would not hold for the new image."""
     options: dict[str, Any] = {"qtables": im.quantization}
     sampling = JpegImagePlugin.get_sampling(im)
     if sampling != -1:
@@ -473,7 +477,25 @@ def _jpeg_fields(im: Image.Image, data: bytes) -> dict:
     for key in ("comment", "xmp"):
         if im.info.get(key):
             options[key] = im.info[key]
+    trailer = data[_jpeg_end(data) :]
+    if trailer.strip(b"\x00\xff") and getattr(im, "n_frames", 1) == 1:
+        options["trailer"] = trailer
     return {"options": options}
+
+
+def _jpeg_end(data: bytes) -> int:
+    """Where the first JPEG image in data ends, after its EOI marker (len(data) where it has none).
+
+    Google's and Samsung's motion photos append their video there, and find it from the end of the file.
+    """
+    pos = 2
+    while found := _JPEG_MARKER.search(data, pos):
+        start, code = found.start(), data[found.start() + 1]
+        if code == 0xD9:
+            return start + 2
+        standalone = code in (0x01, 0xD8)  # TEM and SOI have no length; after SOS the search runs on in the scan
+        pos = start + 2 + (0 if standalone else int.from_bytes(data[start + 2 : start + 4], "big"))
+    return len(data)
 
 
 def _webp_fields(im: Image.Image, data: bytes) -> dict:
@@ -941,7 +963,7 @@ def _pillow_image(samples: np.ndarray, meta: ImageMeta) -> Image.Image:
 
 def _encode_pillow(samples: np.ndarray, meta: ImageMeta) -> bytes:
     """Encode with Pillow, carrying ICC, EXIF, DPI, transparency and the format's own options."""
-    options = {k: v for k, v in meta.options.items() if k != "chunks"}
+    options = {k: v for k, v in meta.options.items() if k not in ("chunks", "trailer")}
     if meta.icc_profile and meta.format != "BMP":
         options["icc_profile"] = meta.icc_profile
     if meta.exif and meta.format != "BMP":
@@ -954,7 +976,7 @@ def _encode_pillow(samples: np.ndarray, meta: ImageMeta) -> bytes:
         options["pnginfo"] = _pnginfo(meta.options.get("chunks", ()))
     buffer = io.BytesIO()
     _pillow_image(samples, meta).save(buffer, format=meta.format, **options)
-    return buffer.getvalue()
+    return buffer.getvalue() + meta.options.get("trailer", b"")
 
 
 def _encode_heif(samples: np.ndarray, meta: ImageMeta) -> bytes:

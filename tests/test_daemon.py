@@ -364,9 +364,11 @@ def test_kill_9_at_random_moments_then_restart_gives_each_input_one_outcome(tmp_
     assert [p.name for p in inbox.iterdir()] == [".denoised-work"]
 
 
-def test_after_delete_fails_a_multi_frame_file_or_a_camera_raw_rather_than_lose_what_it_holds(
+def test_after_delete_fails_a_multi_frame_file_or_a_camera_raw_and_carries_a_motion_photos_video(
     tmp_path, tiny_models, rng
 ):
+    """Nothing the original holds is lost: what cannot be written back fails whole, a motion photo's video is
+    carried into the output."""
     inbox, output = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
     args = [DENOISE, "watch", inbox, output, "-a", "delete", "-m", tiny_models["color"], "-t", "32", "-s", "0.5"]
@@ -380,12 +382,17 @@ def test_after_delete_fails_a_multi_frame_file_or_a_camera_raw_rather_than_lose_
         raw = tiff_raw(rng, "NEF", (24, 24))  # Pillow would read its preview as the image
         (inbox / "photo.nef").write_bytes(raw)
         write_image(inbox / "one.png", rng.integers(0, 256, (24, 24, 3), np.uint8))
-        found = wait_for(output, {"scan.tif", "photo.nef", "one.png"}, daemon)
+        still = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), np.uint8)).save(still, "JPEG")
+        video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256))
+        (inbox / "PXL_1.MP.jpg").write_bytes(still.getvalue() + video)
+        found = wait_for(output, {"scan.tif", "photo.nef", "one.png", "PXL_1.MP.jpg"}, daemon)
         assert found["scan.tif"]["status"] == "failed" and "3 frames, pages or maps" in found["scan.tif"]["error"]
         assert (output / "failed" / "scan.tif").read_bytes() == buffer.getvalue(), "every page kept"
         assert found["photo.nef"]["status"] == "failed" and "camera raw" in found["photo.nef"]["error"]
         assert (output / "failed" / "photo.nef").read_bytes() == raw and not (output / "photo.nef").exists()
         assert found["one.png"]["status"] == "ok" and not (output / "processed" / "one.png").exists()
+        assert found["PXL_1.MP.jpg"]["status"] == "ok" and (output / "PXL_1.MP.jpg").read_bytes().endswith(video)
     finally:
         daemon.stop()
 

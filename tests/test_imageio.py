@@ -85,6 +85,34 @@ def pillow_bytes(im: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
+# what a motion photo appends to its JPEG: an MP4 video (Google and Samsung find it from the end of the file)
+VIDEO = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 8
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_motion_photos_video_after_the_jpeg_is_carried(tmp_path, rng, progressive):
+    data = build_8bit(rng, "RGB", "JPEG", progressive=progressive)[0]
+    (tmp_path / "motion.jpg").write_bytes(data + VIDEO)
+    picture = read_image(tmp_path / "motion.jpg")
+    write_image(tmp_path / "out.jpg", picture.pixels, picture)
+    written = (tmp_path / "out.jpg").read_bytes()
+    assert picture.meta.frames == 1 and written.endswith(VIDEO) and written.count(b"ftypmp42") == 1
+    again = read_image(tmp_path / "out.jpg")
+    assert again.pixels.shape == picture.pixels.shape and again.meta.options["trailer"] == VIDEO
+
+
+def test_no_trailer_is_carried_for_padding_or_an_mpos_images(tmp_path, rng):
+    padded = build_8bit(rng, "RGB", "JPEG")[0] + bytes(64)
+    images = [Image.frombytes("RGB", (W, H), u8(rng, 3).tobytes()) for _ in range(2)]
+    mpo = pillow_bytes(images[0], "MPO", save_all=True, append_images=images[1:])
+    for name, data in (("padded.jpg", padded), ("mpo.jpg", mpo)):
+        (tmp_path / name).write_bytes(data)
+        picture = read_image(tmp_path / name)
+        write_image(tmp_path / f"out-{name}", picture.pixels, picture)
+        written = (tmp_path / f"out-{name}").read_bytes()
+        assert "trailer" not in picture.meta.options and written.endswith(b"\xff\xd9"), name
+
+
 def build_8bit(rng, mode: str, fmt: str, **options):
     if mode == "1":
         bits = rng.integers(0, 2, (H, W)).astype(bool)
