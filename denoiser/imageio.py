@@ -5,11 +5,12 @@ format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI eve
 has them, plus JPEG quantization tables, subsampling, progressive mode, comment, XMP and what
 follows the image (a motion photo's video); WebP lossless/lossy and XMP; PNG text,
 gamma/chromaticity/sRGB/cICP, sBIT and tIME chunks; TIFF compression and descriptive tags (see
-_TIFF_TAGS); HEIF chroma subsampling, colour profile (nclx) and XMP; AVIF XMP. Not carried: JPEG
-IPTC/Photoshop (APP13) blocks, PNG bKGD/sPLT/hIST, other TIFF private tags, for 16-bit TIFF the
-EXIF/GPS sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails. Pixels are never rotated:
-the EXIF Orientation tag is carried, so the output displays like the input; HEIF is the exception,
-as libheif applies its rotation and mirroring while decoding and the Orientation is reset to 1.
+_TIFF_TAGS); HEIF chroma subsampling, colour profile (nclx), XMP and a motion photo's video box;
+AVIF XMP. Not carried: JPEG IPTC/Photoshop (APP13) blocks, PNG bKGD/sPLT/hIST, other TIFF private
+tags, for 16-bit TIFF the EXIF/GPS sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails.
+Pixels are never rotated: the EXIF Orientation tag is carried, so the output displays like the
+input; HEIF is the exception, as libheif applies its rotation and mirroring while decoding and the
+Orientation is reset to 1.
 Camera raw files (sensor data, whose first TIFF page is often a preview) are refused.
 """
 
@@ -22,6 +23,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -670,10 +672,29 @@ def _read_heif(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.nd
     options: dict[str, Any] = {"quality": HEIF_QUALITY}
     options.update((key, info[key]) for key in ("chroma", "xmp") if info.get(key))
     options.update((key, info["nclx_profile"][key]) for key in _HEIF_NCLX if info.get("nclx_profile"))
+    boxes = list(_bmff_boxes(data))
+    if video := b"".join(data[start:end] for kind, start, end in boxes if kind == b"mpvd"):
+        options["trailer"] = video  # a Samsung motion photo's video, in a box of its own after the image data
     size = (samples.shape[1], samples.shape[0])
     maps = len(info.get("depth_images") or ()) + sum(map(len, (info.get("aux") or {}).values()))
+    maps += any(kind == b"moov" for kind, _, _ in boxes)  # an image sequence's track, which libheif does not read
     fields = dict(icc_profile=info.get("icc_profile") or None, exif=info.get("exif") or None, frames=images + maps)
     return samples, _meta(fmt, _HEIF_MODES[heif.mode], size, options=options, **fields)
+
+
+def _bmff_boxes(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """The top-level boxes of an ISO BMFF file as (type, start, end), up to the first malformed one."""
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if size == 1 and pos + 16 <= len(data):
+            size = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
+        elif size == 0:
+            size = len(data) - pos
+        if size < 8 or pos + size > len(data):
+            return
+        yield kind, pos, pos + size
+        pos += size
 
 
 def _open_heif(data: bytes, fmt: str, name: str) -> tuple[pillow_heif.HeifImage, int]:
@@ -983,8 +1004,9 @@ def _encode_heif(samples: np.ndarray, meta: ImageMeta) -> bytes:
     """Encode HEIF (HEVC) with pillow-heif: 16-bit samples as 10 bits, the source's chroma and colour profile."""
     heif = _pillow_heif().from_bytes(mode=meta.mode, size=(meta.width, meta.height), data=samples.tobytes())
     buffer = io.BytesIO()
-    heif.save(buffer, exif=meta.exif, icc_profile=meta.icc_profile, **meta.options)
-    return buffer.getvalue()
+    options = {k: v for k, v in meta.options.items() if k != "trailer"}
+    heif.save(buffer, exif=meta.exif, icc_profile=meta.icc_profile, **options)
+    return buffer.getvalue() + meta.options.get("trailer", b"")
 
 
 def _pnginfo(chunks) -> PngImagePlugin.PngInfo:

@@ -101,6 +101,20 @@ def test_a_motion_photos_video_after_the_jpeg_is_carried(tmp_path, rng, progress
     assert again.pixels.shape == picture.pixels.shape and again.meta.options["trailer"] == VIDEO
 
 
+def test_a_heic_motion_photos_video_box_is_carried_and_a_sequence_track_counted(tmp_path, rng):
+    """Samsung's HEIC motion photos keep their video in an `mpvd` box after the image data; a `moov` box holds an
+    image sequence, which libheif does not read."""
+    still = build_heif(rng, "RGB")
+    video = struct.pack(">I", 8 + len(VIDEO)) + b"mpvd" + VIDEO
+    (tmp_path / "motion.heic").write_bytes(still + video)
+    picture = read_image(tmp_path / "motion.heic")
+    write_image(tmp_path / "out.heic", picture.pixels, picture)
+    assert picture.meta.frames == 1 and (tmp_path / "out.heic").read_bytes().endswith(video)
+    assert read_image(tmp_path / "out.heic").meta.options["trailer"] == video
+    (tmp_path / "sequence.heic").write_bytes(still + struct.pack(">I", 16) + b"moov" + bytes(8))
+    assert read_image(tmp_path / "sequence.heic").meta.frames == 2
+
+
 def test_no_trailer_is_carried_for_padding_or_an_mpos_images(tmp_path, rng):
     padded = build_8bit(rng, "RGB", "JPEG")[0] + bytes(64)
     images = [Image.frombytes("RGB", (W, H), u8(rng, 3).tobytes()) for _ in range(2)]
