@@ -2,15 +2,14 @@
 
 Supported formats are PNG, JPEG, TIFF, BMP, WebP, HEIF (HEIC) and AVIF. The output keeps the input's
 format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI everywhere the format
-has them, plus JPEG quantization tables, subsampling, progressive mode, comment, XMP and what
-follows the image (a motion photo's video); WebP lossless/lossy and XMP; PNG text,
-gamma/chromaticity/sRGB/cICP, sBIT and tIME chunks; TIFF compression and descriptive tags (see
+has them, plus JPEG quantization tables, subsampling, progressive mode, comment, XMP, IPTC/Photoshop
+(APP13) blocks and what follows the image (a motion photo's video); WebP lossless/lossy and XMP; PNG
+text, gamma/chromaticity/sRGB/cICP, sBIT and tIME chunks; TIFF compression and descriptive tags (see
 _TIFF_TAGS); HEIF chroma subsampling, colour profile (nclx), XMP and a motion photo's video box;
-AVIF XMP. Not carried: JPEG IPTC/Photoshop (APP13) blocks, PNG bKGD/sPLT/hIST, other TIFF private
-tags, for 16-bit TIFF the EXIF/GPS sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails.
-Pixels are never rotated: the EXIF Orientation tag is carried, so the output displays like the
-input; HEIF is the exception, as libheif applies its rotation and mirroring while decoding and the
-Orientation is reset to 1.
+AVIF XMP. Not carried: PNG bKGD/sPLT/hIST, other TIFF private tags, for 16-bit TIFF the EXIF/GPS
+sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails. Pixels are never rotated: the EXIF
+Orientation tag is carried, so the output displays like the input; HEIF is the exception, as libheif
+applies its rotation and mirroring while decoding and the Orientation is reset to 1.
 Camera raw files (sensor data, whose first TIFF page is often a preview) are refused.
 """
 
@@ -468,8 +467,8 @@ def _meta(fmt: str, mode: str, size: tuple[int, int], **fields) -> ImageMeta:
 
 
 def _jpeg_fields(im: Image.Image, data: bytes) -> dict:
-    """JPEG: quantization tables, chroma subsampling, progressive, comment, XMP, and what follows the image (a motion
-    photo's video) unless it is an MPO's images, whose index would not hold for the new image."""
+    """JPEG: quantization tables, chroma subsampling, progressive, comment, XMP, IPTC, and what follows the image (a
+    motion photo's video) unless it is an MPO's images, whose index would not hold for the new image."""
     options: dict[str, Any] = {"qtables": im.quantization}
     sampling = JpegImagePlugin.get_sampling(im)
     if sampling != -1:
@@ -479,10 +478,17 @@ def _jpeg_fields(im: Image.Image, data: bytes) -> dict:
     for key in ("comment", "xmp"):
         if im.info.get(key):
             options[key] = im.info[key]
+    if iptc := b"".join(_jpeg_segment(0xED, body) for marker, body in im.applist if marker == "APP13"):
+        options["extra"] = iptc  # IPTC captions, keywords and credits, and Photoshop's resources, written verbatim
     trailer = data[_jpeg_end(data) :]
     if trailer.strip(b"\x00\xff") and getattr(im, "n_frames", 1) == 1:
         options["trailer"] = trailer
     return {"options": options}
+
+
+def _jpeg_segment(code: int, body: bytes) -> bytes:
+    """A JPEG marker segment: 0xFF, the code, the length and the body."""
+    return bytes((0xFF, code)) + struct.pack(">H", len(body) + 2) + body
 
 
 def _jpeg_end(data: bytes) -> int:
