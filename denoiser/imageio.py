@@ -2,14 +2,15 @@
 
 Supported formats are PNG, JPEG, TIFF, BMP, WebP, HEIF (HEIC) and AVIF. The output keeps the input's
 format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI everywhere the format
-has them, plus JPEG quantization tables, subsampling, progressive mode, comment, XMP, IPTC/Photoshop
-(APP13) blocks and what follows the image (a motion photo's video); WebP lossless/lossy and XMP; PNG
-text, gamma/chromaticity/sRGB/cICP, sBIT and tIME chunks; TIFF compression and descriptive tags (see
-_TIFF_TAGS); HEIF chroma subsampling, colour profile (nclx), XMP and a motion photo's video box;
-AVIF XMP. Not carried: PNG bKGD/sPLT/hIST, other TIFF private tags, for 16-bit TIFF the EXIF/GPS
-sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails. Pixels are never rotated: the EXIF
-Orientation tag is carried, so the output displays like the input; HEIF is the exception, as libheif
-applies its rotation and mirroring while decoding and the Orientation is reset to 1.
+has them, plus JPEG quantization tables, subsampling, progressive mode, comment, XMP (extended XMP
+included), IPTC/Photoshop (APP13) blocks and what follows the image (a motion photo's video); WebP
+lossless/lossy and XMP; PNG text, gamma/chromaticity/sRGB/cICP, sBIT and tIME chunks; TIFF
+compression and descriptive tags (see _TIFF_TAGS); HEIF chroma subsampling, colour profile (nclx),
+XMP and a motion photo's video box; AVIF XMP. Not carried: PNG bKGD/sPLT/hIST, other TIFF private
+tags, for 16-bit TIFF the EXIF/GPS sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails.
+Pixels are never rotated: the EXIF Orientation tag is carried, so the output displays like the
+input; HEIF is the exception, as libheif applies its rotation and mirroring while decoding and the
+Orientation is reset to 1.
 Camera raw files (sensor data, whose first TIFF page is often a preview) are refused.
 """
 
@@ -478,17 +479,23 @@ def _jpeg_fields(im: Image.Image, data: bytes) -> dict:
     for key in ("comment", "xmp"):
         if im.info.get(key):
             options[key] = im.info[key]
-    if iptc := b"".join(_jpeg_segment(0xED, body) for marker, body in im.applist if marker == "APP13"):
-        options["extra"] = iptc  # IPTC captions, keywords and credits, and Photoshop's resources, written verbatim
+    if kept := [_app_segment(marker, body) for marker, body in im.applist if _kept(marker, body)]:
+        options["extra"] = b"".join(kept)
     trailer = data[_jpeg_end(data) :]
     if trailer.strip(b"\x00\xff") and getattr(im, "n_frames", 1) == 1:
         options["trailer"] = trailer
     return {"options": options}
 
 
-def _jpeg_segment(code: int, body: bytes) -> bytes:
-    """A JPEG marker segment: 0xFF, the code, the length and the body."""
-    return bytes((0xFF, code)) + struct.pack(">H", len(body) + 2) + body
+def _kept(marker: str, body: bytes) -> bool:
+    """Whether a JPEG APP segment is written back verbatim: IPTC captions, keywords and credits with Photoshop's
+    resources (APP13), and extended XMP (the rest of an XMP packet over 64 KB, such as a depth map)."""
+    return marker == "APP13" or (marker == "APP1" and body.startswith(b"http://ns.adobe.com/xmp/extension/\x00"))
+
+
+def _app_segment(marker: str, body: bytes) -> bytes:
+    """A JPEG APPn segment ("APP13", say) as stored: 0xFF, its code, its length and the body."""
+    return bytes((0xFF, 0xE0 + int(marker[3:]))) + struct.pack(">H", len(body) + 2) + body
 
 
 def _jpeg_end(data: bytes) -> int:

@@ -115,18 +115,26 @@ def test_a_heic_motion_photos_video_box_is_carried_and_a_sequence_track_counted(
     assert read_image(tmp_path / "sequence.heic").meta.frames == 2
 
 
-def test_iptc_captions_keywords_and_credits_are_carried(tmp_path, rng):
+def test_iptc_and_extended_xmp_are_carried(tmp_path, rng):
+    """IPTC captions, keywords and credits (APP13), and the extended part of an XMP packet over 64 KB (APP1)."""
     from PIL import IptcImagePlugin
 
-    data = build_8bit(rng, "RGB", "JPEG", icc_profile=b"icc" * 50)[0]
-    body = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x0e\x1c\x02\x78\x00\x07caption\x00\x00"
-    (tmp_path / "iptc.jpg").write_bytes(data[:2] + b"\xff\xed" + struct.pack(">H", len(body) + 2) + body + data[2:])
+    data = build_8bit(rng, "RGB", "JPEG", icc_profile=b"icc" * 50, xmp=b"<x:xmpmeta/>")[0]
+    iptc = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x0e\x1c\x02\x78\x00\x07caption\x00\x00"
+    extended = b"http://ns.adobe.com/xmp/extension/\x00" + b"0" * 32 + struct.pack(">II", 9, 0) + b"<depth/>"
+    segments = b"".join(
+        code + struct.pack(">H", len(body) + 2) + body for code, body in ((b"\xff\xed", iptc), (b"\xff\xe1", extended))
+    )
+    (tmp_path / "iptc.jpg").write_bytes(data[:2] + segments + data[2:])
     picture = read_image(tmp_path / "iptc.jpg")
     write_image(tmp_path / "out.jpg", picture.pixels, picture)
     with Image.open(tmp_path / "out.jpg") as written:
-        assert [payload for marker, payload in written.applist if marker == "APP13"] == [body]
+        assert [body for marker, body in written.applist if marker == "APP13"] == [iptc]
         assert IptcImagePlugin.getiptcinfo(written) == {(2, 120): b"caption"}
-        assert written.info["icc_profile"] == b"icc" * 50
+        assert [body for marker, body in written.applist if marker == "APP1" and body.startswith(extended[:35])] == [
+            extended
+        ]
+        assert written.info["icc_profile"] == b"icc" * 50 and written.info["xmp"] == b"<x:xmpmeta/>"
 
 
 def test_no_trailer_is_carried_for_padding_or_an_mpos_images(tmp_path, rng):
