@@ -173,6 +173,7 @@ def make_seeds(rng: np.random.Generator) -> list[Seed]:
         Seed("tiff-gray-deflate", "TIFF", _pillow(gray, "TIFF", compression="tiff_adobe_deflate", dpi=(72, 72))),
         Seed("tiff-rgba-packbits", "TIFF", _pillow(rgba, "TIFF", compression="packbits")),
         Seed("tiff-gray16", "TIFF", _tiff16(gray16, resolution=(300, 300), resolutionunit="INCH")),
+        Seed("tiff-gray16-iptc", "TIFF", _tiff16(gray16, extratags=[(33723, "I", 3, (0x1C027800, 7, 0), True)])),
         Seed("tiff-rgb16-deflate-icc", "TIFF", _tiff16(rgb16, compression="zlib", predictor=True, iccprofile=icc)),
         Seed("tiff-rgb16-tiled", "TIFF", _tiff16(rgb16, tile=(16, 16), compression="zlib")),
         Seed("tiff-rgb-subifd", "TIFF", _tiff_subifd(rgb, rgb[::-1])),

@@ -5,12 +5,12 @@ format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI eve
 has them, plus JPEG quantization tables, subsampling, progressive mode, comment, XMP (extended XMP
 included), IPTC/Photoshop (APP13) blocks and what follows the image (a motion photo's video); WebP
 lossless/lossy and XMP; PNG text, gamma/chromaticity/sRGB/cICP, sBIT and tIME chunks; TIFF
-compression and descriptive tags (see _TIFF_TAGS); HEIF chroma subsampling, colour profile (nclx),
-XMP and a motion photo's video box; AVIF XMP. Not carried: PNG bKGD/sPLT/hIST, other TIFF private
-tags, for 16-bit TIFF the EXIF/GPS sub-IFDs, and HEIF depth maps, auxiliary images and thumbnails.
-Pixels are never rotated: the EXIF Orientation tag is carried, so the output displays like the
-input; HEIF is the exception, as libheif applies its rotation and mirroring while decoding and the
-Orientation is reset to 1.
+compression, descriptive tags (see _TIFF_TAGS) and IPTC; HEIF chroma subsampling, colour profile
+(nclx), XMP and a motion photo's video box; AVIF XMP. Not carried: PNG bKGD/sPLT/hIST, other TIFF
+private tags, for 16-bit TIFF the EXIF/GPS sub-IFDs, and HEIF depth maps, auxiliary images and
+thumbnails. Pixels are never rotated: the EXIF Orientation tag is carried, so the output displays
+like the input; HEIF is the exception, as libheif applies its rotation and mirroring while decoding
+and the Orientation is reset to 1.
 Camera raw files (sensor data, whose first TIFF page is often a preview) are refused.
 """
 
@@ -108,6 +108,7 @@ _RAW_SIGNATURES = (
 )
 # a JPEG marker: 0xFF and a code that is neither a stuffed zero, a restart nor another fill byte
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_IPTC_TAG = 33723  # TIFF's IPTC-NAA tag: captions, keywords and credits
 _RAW_PHOTOMETRIC = (32803, 34892)  # TIFF photometric interpretations of sensor data: CFA and LinearRaw (DNG)
 _DNG_VERSION = 50706
 # ISO BMFF brands in the ftyp box; AVIF's are looked for first, as AVIF files list HEIF's generic mif1 too
@@ -744,15 +745,19 @@ def _read_tiff(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.nd
             page = tif.pages.first
             subimages = _tiff_subimages(page, name)
             _check_size(page.imagewidth, page.imagelength, max_pixels, name)
-            if page.bitspersample == 16:
+            iptc = page.tags.valueof(_IPTC_TAG)  # as bytes, whichever type it is stored as (Photoshop: LONG)
+            deep = page.bitspersample == 16
+            if deep:
                 samples, meta = _read_tiff16(page, data, name)
-                return samples, replace(meta, frames=len(tif.pages) + subimages)
+                meta = replace(meta, frames=len(tif.pages))
     except ImageError:
         raise
     except _DECODE_ERRORS as e:
         raise _corrupt(name, fmt, e) from None
-    samples, meta = _read_pillow(data, fmt, name, max_pixels)
-    return samples, replace(meta, frames=meta.frames + subimages)
+    if not deep:
+        samples, meta = _read_pillow(data, fmt, name, max_pixels)
+    carried = {"iptc": iptc} if isinstance(iptc, bytes) and iptc else {}
+    return samples, replace(meta, frames=meta.frames + subimages, options=meta.options | carried)
 
 
 def _tiff_subimages(page, name: str) -> int:
@@ -997,7 +1002,9 @@ def _pillow_image(samples: np.ndarray, meta: ImageMeta) -> Image.Image:
 
 def _encode_pillow(samples: np.ndarray, meta: ImageMeta) -> bytes:
     """Encode with Pillow, carrying ICC, EXIF, DPI, transparency and the format's own options."""
-    options = {k: v for k, v in meta.options.items() if k not in ("chunks", "trailer")}
+    options = {k: v for k, v in meta.options.items() if k not in ("chunks", "trailer", "iptc")}
+    if meta.options.get("iptc"):
+        options["tiffinfo"] = {_IPTC_TAG: meta.options["iptc"]}
     if meta.icc_profile and meta.format != "BMP":
         options["icc_profile"] = meta.icc_profile
     if meta.exif and meta.format != "BMP":
@@ -1082,8 +1089,8 @@ def _png_splice(png: bytes, extra: bytes) -> bytes:
 def _encode_tiff16(samples: np.ndarray, meta: ImageMeta) -> bytes:
     """Encode a 16-bit TIFF with tifffile: deflate + predictor when the source was compressed.
 
-    Carried: ICC profile, resolution, Orientation, XMP and the ASCII tags of _TIFF_ASCII.
-    Not carried: the EXIF and GPS sub-IFDs, IPTC, Photoshop resources and private tags;
+    Carried: ICC profile, resolution, Orientation, XMP, IPTC and the ASCII tags of _TIFF_ASCII.
+    Not carried: the EXIF and GPS sub-IFDs, Photoshop resources and private tags;
     LZW and other codecs tifffile cannot write without imagecodecs become deflate.
     """
     options = meta.options
@@ -1104,7 +1111,7 @@ def _encode_tiff16(samples: np.ndarray, meta: ImageMeta) -> bytes:
         compression="zlib" if options["compress"] else None,
         predictor=options["predictor"] and options["compress"],
         iccprofile=meta.icc_profile,
-        extratags=_tiff16_extratags(meta.exif),
+        extratags=_tiff16_extratags(meta.exif, options.get("iptc")),
         software=False,
         metadata=None,
         **kwargs,
@@ -1112,13 +1119,14 @@ def _encode_tiff16(samples: np.ndarray, meta: ImageMeta) -> bytes:
     return buffer.getvalue()
 
 
-def _tiff16_extratags(exif_bytes: bytes | None) -> list[tuple]:
-    """tifffile extratags for Orientation, XMP and the ASCII tags carried in the EXIF bytes."""
+def _tiff16_extratags(exif_bytes: bytes | None, iptc: bytes | None) -> list[tuple]:
+    """tifffile extratags for IPTC, and Orientation, XMP and the ASCII tags carried in the EXIF bytes."""
+    tags = [(_IPTC_TAG, 7, len(iptc), iptc, True)] if iptc else []
     if not exif_bytes:
-        return []
+        return tags
     exif = Image.Exif()
     exif.load(exif_bytes)
-    tags = [(code, "s", 0, _text(exif[code]), True) for code in _TIFF_ASCII if code in exif]
+    tags += [(code, "s", 0, _text(exif[code]), True) for code in _TIFF_ASCII if code in exif]
     if 274 in exif:
         tags.append((274, "H", 1, int(exif[274]), True))
     if 700 in exif:

@@ -137,6 +137,22 @@ def test_iptc_and_extended_xmp_are_carried(tmp_path, rng):
         assert written.info["icc_profile"] == b"icc" * 50 and written.info["xmp"] == b"<x:xmpmeta/>"
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_a_tiffs_iptc_is_carried_even_stored_as_longs(tmp_path, rng, dtype, byteorder):
+    """Photoshop stores the IPTC-NAA tag as LONGs, which Pillow cuts to the first one."""
+    iptc = b"\x1c\x02\x78\x00\x07caption\x00\x00\x00\x00"
+    array = rng.integers(0, np.iinfo(dtype).max + 1, (H, W, 3)).astype(dtype)
+    longs = struct.unpack(f"{byteorder}4I", iptc)
+    tifffile.imwrite(
+        tmp_path / "in.tif", array, photometric="rgb", byteorder=byteorder, extratags=[(33723, "I", 4, longs, True)]
+    )
+    picture = read_image(tmp_path / "in.tif")
+    write_image(tmp_path / "out.tif", picture.pixels, picture)
+    with tifffile.TiffFile(tmp_path / "out.tif") as written:
+        assert written.pages.first.tags.valueof(33723) == iptc
+
+
 def test_no_trailer_is_carried_for_padding_or_an_mpos_images(tmp_path, rng):
     padded = build_8bit(rng, "RGB", "JPEG")[0] + bytes(64)
     images = [Image.frombytes("RGB", (W, H), u8(rng, 3).tobytes()) for _ in range(2)]
