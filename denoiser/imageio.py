@@ -774,7 +774,7 @@ def _tiff_subimages(page, name: str) -> int:
 
 
 def _tiff_make(page) -> str:
-    """ ", MAKER" from the TIFF Make tag, or ""."""
+    """The camera's maker from the TIFF Make tag, as ", MAKER", or "" without one."""
     make = str(page.tags.valueof(271, "")).strip()
     return f", {make}" if make else ""
 
