@@ -5,12 +5,12 @@ format, mode, bit depth, alpha plane and metadata: ICC profile, EXIF and DPI eve
 has them, plus JPEG quantization tables, subsampling, progressive mode, comment, XMP (extended XMP
 included), IPTC/Photoshop (APP13) blocks and what follows the image (a motion photo's video); WebP
 lossless/lossy and XMP; PNG text, gamma/chromaticity/sRGB/cICP, sBIT and tIME chunks; TIFF
-compression, descriptive tags (see _TIFF_TAGS) and IPTC; HEIF chroma subsampling, colour profile
-(nclx), XMP and a motion photo's video box; AVIF XMP. Not carried: PNG bKGD/sPLT/hIST, other TIFF
-private tags, for 16-bit TIFF the EXIF/GPS sub-IFDs, and HEIF depth maps, auxiliary images and
-thumbnails. Pixels are never rotated: the EXIF Orientation tag is carried, so the output displays
-like the input; HEIF is the exception, as libheif applies its rotation and mirroring while decoding
-and the Orientation is reset to 1.
+compression, descriptive tags (see _TIFF_TAGS), the EXIF and GPS IFDs and IPTC; HEIF chroma
+subsampling, colour profile (nclx), XMP and a motion photo's video box; AVIF XMP. Not carried: PNG
+bKGD/sPLT/hIST, other TIFF private tags, and HEIF depth maps, auxiliary images and thumbnails.
+Pixels are never rotated: the EXIF Orientation tag is carried, so the output displays like the
+input; HEIF is the exception, as libheif applies its rotation and mirroring while decoding and the
+Orientation is reset to 1.
 Camera raw files (sensor data, whose first TIFF page is often a preview) are refused.
 """
 
@@ -109,6 +109,9 @@ _RAW_SIGNATURES = (
 # a JPEG marker: 0xFF and a code that is neither a stuffed zero, a restart nor another fill byte
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _IPTC_TAG = 33723  # TIFF's IPTC-NAA tag: captions, keywords and credits
+# the EXIF and GPS IFDs of a TIFF, and the tags tifffile writes in their place (it will not write these; renamed after)
+_SUB_IFDS = {0x8769: 0x8768, 0x8825: 0x8824}
+_INTEROP_IFD = 0xA005  # a pointer inside the EXIF IFD, which would point nowhere once the IFD is moved
 _RAW_PHOTOMETRIC = (32803, 34892)  # TIFF photometric interpretations of sensor data: CFA and LinearRaw (DNG)
 _DNG_VERSION = 50706
 # ISO BMFF brands in the ftyp box; AVIF's are looked for first, as AVIF files list HEIF's generic mif1 too
@@ -156,7 +159,7 @@ _TIFF_COMPRESSIONS = (
     "tiff_ccitt",
 )
 # 16-bit TIFF goes through tifffile, which carries the ICC profile, resolution, Orientation,
-# XMP and the ASCII tags above; the EXIF and GPS sub-IFDs are NOT carried there.
+# XMP, IPTC and the ASCII tags above; the EXIF and GPS IFDs are appended after it (_with_sub_ifds).
 _TIFF16_MODES = {(1, 1, 0): "L;16", (1, 2, 1): "LA;16", (2, 3, 0): "RGB;16", (2, 4, 1): "RGBA;16", (5, 4, 0): "CMYK;16"}
 _TIFF16_PHOTOMETRIC = {1: "minisblack", 2: "rgb", 5: "separated"}
 # The 16-bit TIFF compressions tifffile decodes here: none and deflate, each strip's inflated size checked first (see
@@ -553,10 +556,15 @@ def _tiff_exif(im: Image.Image) -> bytes | None:
         source = im.getexif()
         for tag in (t for t in _TIFF_TAGS if t in source):
             with contextlib.suppress(*_DECODE_ERRORS):
-                exif[tag] = source.get_ifd(tag) if tag in (0x8769, 0x8825) else source[tag]
+                exif[tag] = _sub_ifd(source, tag) if tag in _SUB_IFDS else source[tag]
     with contextlib.suppress(*_DECODE_ERRORS):
         return exif.tobytes() if len(exif) else None
     return None
+
+
+def _sub_ifd(source: Image.Exif, tag: int) -> dict:
+    """The EXIF or GPS IFD of loaded EXIF as a dict, less the pointer to an interoperability IFD."""
+    return {key: value for key, value in source.get_ifd(tag).items() if key != _INTEROP_IFD}
 
 
 def _avif_fields(im: Image.Image, data: bytes) -> dict:
@@ -803,7 +811,7 @@ def _read_tiff16(page, data: bytes, name: str) -> tuple[np.ndarray, ImageMeta]:
         "compress": int(page.compression) != 1,
         "predictor": int(page.predictor) == 2,
     }
-    fields = _tiff16_tags({tag.code: tag.value for tag in page.tags})
+    fields = _tiff16_tags({tag.code: tag.value for tag in page.tags}, data)
     return samples, _meta("TIFF", mode, (page.imagewidth, page.imagelength), options=options, **fields)
 
 
@@ -858,12 +866,18 @@ def _decode_tiff_opencv(data: bytes, mode: str, name: str) -> np.ndarray:
     return image if channels == 1 else image[..., [2, 1, 0, 3][:channels]]
 
 
-def _tiff16_tags(tags: dict[int, Any]) -> dict:
-    """ICC profile, DPI and the tags tifffile can write back (as EXIF bytes) from a 16-bit TIFF."""
+def _tiff16_tags(tags: dict[int, Any], data: bytes) -> dict:
+    """ICC profile, DPI and the tags tifffile can write back (as EXIF bytes, see _with_sub_ifds for the EXIF and GPS
+    IFDs) from a 16-bit TIFF."""
     exif = Image.Exif()
     for code in (*_TIFF_ASCII, 274, 700):
         if code in tags:
             exif[code] = int(tags[code]) if code == 274 else tags[code]
+    with contextlib.suppress(*_DECODE_ERRORS):
+        source = Image.Exif()
+        source.load(data)  # a classic TIFF file is laid out as EXIF is (a BigTIFF's sub-IFDs are left)
+        for tag in (tag for tag in _SUB_IFDS if tag in source):
+            exif[tag] = _sub_ifd(source, tag)
     icc = tags.get(34675)
     return {
         "icc_profile": bytes(icc) if icc else None,
@@ -1089,8 +1103,8 @@ def _png_splice(png: bytes, extra: bytes) -> bytes:
 def _encode_tiff16(samples: np.ndarray, meta: ImageMeta) -> bytes:
     """Encode a 16-bit TIFF with tifffile: deflate + predictor when the source was compressed.
 
-    Carried: ICC profile, resolution, Orientation, XMP, IPTC and the ASCII tags of _TIFF_ASCII.
-    Not carried: the EXIF and GPS sub-IFDs, Photoshop resources and private tags;
+    Carried: ICC profile, resolution, Orientation, XMP, IPTC, the ASCII tags of _TIFF_ASCII and the EXIF and GPS
+    IFDs. Not carried: Photoshop resources and private tags;
     LZW and other codecs tifffile cannot write without imagecodecs become deflate.
     """
     options = meta.options
@@ -1112,15 +1126,17 @@ def _encode_tiff16(samples: np.ndarray, meta: ImageMeta) -> bytes:
         predictor=options["predictor"] and options["compress"],
         iccprofile=meta.icc_profile,
         extratags=_tiff16_extratags(meta.exif, options.get("iptc")),
+        byteorder="<",
         software=False,
         metadata=None,
         **kwargs,
     )
-    return buffer.getvalue()
+    return _with_sub_ifds(buffer.getvalue(), meta.exif)
 
 
 def _tiff16_extratags(exif_bytes: bytes | None, iptc: bytes | None) -> list[tuple]:
-    """tifffile extratags for IPTC, and Orientation, XMP and the ASCII tags carried in the EXIF bytes."""
+    """tifffile extratags for IPTC, and Orientation, XMP, the ASCII tags and stand-ins for the EXIF and GPS IFDs
+    (see _with_sub_ifds) carried in the EXIF bytes."""
     tags = [(_IPTC_TAG, 7, len(iptc), iptc, True)] if iptc else []
     if not exif_bytes:
         return tags
@@ -1132,7 +1148,36 @@ def _tiff16_extratags(exif_bytes: bytes | None, iptc: bytes | None) -> list[tupl
     if 700 in exif:
         xmp = bytes(exif[700]) if not isinstance(exif[700], str) else exif[700].encode()
         tags.append((700, "B", len(xmp), xmp, True))
+    tags += [(stand_in, "I", 1, 0, True) for tag, stand_in in _SUB_IFDS.items() if tag in exif]
     return tags
+
+
+def _with_sub_ifds(tiff: bytes, exif_bytes: bytes | None) -> bytes:
+    """A little-endian TIFF from tifffile with the EXIF and GPS IFDs of exif_bytes appended, each pointed at from its
+    stand-in's entry in the first page, which takes the real tag (the same place in the sorted entries)."""
+    if not exif_bytes or not tiff.startswith(b"II*\x00"):
+        return tiff
+    exif, out = Image.Exif(), bytearray(tiff)
+    exif.load(exif_bytes)
+    tags = {stand_in: tag for tag, stand_in in _SUB_IFDS.items()}
+    first = struct.unpack_from("<I", out, 4)[0]
+    for entry in range(first + 2, first + 2 + 12 * struct.unpack_from("<H", out, first)[0], 12):
+        tag = tags.get(struct.unpack_from("<H", out, entry)[0])
+        start = len(out) + len(out) % 2  # an IFD starts on a word boundary
+        if blob := _ifd_bytes(exif, tag, start) if tag else b"":
+            struct.pack_into("<HHII", out, entry, tag, 4, 1, start)
+            out += bytes(start - len(out)) + blob
+    return bytes(out)
+
+
+def _ifd_bytes(exif: Image.Exif, tag: int, offset: int) -> bytes:
+    """The EXIF or GPS IFD of loaded EXIF as TIFF bytes to be placed at offset; b"" where Pillow cannot write it."""
+    with contextlib.suppress(*_DECODE_ERRORS, *_ENCODE_ERRORS):
+        ifd = TiffImagePlugin.ImageFileDirectory_v2(group=tag)
+        for key, value in _sub_ifd(exif, tag).items():
+            ifd[key] = value
+        return ifd.tobytes(offset)
+    return b""
 
 
 def _text(value) -> str:

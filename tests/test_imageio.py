@@ -8,6 +8,7 @@ import subprocess
 import sys
 import warnings
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -659,6 +660,30 @@ def test_tiff_exif_sub_ifd_carried(tmp_path, rng):
         assert result[274] == 8
         assert im.size == (H, W)  # Pillow reports the displayed (rotated) size
         assert result.get_ifd(0x8769)[0x9003] == "2024:01:02 03:04:05"
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_16bit_tiff_exif_and_gps_ifds_carried(tmp_path, rng, byteorder):
+    """The date taken, exposure and GPS position of a 16-bit TIFF (a raw converter's export), through two writes."""
+    tifffile.imwrite(tmp_path / "plain.tif", u16(rng, 3), photometric="rgb", byteorder=byteorder)
+    plain = read_image(tmp_path / "plain.tif")
+    exif = Image.Exif()
+    exif[271] = "TestCam"
+    exif[0x8769] = {0x9003: "2024:01:02 03:04:05", 0x829A: 0.01, 0xA005: 1234}  # with a stale Interop pointer
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 30.0)}
+    source = plain._replace(meta=replace(plain.meta, exif=exif.tobytes()))
+    write_image(tmp_path / "first.tif", source.pixels, source)
+    again = read_image(tmp_path / "first.tif")
+    write_image(tmp_path / "second.tif", again.pixels, again)
+    for name in ("first.tif", "second.tif"):
+        with Image.open(tmp_path / name) as written:
+            result = written.getexif()
+            assert result[271] == "TestCam"
+            assert result.get_ifd(0x8769) == {0x9003: "2024:01:02 03:04:05", 0x829A: 0.01}, name
+            assert result.get_ifd(0x8825) == {1: "N", 2: (48.0, 51.0, 30.0)}, name
+        with tifffile.TiffFile(tmp_path / name) as written:
+            assert written.pages.first.bitspersample == 16
+            np.testing.assert_array_equal(written.pages.first.asarray(), tifffile.imread(tmp_path / "plain.tif"))
 
 
 @pytest.mark.parametrize(
