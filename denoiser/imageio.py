@@ -114,6 +114,7 @@ _SUB_IFDS = {0x8769: 0x8768, 0x8825: 0x8824}
 _INTEROP_IFD = 0xA005  # a pointer inside the EXIF IFD, which would point nowhere once the IFD is moved
 _RAW_PHOTOMETRIC = (32803, 34892)  # TIFF photometric interpretations of sensor data: CFA and LinearRaw (DNG)
 _DNG_VERSION = 50706
+_PHOTOSHOP_LAYERS = 37724  # ImageSourceData: a layered TIFF's layers, which the output does not keep
 # ISO BMFF brands in the ftyp box; AVIF's are looked for first, as AVIF files list HEIF's generic mif1 too
 _AVIF_BRANDS = {b"avif", b"avis"}
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
@@ -769,7 +770,8 @@ def _read_tiff(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.nd
 
 
 def _tiff_subimages(page, name: str) -> int:
-    """The full-size images in the first page's SubIFDs; a camera raw (DNG, NEF, ARW, PEF, ...) is an ImageError.
+    """The full-size images in the first page's SubIFDs, and one more for Photoshop's layers (the page is their
+    composite); a camera raw (DNG, NEF, ARW, PEF, ...) is an ImageError.
 
     A raw file's first page is a small preview, or the sensor data itself, with the sensor data in a SubIFD.
     """
@@ -778,7 +780,7 @@ def _tiff_subimages(page, name: str) -> int:
         raise _camera_raw(name, "DNG")
     if page.is_reduced or any(int(sub.photometric or 0) in _RAW_PHOTOMETRIC for sub in (page, *subs)):
         raise _camera_raw(name, f"TIFF-based{_tiff_make(page)}")
-    return sum(not sub.is_reduced for sub in subs)
+    return sum(not sub.is_reduced for sub in subs) + (_PHOTOSHOP_LAYERS in page.tags)
 
 
 def _tiff_make(page) -> str:

@@ -794,6 +794,15 @@ def test_a_tiff_counts_the_full_size_images_of_its_subifds(tmp_path, rng, subfil
     assert read_image(path).meta.frames == frames
 
 
+def test_a_layered_tiffs_layers_count_as_a_frame(tmp_path, rng):
+    """Photoshop keeps a layered TIFF's layers in ImageSourceData beside their composite, the page that is read."""
+    layers = b"Adobe Photoshop Document Data Block\x00" + bytes(64)
+    tifffile.imwrite(
+        tmp_path / "layered.tif", u8(rng, 3), photometric="rgb", extratags=[(37724, 7, len(layers), layers, True)]
+    )
+    assert read_image(tmp_path / "layered.tif").meta.frames == 2
+
+
 @pytest.mark.parametrize(
     "build",
     [
