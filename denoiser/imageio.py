@@ -1157,19 +1157,21 @@ def _tiff16_extratags(exif_bytes: bytes | None, iptc: bytes | None) -> list[tupl
 def _with_sub_ifds(tiff: bytes, exif_bytes: bytes | None) -> bytes:
     """A little-endian TIFF from tifffile with the EXIF and GPS IFDs of exif_bytes appended, each pointed at from its
     stand-in's entry in the first page, which takes the real tag (the same place in the sorted entries)."""
-    if not exif_bytes or not tiff.startswith(b"II*\x00"):
+    exif = Image.Exif()
+    exif.load(exif_bytes or b"")
+    if not tiff.startswith(b"II*\x00") or not any(tag in exif for tag in _SUB_IFDS):
         return tiff
-    exif, out = Image.Exif(), bytearray(tiff)
-    exif.load(exif_bytes)
-    tags = {stand_in: tag for tag, stand_in in _SUB_IFDS.items()}
-    first = struct.unpack_from("<I", out, 4)[0]
-    for entry in range(first + 2, first + 2 + 12 * struct.unpack_from("<H", out, first)[0], 12):
-        tag = tags.get(struct.unpack_from("<H", out, entry)[0])
-        start = len(out) + len(out) % 2  # an IFD starts on a word boundary
+    tags, view = {stand_in: tag for tag, stand_in in _SUB_IFDS.items()}, memoryview(tiff)
+    parts, appended, done, end = [], [], 0, len(tiff)
+    first = struct.unpack_from("<I", tiff, 4)[0]
+    for entry in range(first + 2, first + 2 + 12 * struct.unpack_from("<H", tiff, first)[0], 12):
+        tag = tags.get(struct.unpack_from("<H", tiff, entry)[0])
+        start = end + end % 2  # an IFD starts on a word boundary
         if blob := _ifd_bytes(exif, tag, start) if tag else b"":
-            struct.pack_into("<HHII", out, entry, tag, 4, 1, start)
-            out += bytes(start - len(out)) + blob
-    return bytes(out)
+            parts += [view[done:entry], struct.pack("<HHII", tag, 4, 1, start)]
+            appended += [bytes(start - end), blob]
+            done, end = entry + 12, start + len(blob)
+    return b"".join([*parts, view[done:], *appended])
 
 
 def _ifd_bytes(exif: Image.Exif, tag: int, offset: int) -> bytes:
