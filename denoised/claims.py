@@ -25,7 +25,8 @@ from typing import NamedTuple
 
 from denoiser import storage
 from denoiser.anomaly import heatmap_path
-from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, left_alone, reserved
+from denoiser.locations import left_alone
+from denoiser.pipeline import ANOMALIES, FAILED, PROCESSED, reserved
 from denoiser.records import Record
 from denoiser.storage import FolderLost, fitted_name, remove_stale_temporaries, tagged_name
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from denoiser.engine import Engine, Settings
 from denoiser.imageio import read_image
+from denoiser.locations import left_alone
 from denoiser.noise import NoiseSpec, degrade, psnr, ssim
 from denoiser.settings import check
 
@@ -37,8 +38,8 @@ def per_image(function: Callable[[np.ndarray], np.ndarray]) -> Method:
 
 
 def load_clean(folder: Path) -> dict[str, np.ndarray]:
-    """The images of a folder (not dotfiles) as float pixels, by file stem."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    """The images of a folder (none `left_alone`) as float pixels, by file stem."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not left_alone([p.name]))
     return {path.stem: read_image(path).pixels for path in files}
 
 

@@ -14,7 +14,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,6 +23,23 @@ from denoiser.storage import tagged_name
 
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}  # URL scheme -> the extra that brings its backend
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+# Files that come with photos and are no images: sidecars (Google Takeout's JSON, XMP, Apple's edits, raw converters'
+# settings), the videos of Live Photos and cameras with their thumbnails, voice memos, and Windows' thumbnail caches
+# and folder settings. Batch, score, eval, watch and the Ray path leave them alone, as they leave hidden files.
+COMPANION_SUFFIXES = (
+    *(".json", ".xmp", ".aae", ".pp3", ".dop", ".on1", ".xml"),
+    *(".mov", ".mp4", ".m4v", ".avi", ".mts", ".m2ts", ".3gp", ".mkv", ".webm", ".lrv", ".thm"),
+    *(".wav", ".m4a"),
+)
+COMPANION_NAMES = ("thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r")
+
+
+def left_alone(parts: Sequence[str]) -> bool:
+    """Whether an input at this relative path is passed over: hidden (a part starts with a dot) or a companion."""
+    name = parts[-1].lower() if parts else ""
+    return any(part.startswith(".") for part in parts) or name in COMPANION_NAMES or name.endswith(COMPANION_SUFFIXES)
 
 
 class MissingExtra(RuntimeError):
@@ -165,8 +182,6 @@ def _local_names(source: Path, recursive: bool) -> list[tuple[str, str]]:
 
 def _remote_names(source: str, output: str, recursive: bool) -> list[tuple[str, str]]:
     """(URL, relative path) of the objects under a URL prefix, or of the one object it names, sorted."""
-    from denoiser.pipeline import left_alone
-
     fs, root = filesystem(source)
     fs.invalidate_cache()
     if fs.isfile(root):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -19,7 +19,7 @@ from denoiser.anomaly import HEATMAP_SUFFIX, Scorer, heatmap_image, heatmap_path
 from denoiser.artifact import DEFAULT_SCORER, default_model_path, resolve_model
 from denoiser.engine import Engine, Settings
 from denoiser.imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, Picture, read_image, write_image
-from denoiser.locations import Recorded, recorded
+from denoiser.locations import Recorded, left_alone, recorded
 from denoiser.records import STATUS_FAILED, STATUS_OK, Record
 from denoiser.scoring import Score
 from denoiser.storage import FolderLost, append_line, atomic_write, is_per_input
@@ -27,23 +27,6 @@ from denoiser.storage import FolderLost, append_line, atomic_write, is_per_input
 SCORES_FILE = "scores.jsonl"
 PROCESSED, FAILED, ANOMALIES = "processed", "failed", "anomalies"  # the daemon's routing folders in OUTPUT
 RESERVED_TOP = (SCORES_FILE, PROCESSED, FAILED, ANOMALIES)  # OUTPUT's top-level names the tool writes itself
-
-
-# Files that come with photos and are no images: sidecars (Google Takeout's JSON, XMP, Apple's edits, raw converters'
-# settings), the videos of Live Photos and cameras with their thumbnails, voice memos, and Windows' thumbnail caches
-# and folder settings. Batch, watch and the Ray path leave them alone, as they leave hidden files.
-COMPANION_SUFFIXES = (
-    *(".json", ".xmp", ".aae", ".pp3", ".dop", ".on1", ".xml"),
-    *(".mov", ".mp4", ".m4v", ".avi", ".mts", ".m2ts", ".3gp", ".mkv", ".webm", ".lrv", ".thm"),
-    *(".wav", ".m4a"),
-)
-COMPANION_NAMES = ("thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r")
-
-
-def left_alone(parts: Sequence[str]) -> bool:
-    """Whether an input at this relative path is passed over: hidden (a part starts with a dot) or a companion."""
-    name = parts[-1].lower() if parts else ""
-    return any(part.startswith(".") for part in parts) or name in COMPANION_NAMES or name.endswith(COMPANION_SUFFIXES)
 
 
 class Job(NamedTuple):

@@ -22,7 +22,7 @@ from PIL import Image, ImageCms
 
 from denoiser.cli import main
 from denoiser.distributed import Worker
-from denoiser.pipeline import left_alone
+from denoiser.locations import left_alone
 from denoiser.records import Record
 from tests.helpers import write_image
 

@@ -83,6 +83,8 @@ def test_folders_without_images_or_with_other_files_are_refused_in_words(tmp_pat
     empty, mixed = tmp_path / "empty", tmp_path / "mixed"
     empty.mkdir()
     mixed.mkdir()
+    (empty / "IMG_0001.MOV").write_bytes(b"\0\0\0\x14ftypqt  ")  # companions of photos are passed over
+    (empty / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
     (mixed / "notes.txt").write_text("not an image")
     out = str(tmp_path / "m.keras")
     for result in (
