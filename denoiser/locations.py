@@ -26,14 +26,15 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
 # Files that come with photos and are no images: sidecars (Google Takeout's JSON, XMP, Apple's edits, raw converters'
-# settings), the videos of Live Photos and cameras with their thumbnails, voice memos, and Windows' thumbnail caches
-# and folder settings. Batch, score, eval, watch and the Ray path leave them alone, as they leave hidden files.
+# settings), the videos of Live Photos, cameras and drones with their thumbnails and telemetry, voice memos, and the
+# thumbnail caches and folder settings of Windows, Picasa and Canon's ZoomBrowser. Batch, score, eval, watch and the
+# Ray path leave them alone, as they leave hidden files.
 COMPANION_SUFFIXES = (
     *(".json", ".xmp", ".aae", ".pp3", ".dop", ".on1", ".xml"),
-    *(".mov", ".mp4", ".m4v", ".avi", ".mts", ".m2ts", ".3gp", ".mkv", ".webm", ".lrv", ".thm"),
-    *(".wav", ".m4a"),
+    *(".mov", ".mp4", ".m4v", ".avi", ".mts", ".m2ts", ".3gp", ".mkv", ".webm", ".lrv", ".thm", ".srt"),
+    *(".wav", ".m4a", ".ini"),
 )
-COMPANION_NAMES = ("thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r")
+COMPANION_NAMES = ("thumbs.db", "ehthumbs.db", "zbthumbnail.info", "icon\r")
 
 
 def left_alone(parts: Sequence[str]) -> bool:

@@ -138,7 +138,8 @@ def test_candidates_skip_hidden_temporary_companion_and_nested_files(folders):
     inbox, _ = folders
     partial = ("b.png.part", "c.tmp", "d.crdownload", "g.png.filepart", "h.png.!sync", "i.png.!qB")
     partial += ("s.png.download/s.png",)  # Safari's bundle while it downloads
-    companions = ("a.png.json", "IMG_0001.MOV", "IMG_0001.AAE", "Thumbs.db", "desktop.ini", "sub/clip.mp4")
+    companions = ("a.png.json", "IMG_0001.MOV", "IMG_0001.AAE", "Thumbs.db", "desktop.ini", "Picasa.ini")
+    companions += ("DJI_0001.SRT", "sub/clip.mp4")
     for name in ("a.png", ".hidden.png", *partial, *companions, "sub/e.png", ".denoised-work/x/f.png"):
         write_image(inbox / name, np.zeros((4, 4), np.uint8), format="PNG")
     assert [p.name for p in inbox_files(inbox, inbox, recursive=False)] == ["a.png"]
