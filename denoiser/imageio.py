@@ -6,8 +6,8 @@ has them, plus JPEG quantization tables, subsampling, progressive mode, comment,
 included), IPTC/Photoshop (APP13) blocks and what follows the image (a motion photo's video); WebP
 lossless/lossy and XMP; PNG text, gamma/chromaticity/sRGB/cICP, sBIT and tIME chunks; TIFF
 compression, descriptive tags (see _TIFF_TAGS), the EXIF and GPS IFDs and IPTC; HEIF chroma
-subsampling, colour profile (nclx), XMP and a motion photo's video box; AVIF XMP. Not carried: PNG
-bKGD/sPLT/hIST, other TIFF private tags, and HEIF depth maps, auxiliary images and thumbnails.
+subsampling, colour profile (nclx), XMP, thumbnails and a motion photo's video box; AVIF XMP. Not
+carried: PNG bKGD/sPLT/hIST, other TIFF private tags, and HEIF depth maps and auxiliary images.
 Pixels are never rotated: the EXIF Orientation tag is carried, so the output displays like the
 input; HEIF is the exception, as libheif applies its rotation and mirroring while decoding and the
 Orientation is reset to 1.
@@ -693,7 +693,7 @@ def _read_heif(data: bytes, fmt: str, name: str, max_pixels: int) -> tuple[np.nd
     with contextlib.suppress(*_DECODE_ERRORS):
         _pillow_heif().set_orientation(info)  # libheif has rotated the pixels already
     options: dict[str, Any] = {"quality": HEIF_QUALITY}
-    options.update((key, info[key]) for key in ("chroma", "xmp") if info.get(key))
+    options.update((key, info[key]) for key in ("chroma", "xmp", "thumbnails") if info.get(key))  # thumbnails: sizes
     options.update((key, info["nclx_profile"][key]) for key in _HEIF_NCLX if info.get("nclx_profile"))
     boxes = list(_bmff_boxes(data))
     if video := b"".join(data[start:end] for kind, start, end in boxes if kind == b"mpvd"):

@@ -154,6 +154,14 @@ def test_a_tiffs_iptc_is_carried_even_stored_as_longs(tmp_path, rng, dtype, byte
         assert written.pages.first.tags.valueof(33723) == iptc
 
 
+def test_a_heics_thumbnail_is_written_again(tmp_path, rng):
+    """Finder, Quick Look and Photos show a HEIC's thumbnail rather than decode the whole image."""
+    (tmp_path / "thumb.heic").write_bytes(build_heif(rng, "RGB", thumbnails=[12]))
+    picture = read_image(tmp_path / "thumb.heic")
+    write_image(tmp_path / "out.heic", picture.pixels, picture)
+    assert pillow_heif.open_heif(tmp_path / "out.heic").info["thumbnails"] == [12]
+
+
 def test_no_trailer_is_carried_for_padding_or_an_mpos_images(tmp_path, rng):
     padded = build_8bit(rng, "RGB", "JPEG")[0] + bytes(64)
     images = [Image.frombytes("RGB", (W, H), u8(rng, 3).tobytes()) for _ in range(2)]
