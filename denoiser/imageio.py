@@ -973,9 +973,11 @@ def _nearest(colours: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np
 
 
 def write_image(path, pixels: np.ndarray, like: Picture) -> None:
-    """Write float H x W x C pixels to path in the format, mode, bit depth, alpha and metadata of `like`."""
+    """Write float H x W x C pixels to path in the format, mode, bit depth, alpha and metadata of `like`, and after
+    the encoded image what followed the source's (a motion photo's video)."""
     samples = _samples(pixels, like)
-    meta = like.meta
+    trailer = like.meta.options.get("trailer", b"")
+    meta = replace(like.meta, options={k: v for k, v in like.meta.options.items() if k != "trailer"})
     if meta.format == "PNG" and meta.bits == 16 and meta.mode != "L;16":
         encoder = _encode_png16
     elif meta.format == "TIFF" and meta.bits == 16:
@@ -985,7 +987,7 @@ def write_image(path, pixels: np.ndarray, like: Picture) -> None:
     else:
         encoder = _encode_pillow
     try:
-        data = encoder(samples, meta)
+        data = encoder(samples, meta) + trailer
     except _ENCODE_ERRORS as e:
         raise ImageError(f"{Path(path).name}: cannot encode {meta.mode} {meta.format} ({e})") from None
     _write_file(Path(path), data)
@@ -1018,7 +1020,7 @@ def _pillow_image(samples: np.ndarray, meta: ImageMeta) -> Image.Image:
 
 def _encode_pillow(samples: np.ndarray, meta: ImageMeta) -> bytes:
     """Encode with Pillow, carrying ICC, EXIF, DPI, transparency and the format's own options."""
-    options = {k: v for k, v in meta.options.items() if k not in ("chunks", "trailer", "iptc")}
+    options = {k: v for k, v in meta.options.items() if k not in ("chunks", "iptc")}
     if meta.options.get("iptc"):
         options["tiffinfo"] = {_IPTC_TAG: meta.options["iptc"]}
     if meta.icc_profile and meta.format != "BMP":
@@ -1033,16 +1035,15 @@ def _encode_pillow(samples: np.ndarray, meta: ImageMeta) -> bytes:
         options["pnginfo"] = _pnginfo(meta.options.get("chunks", ()))
     buffer = io.BytesIO()
     _pillow_image(samples, meta).save(buffer, format=meta.format, **options)
-    return buffer.getvalue() + meta.options.get("trailer", b"")
+    return buffer.getvalue()
 
 
 def _encode_heif(samples: np.ndarray, meta: ImageMeta) -> bytes:
     """Encode HEIF (HEVC) with pillow-heif: 16-bit samples as 10 bits, the source's chroma and colour profile."""
     heif = _pillow_heif().from_bytes(mode=meta.mode, size=(meta.width, meta.height), data=samples.tobytes())
     buffer = io.BytesIO()
-    options = {k: v for k, v in meta.options.items() if k != "trailer"}
-    heif.save(buffer, exif=meta.exif, icc_profile=meta.icc_profile, **options)
-    return buffer.getvalue() + meta.options.get("trailer", b"")
+    heif.save(buffer, exif=meta.exif, icc_profile=meta.icc_profile, **meta.options)
+    return buffer.getvalue()
 
 
 def _pnginfo(chunks) -> PngImagePlugin.PngInfo:
