@@ -65,7 +65,6 @@ def write(path: Path, pixels: np.ndarray, quality: int | None) -> None:
     """Save 8-bit H x W x 1 or 3 pixels as PNG, or as JPEG at `quality`."""
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
     image.save(path, **({"compress_level": 1} if quality is None else {"quality": quality}))
 
@@ -92,7 +91,7 @@ def main(data: Path, split: str, specs: tuple, crops: int, names: tuple) -> None
             change, quality = CONDITIONS[name]
             paths = [Path(folder) / f"{i:05d}.{'png' if quality is None else 'jpg'}" for i in range(len(views))]
             for path, view in zip(paths, views):
-                write(path, S.to8(np.clip(change(view, rng), 0.0, 1.0)), quality)
+                write(path, S.to8(change(view, rng)), quality)  # to8 clips
             line = []
             for scorer in scorers:
                 scores = np.array([r.score for r in B.score_files(scorer, paths, Path(folder) / "scored")])
