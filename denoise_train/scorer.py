@@ -363,6 +363,7 @@ def fit_photo_scorer(
     returns the scorer and counts."""
     from denoise_train.damage import train_damage
     from denoiser.anomaly import PhotoScorer
+    from denoiser.anomaly_features import BRIGHTER, DARK
 
     if recipe.damage_from and recipe.damage_width:
         raise ValueError("a reused damage network keeps its width: give --damage-width without --damage-from")
@@ -380,7 +381,12 @@ def fit_photo_scorer(
     kernels = {"global": whitening(glob, shrink), "range": ranges(glob), "local": whitening(local, shrink)}
     model = photo_model(kernels, damage)
     bank = np.asarray(model.get_layer(f"global{WHITENING}")(glob), np.float16)
-    card = {"kind": PhotoScorer.KIND, "neighbours": recipe.neighbours, "top": top}
+    card = {
+        "kind": PhotoScorer.KIND,
+        "neighbours": recipe.neighbours,
+        "top": top,
+        "brightening": {"below": DARK, "power": BRIGHTER},
+    }
     scorer = PhotoScorer(model, {"global": bank}, card)
     measured = [scorer.components(view) for view in photo_views(held_out, recipe.crops, rng)]
     components = {k: np.array([m[0][k] for m in measured]) for k in measured[0][0]}
@@ -479,8 +485,10 @@ def validation_flagged(scorer, recipe: ScorerRecipe) -> dict:
 
 
 PHOTO_SCORE = (
-    "max of the components, each divided by its (1 - fpr) quantile on held-out training photos: global = mean "
-    "Mahalanobis distance of the image's statistics to the nearest normal training images; range = the most "
+    "max of the components, each divided by its (1 - fpr) quantile on held-out training photos, the statistics of an "
+    "image darker than `brightening.below` on average measured also with its values raised to `brightening.power` "
+    "and the ones nearer photos kept: global = mean Mahalanobis distance of the image's statistics to the nearest "
+    "normal training images; range = the most "
     "outlying continuous statistic, in half-widths of its 1-99% range; local = mean of the largest patch "
     "Mahalanobis distances"
 )

@@ -134,7 +134,8 @@ class PhotoScorer:
     outlying single statistic lies from its median, in half-widths of its 1-99% range on training photos (one
     statistic far out, as the coarse contrast of a noise field, is diluted in the distance); `local`, the mean of
     the `top` largest Mahalanobis distances of patch statistics, which also compare a patch to its neighbourhood;
-    and, when the model holds a damage network (a sub-model named DAMAGE), `damage` (see `damage_level`).
+    and, when the model holds a damage network (a sub-model named DAMAGE), `damage` (see `damage_level`). A dark
+    image is also measured brightened (`Brightening`), and the statistics nearer normal photos are kept.
     Each is divided by its (1 - fpr) quantile on held-out normal photos, and the raw score is the largest.
     """
 
@@ -150,6 +151,7 @@ class PhotoScorer:
         self.damage = next((layer for layer in model.layers if layer.name == DAMAGE), None)
         self.bank = np.asarray(banks.get("global", np.zeros((0, 0))), np.float64)
         self.neighbours, self.top = int(card.get("neighbours", 5)), int(card.get("top", 3))
+        self.brightening = Brightening(**card["brightening"]) if "brightening" in card else None
         self.scales = dict(card.get("scales", {"global": 1.0, "range": 1.0, "local": 1.0}))
         self.calibration = Calibration.from_card(card)
         self.pixel_threshold = float(card.get("pixel_threshold", 0.0)) or None
@@ -166,17 +168,12 @@ class PhotoScorer:
 
     def components(self, pixels: np.ndarray) -> tuple[dict, Maps]:
         """The image's components (global, range, local, and damage with a damage network) and its maps."""
-        from denoiser.anomaly_features import colour_planes, global_features, local_features, working_copy
+        from denoiser.anomaly_features import colour_planes, local_features, toned, working_copy
 
         pixels = colour_planes(pixels)
         work = working_copy(pixels)  # shared by both kinds of statistics
-        statistics = global_features(pixels, work)[None]
-        white = self.whiten("global", statistics)
-        if len(self.bank):
-            glob = float(nearest_distance(white, self.bank, self.neighbours)[0])
-        else:
-            glob = float(np.sqrt((white**2).sum()))
-        local = local_features(pixels, work)
+        glob, statistics, power = self.global_statistics(pixels, work)
+        local = local_features(pixels, toned(work, power))
         patches = np.sqrt((self.whiten("local", local.reshape(-1, local.shape[-1])) ** 2).sum(axis=1))
         top = np.sort(patches)[-min(self.top, len(patches)) :].mean()
         outlying = float(np.abs(self.whiten("range", statistics)).max())
@@ -185,6 +182,25 @@ class PhotoScorer:
         if damage is not None:
             found["damage"] = damage_level(damage)
         return found, Maps(patches.reshape(local.shape[:2]), damage)
+
+    def global_statistics(self, pixels: np.ndarray, work: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """The image's global distance, its global statistics (1 x n) and the tone power they were measured under:
+        a dark image's values are also raised to the brightening power, and the measurement nearer photos is kept."""
+        from denoiser.anomaly_features import GLOBAL_NAMES, global_features
+
+        statistics = global_features(pixels, work)[None]
+        measured = self.global_distance(statistics), statistics, 1.0
+        if self.brightening is None or statistics[0, GLOBAL_NAMES.index("mean")] >= self.brightening.below:
+            return measured
+        brighter = global_features(pixels, work, self.brightening.power)[None]
+        return min(measured, (self.global_distance(brighter), brighter, self.brightening.power), key=lambda m: m[0])
+
+    def global_distance(self, statistics: np.ndarray) -> float:
+        """Mean distance of global statistics (1 x n), whitened, to the nearest normal views (norm without a bank)."""
+        white = self.whiten("global", statistics)
+        if len(self.bank):
+            return float(nearest_distance(white, self.bank, self.neighbours)[0])
+        return float(np.sqrt((white**2).sum()))
 
     def damage_map(self, pixels: np.ndarray) -> np.ndarray:
         """The damage network's probability per pixel of the image's damage canvas (its unpadded part)."""
@@ -228,6 +244,13 @@ class PhotoScorer:
             window = heat[row * STRIDE : row * STRIDE + PATCH, col * STRIDE : col * STRIDE + PATCH]
             np.maximum(window, value, out=window)
         return heat * scale
+
+
+class Brightening(NamedTuple):
+    """Images darker than `below` on average are also measured with their values raised to `power`."""
+
+    below: float
+    power: float
 
 
 class Maps(NamedTuple):

@@ -366,7 +366,7 @@ def test_the_shipped_scorer_carries_its_damage_network():
     from denoiser.artifact import card_history
 
     scorer = Scorer.load("scorer")
-    assert scorer.damage is not None and scorer.damage_threshold > 0
+    assert scorer.damage is not None and scorer.damage_threshold > 0 and scorer.brightening is not None
     assert set(scorer.scales) == {"global", "range", "local", "damage"}
     assert any("--damage-steps" in step["command"] for step in card_history(scorer.card))
 
@@ -486,3 +486,19 @@ def test_batch_records_score_the_input_not_the_cleaned_image(tmp_path, photo_sco
     expected = scorer.score(read_image(source).pixels)[0]
     assert abs(entry["raw_score"] - expected.raw) < 1e-6 and entry["anomalous"]
     assert abs(entry["raw_score"] - scorer.score(read_image(out / "noise.png").pixels)[0].raw) > 1e-3
+
+
+def test_photo_scorer_measures_dark_images_also_brightened(photo_scorer):
+    from denoiser.anomaly import PhotoScorer
+    from denoiser.anomaly_features import BRIGHTER, DARK
+
+    scorer = Scorer.load(photo_scorer)
+    older = PhotoScorer(
+        scorer.model, {"global": scorer.bank}, {k: v for k, v in scorer.card.items() if k != "brightening"}
+    )
+    photos = [image.astype(np.float32) / 255 for image in pink(np.random.default_rng(12), 80)]
+    dark = [image for image in (photo**2.2 for photo in photos) if image.mean() < DARK]  # a darker tone curve
+    assert scorer.brightening == (DARK, BRIGHTER) and older.brightening is None and len(dark) >= 12
+    assert all(scorer.components(photo)[0] == older.components(photo)[0] for photo in photos[:5])  # measured once
+    assert sum(older.score(image)[0].anomalous for image in dark) >= 0.8 * len(dark)
+    assert sum(scorer.score(image)[0].anomalous for image in dark) <= 0.2 * len(dark)  # as the photos themselves
