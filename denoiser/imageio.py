@@ -1139,7 +1139,7 @@ def _encode_tiff16(samples: np.ndarray, meta: ImageMeta) -> bytes:
 
 def _tiff16_extratags(exif_bytes: bytes | None, iptc: bytes | None) -> list[tuple]:
     """tifffile extratags for IPTC, and Orientation, XMP, the ASCII tags and stand-ins for the EXIF and GPS IFDs
-    (see _with_sub_ifds) carried in the EXIF bytes."""
+    (see _with_sub_ifds) carried in the EXIF bytes; none for an IFD that Pillow cannot write."""
     tags = [(_IPTC_TAG, 7, len(iptc), iptc, True)] if iptc else []
     if not exif_bytes:
         return tags
@@ -1151,7 +1151,9 @@ def _tiff16_extratags(exif_bytes: bytes | None, iptc: bytes | None) -> list[tupl
     if 700 in exif:
         xmp = bytes(exif[700]) if not isinstance(exif[700], str) else exif[700].encode()
         tags.append((700, "B", len(xmp), xmp, True))
-    tags += [(stand_in, "I", 1, 0, True) for tag, stand_in in _SUB_IFDS.items() if tag in exif]
+    tags += [
+        (stand_in, "I", 1, 0, True) for tag, stand_in in _SUB_IFDS.items() if tag in exif and _ifd_bytes(exif, tag, 0)
+    ]
     return tags
 
 

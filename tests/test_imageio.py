@@ -694,6 +694,27 @@ def test_16bit_tiff_exif_and_gps_ifds_carried(tmp_path, rng, byteorder):
             np.testing.assert_array_equal(written.pages.first.asarray(), tifffile.imread(tmp_path / "plain.tif"))
 
 
+def test_16bit_tiff_leaves_out_an_exif_ifd_that_cannot_be_written(tmp_path, rng, monkeypatch):
+    """An EXIF IFD that Pillow cannot write again is left out, and so is the tag that would have held its place."""
+    import denoiser.imageio as imageio
+
+    tifffile.imwrite(tmp_path / "plain.tif", u16(rng, 3), photometric="rgb")
+    plain = read_image(tmp_path / "plain.tif")
+    exif = Image.Exif()
+    exif[271] = "TestCam"
+    exif[0x8769] = {0x9003: "2024:01:02 03:04:05"}
+    exif[0x8825] = {1: "N"}
+    writable = imageio._ifd_bytes
+    monkeypatch.setattr(imageio, "_ifd_bytes", lambda exif, tag, at: b"" if tag == 0x8769 else writable(exif, tag, at))
+    write_image(tmp_path / "out.tif", plain.pixels, plain._replace(meta=replace(plain.meta, exif=exif.tobytes())))
+    with tifffile.TiffFile(tmp_path / "out.tif") as written:
+        codes = {tag.code for tag in written.pages.first.tags}
+        np.testing.assert_array_equal(written.pages.first.asarray(), tifffile.imread(tmp_path / "plain.tif"))
+    assert 0x8825 in codes and not codes & {0x8769, 0x8768, 0x8824}
+    with Image.open(tmp_path / "out.tif") as written:
+        assert written.getexif()[271] == "TestCam" and written.getexif().get_ifd(0x8825) == {1: "N"}
+
+
 @pytest.mark.parametrize(
     ("fmt", "mode"), [("PNG", "RGB"), ("JPEG", "RGB"), ("TIFF", "RGB"), ("BMP", "RGB"), ("PNG", "L")]
 )
