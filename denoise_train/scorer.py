@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
 UNRECORDED = ("data", "out", "workers", "processes")  # recipe fields the card leaves out: paths and batch painters
+PATCHES = 40  # random patches of each fitting view whose statistics a photo scorer's `local` Gaussian is fitted on
 
 
 class ScorerRecipe(NamedTuple):
@@ -319,6 +320,21 @@ def photo_features(views: list[np.ndarray], patches: int, rng: np.random.Generat
     return np.stack(glob), np.concatenate(local)
 
 
+def holdout_split(files: list[Path], recipe: ScorerRecipe, rng: np.random.Generator) -> tuple[list, list]:
+    """A photo scorer's held-out (calibration) files and fitting files, drawn from `rng`."""
+    order = rng.permutation(len(files))
+    cut = max(1, int(round(len(files) * recipe.holdout)))
+    return [files[i] for i in order[:cut]], [files[i] for i in order[cut:]]
+
+
+def calibration_views(files: list[Path], recipe: ScorerRecipe) -> list[np.ndarray]:
+    """The held-out views a photo scorer is calibrated on, drawn as `fit_photo_scorer` draws them."""
+    rng = np.random.default_rng(recipe.seed)
+    held_out, fitting = holdout_split(files, recipe, rng)
+    photo_features(photo_views(fitting, recipe.crops, rng), PATCHES, rng)  # draws what the fit draws before them
+    return photo_views(held_out, recipe.crops, rng)
+
+
 def whitening(features: np.ndarray, shrink: float) -> tuple[np.ndarray, np.ndarray]:
     """Kernel and bias that map features to whitened ones: squared norm = Mahalanobis distance (with the
     standardised covariance shrunk toward the identity by `shrink`)."""
@@ -357,7 +373,7 @@ def photo_model(kernels: dict, damage: keras.Model | None = None):
 
 
 def fit_photo_scorer(
-    files: list[Path], recipe: ScorerRecipe, shrink: float = 0.01, patches: int = 40, top: int = 3
+    files: list[Path], recipe: ScorerRecipe, shrink: float = 0.01, patches: int = PATCHES, top: int = 3
 ) -> tuple[Scorer, dict]:
     """Fit the two Gaussians (and train the damage network) on most of `files`, calibrate on the held-out rest;
     returns the scorer and counts."""
@@ -368,9 +384,7 @@ def fit_photo_scorer(
     if recipe.damage_from and recipe.damage_width:
         raise ValueError("a reused damage network keeps its width: give --damage-width without --damage-from")
     rng = np.random.default_rng(recipe.seed)
-    order = rng.permutation(len(files))
-    cut = max(1, int(round(len(files) * recipe.holdout)))
-    held_out, fitting = [files[i] for i in order[:cut]], [files[i] for i in order[cut:]]
+    held_out, fitting = holdout_split(files, recipe, rng)
     glob, local = photo_features(photo_views(fitting, recipe.crops, rng), patches, rng)
     damage, damage_counts = None, {}
     if recipe.damage_from:

@@ -337,6 +337,18 @@ def test_a_reused_damage_network_trains_further_with_damage_steps(photo_folder, 
     assert this_pass["seconds"] == further.card["training"]["seconds"]
 
 
+def test_calibration_views_are_the_ones_the_fit_calibrated_on(photo_folder, photo_scorer):
+    from denoise_train.scorer import ScorerRecipe, calibration_views, photo_files
+    from denoiser.scoring import calibrate
+
+    scorer = Scorer.load(photo_scorer)
+    recipe = ScorerRecipe(str(photo_folder / "normal"), "", preset="photo", crops=2, holdout=0.3, neighbours=3)
+    views = calibration_views(photo_files(recipe)[0], recipe)
+    assert len(views) == scorer.card["training"]["calibration_views"]
+    raw = [scorer.raw(scorer.components(view)[0]) for view in views]
+    assert calibrate(raw, recipe.fpr) == pytest.approx(scorer.calibration)
+
+
 def test_a_fresh_damage_network_is_16_channels_wide_unless_told(monkeypatch):
     from denoise_train import run
     from denoise_train.scorer import damage_training
