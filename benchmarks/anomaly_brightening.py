@@ -32,18 +32,11 @@ def measured(scorer, pixels: np.ndarray) -> np.ndarray:
 
     planes = F.colour_planes(pixels)
     work, out = F.working_copy(planes), []
-    for power in (F.BRIGHTER, 1.0):  # as it is last: its statistics give the mean brightness
+    for power in (1.0, F.BRIGHTER):
         statistics = F.global_features(planes, work, power)[None]
-        local = F.local_features(planes, F.toned(work, power))
-        patches = np.sqrt((scorer.whiten("local", local.reshape(-1, local.shape[-1])) ** 2).sum(axis=1))
-        out = [
-            scorer.global_distance(statistics),
-            np.abs(scorer.whiten("range", statistics)).max(),
-            np.sort(patches)[-scorer.top :].mean(),
-            *out,
-        ]
-    mean = statistics[0, F.GLOBAL_NAMES.index("mean")]
-    return np.array([*out, damage_level(scorer.damage_map(planes)), mean])
+        found, _ = scorer.levels(statistics, F.local_features(planes, F.toned(work, power)))
+        out += [found["global"], found["range"], found["local"]]
+    return np.array([*out, damage_level(scorer.damage_map(planes)), F.luminance(work).mean()])  # the `mean` statistic
 
 
 def components(rows: np.ndarray, below: float) -> np.ndarray:

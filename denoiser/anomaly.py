@@ -172,28 +172,36 @@ class PhotoScorer:
 
         pixels = colour_planes(pixels)
         work = working_copy(pixels)  # shared by both kinds of statistics
-        glob, statistics, power = self.global_statistics(pixels, work)
-        local = local_features(pixels, toned(work, power))
-        patches = np.sqrt((self.whiten("local", local.reshape(-1, local.shape[-1])) ** 2).sum(axis=1))
-        top = np.sort(patches)[-min(self.top, len(patches)) :].mean()
-        outlying = float(np.abs(self.whiten("range", statistics)).max())
-        found = {"global": glob, "range": outlying, "local": float(top)}
+        statistics, power = self.global_statistics(pixels, work)
+        found, patches = self.levels(statistics, local_features(pixels, toned(work, power)))
         damage = None if self.damage is None else self.damage_map(pixels)
         if damage is not None:
             found["damage"] = damage_level(damage)
-        return found, Maps(patches.reshape(local.shape[:2]), damage)
+        return found, Maps(patches, damage)
 
-    def global_statistics(self, pixels: np.ndarray, work: np.ndarray) -> tuple[float, np.ndarray, float]:
-        """The image's global distance, its global statistics (1 x n) and the tone power they were measured under:
-        a dark image's values are also raised to the brightening power, and the measurement nearer photos is kept."""
+    def global_statistics(self, pixels: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, float]:
+        """The image's global statistics (1 x n) and the tone power they were measured under: a dark image's values
+        are also raised to the brightening power, and the measurement nearer photos is kept."""
         from denoiser.anomaly_features import GLOBAL_NAMES, global_features
 
         statistics = global_features(pixels, work)[None]
-        measured = self.global_distance(statistics), statistics, 1.0
         if self.brightening is None or statistics[0, GLOBAL_NAMES.index("mean")] >= self.brightening.below:
-            return measured
+            return statistics, 1.0
         brighter = global_features(pixels, work, self.brightening.power)[None]
-        return min(measured, (self.global_distance(brighter), brighter, self.brightening.power), key=lambda m: m[0])
+        if self.global_distance(brighter) < self.global_distance(statistics):
+            return brighter, self.brightening.power
+        return statistics, 1.0
+
+    def levels(self, statistics: np.ndarray, local: np.ndarray) -> tuple[dict, np.ndarray]:
+        """The global, range and local components of an image's statistics (global 1 x n, local rows x cols x n),
+        and the distance of each patch (rows x cols)."""
+        patches = np.sqrt((self.whiten("local", local.reshape(-1, local.shape[-1])) ** 2).sum(axis=1))
+        found = {
+            "global": self.global_distance(statistics),
+            "range": float(np.abs(self.whiten("range", statistics)).max()),
+            "local": float(np.sort(patches)[-min(self.top, len(patches)) :].mean()),
+        }
+        return found, patches.reshape(local.shape[:2])
 
     def global_distance(self, statistics: np.ndarray) -> float:
         """Mean distance of global statistics (1 x n), whitened, to the nearest normal views (norm without a bank)."""
