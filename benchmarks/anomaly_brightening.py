@@ -51,23 +51,19 @@ def jpeg(pixels: np.ndarray, quality: int | None) -> np.ndarray:
 
     if quality is not None:
         buffer = io.BytesIO()
-        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, "JPEG", quality=quality)
+        C.write(buffer, pixels, quality)
         pixels = np.asarray(Image.open(buffer)).reshape(pixels.shape)
     return pixels.astype(np.float32) / 255
 
 
 def groups(data: Path, scorer, names: tuple) -> dict:
     """Measured rows of the validation views in each condition (BSD and packaged photos apart) and of odd inputs."""
-    rng = np.random.default_rng(B.SEEDS["validation"] + 7)
-    views = []
-    for path in B.split_files(data, "validation"):
-        photo = S.read_photo(path)
-        group = "bsd" if path.parent.name in ("train400", "cbsd432") else "packaged"
-        views += [(group, view) for view in [photo] + [S.crop(photo, rng)]]
+    views, rng = C.photo_views(data, "validation", 1)
     out = {}
     for name in names:
         change, quality = C.CONDITIONS[name]
-        for group, view in views:
+        for path, view in views:
+            group = "bsd" if path.parent.name in ("train400", "cbsd432") else "packaged"
             row = measured(scorer, jpeg(S.to8(change(view, rng)), quality))
             out.setdefault(f"{name} / {group}", []).append(row)
     for sample in S.odd_samples(20, B.SEEDS["validation"] + 1, data / "fashion-mnist"):

@@ -61,12 +61,24 @@ CONDITIONS = {  # name: (change, JPEG quality or None for PNG)
 }
 
 
-def write(path: Path, pixels: np.ndarray, quality: int | None) -> None:
-    """Save 8-bit H x W x 1 or 3 pixels as PNG, or as JPEG at `quality`."""
+def write(target, pixels: np.ndarray, quality: int | None) -> None:
+    """Save 8-bit H x W x 1 or 3 pixels as PNG, or as JPEG at `quality`, to a path or a binary file."""
     from PIL import Image
 
     image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    image.save(path, **({"compress_level": 1} if quality is None else {"quality": quality}))
+    options = {"format": "PNG", "compress_level": 1} if quality is None else {"format": "JPEG", "quality": quality}
+    image.save(target, **options)
+
+
+def photo_views(data: Path, split: str, crops: int) -> tuple[list[tuple[Path, np.ndarray]], np.random.Generator]:
+    """Each photo of the split whole and as `crops` random crops, with its file; and the generator that drew the
+    crops, which goes on to draw the conditions."""
+    rng = np.random.default_rng(B.SEEDS[split] + 7)
+    views = []
+    for path in B.split_files(data, split):
+        photo = S.read_photo(path)
+        views += [(path, view) for view in [photo] + [S.crop(photo, rng) for _ in range(crops)]]
+    return views, rng
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -80,17 +92,13 @@ def main(data: Path, split: str, specs: tuple, crops: int, names: tuple) -> None
     from denoiser.anomaly import Scorer
 
     scorers = [Scorer.load(spec) for spec in specs]
-    rng = np.random.default_rng(B.SEEDS[split] + 7)
-    views = []
-    for path in B.split_files(data, split):
-        photo = S.read_photo(path)
-        views += [photo] + [S.crop(photo, rng) for _ in range(crops)]
+    views, rng = photo_views(data, split, crops)
     click.echo(f"{split} split: {len(views)} views (whole and {crops} crops a photo); scorers {', '.join(specs)}")
     with tempfile.TemporaryDirectory() as folder:
         for name in names or CONDITIONS:
             change, quality = CONDITIONS[name]
             paths = [Path(folder) / f"{i:05d}.{'png' if quality is None else 'jpg'}" for i in range(len(views))]
-            for path, view in zip(paths, views):
+            for path, (_, view) in zip(paths, views):
                 write(path, S.to8(change(view, rng)), quality)  # to8 clips
             line = []
             for scorer in scorers:
